@@ -1,0 +1,386 @@
+// Package config loads perund's configuration: defaults < YAML file <
+// PERUND_* environment < flags, validated with errors that name the key.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// EnvPrefix is the prefix of configuration environment variables. A key maps
+// to PERUND_ + the key upper-cased with dots as underscores, e.g.
+// rpc.allowedOrigins is PERUND_RPC_ALLOWEDORIGINS.
+const EnvPrefix = "PERUND_"
+
+// Contract modes.
+const (
+	ModeValidate         = "validate"
+	ModeDeploy           = "deploy"
+	ModeValidateOrDeploy = "validateOrDeploy"
+)
+
+// Embedded is the chain.url value that selects the in-process chain.
+const Embedded = "embedded"
+
+// Config is the whole node configuration.
+type Config struct {
+	RPC       RPC       `koanf:"rpc"`
+	DataDir   string    `koanf:"dataDir"`
+	Keystore  Keystore  `koanf:"keystore"`
+	Chain     Chain     `koanf:"chain"`
+	Contracts Contracts `koanf:"contracts"`
+	Channel   Channel   `koanf:"channel"`
+	Comm      Comm      `koanf:"comm"`
+	Log       Log       `koanf:"log"`
+	// AllowAccountCreation enables account_new (set by perund dev).
+	AllowAccountCreation bool `koanf:"allowAccountCreation"`
+}
+
+// RPC configures the JSON-RPC WebSocket server.
+type RPC struct {
+	Listen         string   `koanf:"listen"`
+	AllowedOrigins []string `koanf:"allowedOrigins"`
+	AuthToken      string   `koanf:"authToken"`
+	MaxMessageSize int64    `koanf:"maxMessageSize"`
+	MaxConnections int      `koanf:"maxConnections"`
+	MaxPending     int      `koanf:"maxPending"`
+	MaxBatch       int      `koanf:"maxBatch"`
+}
+
+// Keystore configures where keys live.
+type Keystore struct {
+	Dir string `koanf:"dir"`
+	// LightKDF uses light scrypt parameters for new keys (dev and tests).
+	LightKDF bool `koanf:"lightKdf"`
+}
+
+// Chain configures the Ethereum connection.
+type Chain struct {
+	URL       string        `koanf:"url"`
+	ID        uint64        `koanf:"id"`
+	TxTimeout time.Duration `koanf:"txTimeout"`
+	// BlockInterval is the embedded chain's empty-block interval.
+	BlockInterval time.Duration `koanf:"blockInterval"`
+}
+
+// Contracts configures the Perun contracts.
+type Contracts struct {
+	Mode           string `koanf:"mode"`
+	Adjudicator    string `koanf:"adjudicator"`
+	AssetHolderETH string `koanf:"assetHolderETH"`
+	// Deployer is the keystore account paying for deployments on a real chain.
+	Deployer string `koanf:"deployer"`
+	// DeployerPasswordFile holds the deployer's keystore password.
+	DeployerPasswordFile string `koanf:"deployerPasswordFile"`
+}
+
+// Channel configures channel defaults.
+type Channel struct {
+	// ChallengeDuration is in seconds of block time.
+	ChallengeDuration uint64        `koanf:"challengeDuration"`
+	ResponseTimeout   time.Duration `koanf:"responseTimeout"`
+	AutoAcceptClose   bool          `koanf:"autoAcceptClose"`
+}
+
+// Comm configures the peer-to-peer listener of every session.
+type Comm struct {
+	Host        string        `koanf:"host"`
+	DialTimeout time.Duration `koanf:"dialTimeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"`
+}
+
+// Defaults returns the default configuration as a flat key map.
+func Defaults() map[string]any {
+	return map[string]any{
+		"rpc.listen":                     "127.0.0.1:8400",
+		"rpc.allowedOrigins":             []string{},
+		"rpc.authToken":                  "",
+		"rpc.maxMessageSize":             int64(1 << 20),
+		"rpc.maxConnections":             1000,
+		"rpc.maxPending":                 64,
+		"rpc.maxBatch":                   100,
+		"dataDir":                        "./perund-data",
+		"keystore.dir":                   "",
+		"keystore.lightKdf":              false,
+		"chain.url":                      Embedded,
+		"chain.id":                       uint64(1337),
+		"chain.txTimeout":                "60s",
+		"chain.blockInterval":            "1s",
+		"contracts.mode":                 ModeValidateOrDeploy,
+		"contracts.adjudicator":          "",
+		"contracts.assetHolderETH":       "",
+		"contracts.deployer":             "",
+		"contracts.deployerPasswordFile": "",
+		"channel.challengeDuration":      uint64(600),
+		"channel.responseTimeout":        "30s",
+		"channel.autoAcceptClose":        false,
+		"comm.host":                      "127.0.0.1",
+		"comm.dialTimeout":               "5s",
+		"log.level":                      "info",
+		"log.format":                     "text",
+		"allowAccountCreation":           false,
+	}
+}
+
+// KeyError is a configuration error about one key.
+type KeyError struct {
+	Key    string
+	Reason string
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("config key %s: %s", e.Key, e.Reason) }
+
+// Sources are the inputs of Load, each optional.
+type Sources struct {
+	// File is a YAML file path.
+	File string
+	// Env is the environment as KEY=VALUE strings (os.Environ()).
+	Env []string
+	// Flags are key/value overrides from the command line.
+	Flags map[string]any
+	// Base overrides the defaults (used by perund dev) and sits below the file.
+	Base map[string]any
+}
+
+// Load merges the sources over the defaults, validates and returns the
+// configuration.
+func Load(src Sources) (*Config, error) {
+	k := koanf.New(".")
+	defaults := Defaults()
+	if err := k.Load(confmap.Provider(defaults, "."), nil); err != nil {
+		return nil, fmt.Errorf("load defaults: %w", err)
+	}
+	known := make(map[string]bool, len(defaults))
+	envKey := make(map[string]string, len(defaults))
+	for key := range defaults {
+		known[key] = true
+		envKey[EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, ".", "_"))] = key
+	}
+	layers := []struct {
+		name string
+		m    map[string]any
+	}{{"base", src.Base}}
+	if src.File != "" {
+		fk := koanf.New(".")
+		if err := fk.Load(file.Provider(src.File), yaml.Parser()); err != nil {
+			return nil, fmt.Errorf("read config file %s: %w", src.File, err)
+		}
+		layers = append(layers, struct {
+			name string
+			m    map[string]any
+		}{"file " + src.File, fk.All()})
+	}
+	env := map[string]any{}
+	for _, kv := range src.Env {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		key, ok := envKey[name]
+		if !ok {
+			return nil, &KeyError{Key: name, Reason: "unknown environment variable"}
+		}
+		env[key] = val
+	}
+	layers = append(layers, struct {
+		name string
+		m    map[string]any
+	}{"environment", env}, struct {
+		name string
+		m    map[string]any
+	}{"flags", src.Flags})
+	for _, l := range layers {
+		if len(l.m) == 0 {
+			continue
+		}
+		flat := flatten(l.m)
+		for key := range flat {
+			if !known[key] {
+				return nil, &KeyError{Key: key, Reason: "unknown key (in " + l.name + ")"}
+			}
+		}
+		if err := k.Load(confmap.Provider(flat, "."), nil); err != nil {
+			return nil, fmt.Errorf("load %s: %w", l.name, err)
+		}
+	}
+	var cfg Config
+	for key := range defaults {
+		if err := decodeKey(k, key, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// decodeKey decodes one key so a bad value is reported with its key.
+func decodeKey(k *koanf.Koanf, key string, cfg *Config) error {
+	sub := koanf.New(".")
+	_ = sub.Set(key, k.Get(key))
+	dc := &mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+		WeaklyTypedInput: true,
+		Result:           cfg,
+		TagName:          "koanf",
+	}
+	if err := sub.UnmarshalWithConf("", cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
+		return &KeyError{Key: key, Reason: fmt.Sprintf("bad value %v: %v", k.Get(key), err)}
+	}
+	return nil
+}
+
+// flatten turns nested maps into dotted keys.
+func flatten(m map[string]any) map[string]any {
+	out := map[string]any{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+			for k, vv := range sub {
+				walk(join(prefix, k), vv)
+			}
+			return
+		}
+		out[prefix] = v
+	}
+	for k, v := range m {
+		walk(k, v)
+	}
+	return out
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}
+
+// Validate checks value ranges and formats; the error names the key.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.RPC.Listen); err != nil {
+		return &KeyError{"rpc.listen", fmt.Sprintf("%q is not host:port", c.RPC.Listen)}
+	}
+	for _, o := range c.RPC.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
+			return &KeyError{"rpc.allowedOrigins", fmt.Sprintf("%q is not an origin like https://host:port or *", o)}
+		}
+	}
+	if c.RPC.MaxMessageSize < 1024 {
+		return &KeyError{"rpc.maxMessageSize", "must be at least 1024 bytes"}
+	}
+	if c.RPC.MaxConnections < 1 {
+		return &KeyError{"rpc.maxConnections", "must be at least 1"}
+	}
+	if c.RPC.MaxPending < 1 {
+		return &KeyError{"rpc.maxPending", "must be at least 1"}
+	}
+	if c.RPC.MaxBatch < 1 {
+		return &KeyError{"rpc.maxBatch", "must be at least 1"}
+	}
+	if c.DataDir == "" {
+		return &KeyError{"dataDir", "must not be empty"}
+	}
+	if c.Chain.URL != Embedded {
+		u, err := url.Parse(c.Chain.URL)
+		switch {
+		case err != nil || u.Host == "":
+			return &KeyError{"chain.url", fmt.Sprintf("%q is not %q or a ws:// or wss:// URL", c.Chain.URL, Embedded)}
+		case u.Scheme == "http" || u.Scheme == "https":
+			return &KeyError{"chain.url", fmt.Sprintf("%q: HTTP is not supported (perun needs subscriptions): use ws:// or wss://", c.Chain.URL)}
+		case u.Scheme != "ws" && u.Scheme != "wss":
+			return &KeyError{"chain.url", fmt.Sprintf("%q: scheme must be ws or wss", c.Chain.URL)}
+		}
+	}
+	if c.Chain.ID == 0 {
+		return &KeyError{"chain.id", "must not be 0"}
+	}
+	if c.Chain.TxTimeout < time.Second {
+		return &KeyError{"chain.txTimeout", "must be at least 1s (write durations like 60s)"}
+	}
+	if c.Chain.BlockInterval < 10*time.Millisecond {
+		return &KeyError{"chain.blockInterval", "must be at least 10ms"}
+	}
+	switch c.Contracts.Mode {
+	case ModeValidate, ModeDeploy, ModeValidateOrDeploy:
+	default:
+		return &KeyError{"contracts.mode", fmt.Sprintf("%q is not one of validate, deploy, validateOrDeploy", c.Contracts.Mode)}
+	}
+	for key, v := range map[string]string{
+		"contracts.adjudicator":    c.Contracts.Adjudicator,
+		"contracts.assetHolderETH": c.Contracts.AssetHolderETH,
+		"contracts.deployer":       c.Contracts.Deployer,
+	} {
+		if v != "" && !common.IsHexAddress(v) {
+			return &KeyError{key, fmt.Sprintf("%q is not a hex address", v)}
+		}
+	}
+	if c.Contracts.Mode == ModeValidate && (c.Contracts.Adjudicator == "" || c.Contracts.AssetHolderETH == "") {
+		return &KeyError{"contracts.adjudicator", "validate mode needs contracts.adjudicator and contracts.assetHolderETH"}
+	}
+	if c.Channel.ChallengeDuration == 0 {
+		return &KeyError{"channel.challengeDuration", "must be at least 1 (seconds)"}
+	}
+	if c.Channel.ResponseTimeout < time.Second {
+		return &KeyError{"channel.responseTimeout", "must be at least 1s (write durations like 30s)"}
+	}
+	if net.ParseIP(c.Comm.Host) == nil && c.Comm.Host != "localhost" {
+		return &KeyError{"comm.host", fmt.Sprintf("%q is not an IP address", c.Comm.Host)}
+	}
+	if c.Comm.DialTimeout < 100*time.Millisecond {
+		return &KeyError{"comm.dialTimeout", "must be at least 100ms"}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &KeyError{"log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level)}
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return &KeyError{"log.format", fmt.Sprintf("%q is not text or json", c.Log.Format)}
+	}
+	return nil
+}
+
+// KeystoreDir returns the keystore directory (dataDir/keystore by default).
+func (c *Config) KeystoreDir() string {
+	if c.Keystore.Dir != "" {
+		return c.Keystore.Dir
+	}
+	return filepath.Join(c.DataDir, "keystore")
+}
+
+// Keys lists every configuration key, sorted (for documentation and help).
+func Keys() []string {
+	var out []string
+	for k := range Defaults() {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

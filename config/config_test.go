@@ -1,0 +1,77 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "perund.yaml")
+	require.NoError(t, os.WriteFile(f, []byte(`
+rpc:
+  listen: 127.0.0.1:9000
+  allowedOrigins: [https://wallet.example]
+channel:
+  responseTimeout: 10s
+  challengeDuration: 100
+log:
+  level: debug
+`), 0o600))
+	cfg, err := Load(Sources{
+		File:  f,
+		Env:   []string{"PERUND_CHANNEL_RESPONSETIMEOUT=20s", "HOME=/root", "PERUND_LOG_LEVEL=warn"},
+		Flags: map[string]any{"log.level": "error"},
+	})
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9000", cfg.RPC.Listen, "file over default")
+	require.Equal(t, []string{"https://wallet.example"}, cfg.RPC.AllowedOrigins)
+	require.Equal(t, 20*time.Second, cfg.Channel.ResponseTimeout, "environment over file")
+	require.Equal(t, "error", cfg.Log.Level, "flags over environment")
+	require.Equal(t, uint64(100), cfg.Channel.ChallengeDuration)
+	require.Equal(t, Embedded, cfg.Chain.URL, "default")
+	require.Equal(t, filepath.Join("./perund-data", "keystore"), cfg.KeystoreDir())
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name string
+		src  Sources
+		key  string
+	}{
+		{"unknown file key", Sources{Base: map[string]any{"rpc": map[string]any{"lisen": "x"}}}, "rpc.lisen"},
+		{"unknown env var", Sources{Env: []string{"PERUND_NOPE=1"}}, "PERUND_NOPE"},
+		{"http chain url", Sources{Flags: map[string]any{"chain.url": "http://127.0.0.1:8545"}}, "chain.url"},
+		{"bad chain url", Sources{Flags: map[string]any{"chain.url": "nonsense"}}, "chain.url"},
+		{"bad duration", Sources{Env: []string{"PERUND_CHANNEL_RESPONSETIMEOUT=soon"}}, "channel.responseTimeout"},
+		{"duration without unit", Sources{Flags: map[string]any{"channel.responseTimeout": 30}}, "channel.responseTimeout"},
+		{"bad number", Sources{Env: []string{"PERUND_CHAIN_ID=abc"}}, "chain.id"},
+		{"bad mode", Sources{Flags: map[string]any{"contracts.mode": "maybe"}}, "contracts.mode"},
+		{"validate needs addresses", Sources{Flags: map[string]any{"contracts.mode": "validate"}}, "contracts.adjudicator"},
+		{"bad address", Sources{Flags: map[string]any{"contracts.adjudicator": "0x12"}}, "contracts.adjudicator"},
+		{"bad origin", Sources{Flags: map[string]any{"rpc.allowedOrigins": "wallet"}}, "rpc.allowedOrigins"},
+		{"bad level", Sources{Flags: map[string]any{"log.level": "loud"}}, "log.level"},
+		{"bad listen", Sources{Flags: map[string]any{"rpc.listen": "8400"}}, "rpc.listen"},
+		{"zero challenge", Sources{Flags: map[string]any{"channel.challengeDuration": 0}}, "channel.challengeDuration"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.src)
+			var ke *KeyError
+			require.ErrorAs(t, err, &ke)
+			require.Equal(t, tc.key, ke.Key, err.Error())
+			require.Contains(t, err.Error(), tc.key)
+		})
+	}
+}
+
+func TestWebSocketURLAccepted(t *testing.T) {
+	cfg, err := Load(Sources{Flags: map[string]any{"chain.url": "ws://127.0.0.1:8545", "rpc.allowedOrigins": "http://a:1,*"}})
+	require.NoError(t, err)
+	require.Equal(t, "ws://127.0.0.1:8545", cfg.Chain.URL)
+	require.Equal(t, []string{"http://a:1", "*"}, cfg.RPC.AllowedOrigins)
+}

@@ -1,0 +1,86 @@
+package contacts
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	addrA = common.HexToAddress("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+	addrB = common.HexToAddress("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC")
+)
+
+func TestRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "u", "contacts.yaml")
+	b, err := Load(path)
+	require.NoError(t, err)
+	require.Empty(t, b.List())
+	require.NoError(t, b.Add(Contact{"bob", addrB, "127.0.0.1:5000"}))
+	require.NoError(t, b.Add(Contact{"alice", addrA, "localhost:5001"}))
+	require.NoError(t, b.Add(Contact{"alice", addrA, "localhost:5001"}), "identical add is a no-op")
+
+	b2, err := Load(path)
+	require.NoError(t, err)
+	require.Equal(t, b.List(), b2.List())
+	require.Equal(t, "alice", b2.List()[0].Alias)
+	c, err := b2.Resolve("0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc")
+	require.NoError(t, err)
+	require.Equal(t, "bob", c.Alias)
+
+	require.NoError(t, b2.Remove("bob"))
+	require.ErrorIs(t, b2.Remove("bob"), ErrNotFound)
+	b3, err := Load(path)
+	require.NoError(t, err)
+	require.Len(t, b3.List(), 1)
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary files are left behind")
+}
+
+func TestBadInput(t *testing.T) {
+	b, err := Load(filepath.Join(t.TempDir(), "contacts.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, b.Add(Contact{"bob", addrB, "127.0.0.1:5000"}))
+	tests := []struct {
+		name  string
+		c     Contact
+		err   error
+		field string
+	}{
+		{"empty alias", Contact{"", addrA, "127.0.0.1:1"}, ErrInvalid, "alias"},
+		{"alias with space", Contact{"a b", addrA, "127.0.0.1:1"}, ErrInvalid, "alias"},
+		{"alias is an address", Contact{addrA.Hex(), addrA, "127.0.0.1:1"}, ErrInvalid, "alias"},
+		{"zero address", Contact{"z", common.Address{}, "127.0.0.1:1"}, ErrInvalid, "address"},
+		{"no port", Contact{"a", addrA, "127.0.0.1"}, ErrInvalid, "commAddress"},
+		{"port out of range", Contact{"a", addrA, "127.0.0.1:70000"}, ErrInvalid, "commAddress"},
+		{"alias taken", Contact{"bob", addrA, "127.0.0.1:1"}, ErrConflict, ""},
+		{"address taken", Contact{"bobby", addrB, "127.0.0.1:5000"}, ErrConflict, ""},
+		{"same alias other host", Contact{"bob", addrB, "127.0.0.1:5001"}, ErrConflict, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := b.Add(tc.c)
+			require.ErrorIs(t, err, tc.err)
+			if tc.field != "" {
+				var ie *InvalidError
+				require.ErrorAs(t, err, &ie)
+				require.Equal(t, tc.field, ie.Field)
+			}
+		})
+	}
+	require.Len(t, b.List(), 1, "nothing was added")
+
+	_, err = ParseAddress("0x1234")
+	require.Error(t, err)
+	_, err = ParseAddress("70997970C51812dc3A010C7d01b50e0d17dc79C8")
+	require.Error(t, err, "the 0x prefix is required")
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("contacts: [{alias: x, address: 0x1, commAddress: nope}]"), 0o600))
+	_, err = Load(bad)
+	require.Error(t, err)
+}

@@ -1,0 +1,195 @@
+// Package keys manages the node's Ethereum keystore: encrypted key files in
+// the go-ethereum "Web3 Secret Storage" format (scrypt), one file per account.
+package keys
+
+import (
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts/keystore"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/google/uuid"
+)
+
+var (
+	// ErrNotFound is returned for an account that has no key file.
+	ErrNotFound = errors.New("account not found")
+	// ErrWrongPassword is returned when a key file does not decrypt.
+	ErrWrongPassword = errors.New("wrong password")
+	// ErrExists is returned when importing a key that is already stored.
+	ErrExists = errors.New("account already exists")
+)
+
+// KDF strength of new key files.
+type KDF struct{ N, P int }
+
+var (
+	// StandardKDF is go-ethereum's standard scrypt strength (about a second
+	// and 256 MiB per unlock).
+	StandardKDF = KDF{N: keystore.StandardScryptN, P: keystore.StandardScryptP}
+	// LightKDF is go-ethereum's light scrypt strength, for dev mode and tests.
+	LightKDF = KDF{N: keystore.LightScryptN, P: keystore.LightScryptP}
+)
+
+// Store is a directory of key files. It is safe for concurrent use.
+type Store struct {
+	dir string
+	kdf KDF
+	mu  sync.Mutex
+}
+
+// New returns the store in dir, creating the directory if needed.
+func New(dir string, kdf KDF) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create keystore dir %s: %w", dir, err)
+	}
+	return &Store{dir: dir, kdf: kdf}, nil
+}
+
+// Dir returns the keystore directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Create generates a new key, stores it encrypted with password and returns
+// its address.
+func (s *Store) Create(password string) (common.Address, error) {
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		return common.Address{}, fmt.Errorf("generate key: %w", err)
+	}
+	return s.Import(key, password)
+}
+
+// Import stores key encrypted with password.
+func (s *Store) Import(key *ecdsa.PrivateKey, password string) (common.Address, error) {
+	addr := crypto.PubkeyToAddress(key.PublicKey)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.find(addr); err == nil {
+		return addr, fmt.Errorf("import %s: %w", addr.Hex(), ErrExists)
+	}
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return addr, fmt.Errorf("import %s: %w", addr.Hex(), err)
+	}
+	k := &keystore.Key{Id: id, Address: addr, PrivateKey: key}
+	data, err := keystore.EncryptKey(k, password, s.kdf.N, s.kdf.P)
+	if err != nil {
+		return addr, fmt.Errorf("encrypt key %s: %w", addr.Hex(), err)
+	}
+	name := fmt.Sprintf("UTC--%s--%s", time.Now().UTC().Format("2006-01-02T15-04-05.000000000Z"),
+		strings.ToLower(addr.Hex()[2:]))
+	if err := writeFileAtomic(filepath.Join(s.dir, name), data); err != nil {
+		return addr, fmt.Errorf("store key %s: %w", addr.Hex(), err)
+	}
+	return addr, nil
+}
+
+// List returns the addresses of all stored keys, sorted.
+func (s *Store) List() ([]common.Address, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files, err := s.scan()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]common.Address, 0, len(files))
+	for a := range files {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.Compare(out[i].Hex(), out[j].Hex()) < 0 })
+	return out, nil
+}
+
+// Has reports whether a key for addr is stored.
+func (s *Store) Has(addr common.Address) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.find(addr)
+	return err == nil
+}
+
+// Unlock decrypts the key of addr with password.
+func (s *Store) Unlock(addr common.Address, password string) (*ecdsa.PrivateKey, error) {
+	s.mu.Lock()
+	path, err := s.find(addr)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key %s: %w", addr.Hex(), err)
+	}
+	k, err := keystore.DecryptKey(data, password)
+	if err != nil {
+		if errors.Is(err, keystore.ErrDecrypt) {
+			return nil, fmt.Errorf("unlock %s: %w", addr.Hex(), ErrWrongPassword)
+		}
+		return nil, fmt.Errorf("unlock %s: %w", addr.Hex(), err)
+	}
+	if k.Address != addr {
+		return nil, fmt.Errorf("unlock %s: key file holds %s", addr.Hex(), k.Address.Hex())
+	}
+	return k.PrivateKey, nil
+}
+
+func (s *Store) find(addr common.Address) (string, error) {
+	files, err := s.scan()
+	if err != nil {
+		return "", err
+	}
+	p, ok := files[addr]
+	if !ok {
+		return "", fmt.Errorf("%s: %w", addr.Hex(), ErrNotFound)
+	}
+	return p, nil
+}
+
+// scan reads the address of every key file in the directory.
+func (s *Store) scan() (map[common.Address]string, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read keystore dir: %w", err)
+	}
+	out := make(map[common.Address]string, len(entries))
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		p := filepath.Join(s.dir, e.Name())
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var f struct {
+			Address string `json:"address"`
+		}
+		if json.Unmarshal(data, &f) != nil || !common.IsHexAddress(f.Address) {
+			continue
+		}
+		out[common.HexToAddress(f.Address)] = p
+	}
+	return out, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+	return os.Rename(tmp, path)
+}
