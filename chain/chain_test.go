@@ -1,0 +1,65 @@
+package chain
+
+import (
+	"context"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/params"
+	"github.com/stretchr/testify/require"
+)
+
+func TestEmbeddedDeployAndReject(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	k, err := crypto.GenerateKey()
+	require.NoError(t, err)
+	user := crypto.PubkeyToAddress(k.PublicKey)
+	e, err := NewEmbedded(map[common.Address]*big.Int{user: Ether}, 50*time.Millisecond)
+	require.NoError(t, err)
+	defer e.Close()
+	id, err := e.ChainID(ctx)
+	require.NoError(t, err)
+	cb, deployer := DeployerBackend(e, id, e.Faucet())
+	c, err := SetupContracts(ctx, cb, "deploy", Contracts{}, deployer)
+	require.NoError(t, err)
+	_, err = SetupContracts(ctx, cb, "validate", c, deployer)
+	require.NoError(t, err)
+	_, err = SetupContracts(ctx, cb, "validate", Contracts{Adjudicator: c.AssetHolderETH, AssetHolderETH: c.Adjudicator}, deployer)
+	require.Error(t, err, "swapped addresses do not validate")
+
+	// Blocks keep coming without transactions.
+	h1, err := e.HeaderByNumber(ctx, nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		h2, err := e.HeaderByNumber(ctx, nil)
+		return err == nil && h2.Number.Cmp(h1.Number) > 0
+	}, 5*time.Second, 20*time.Millisecond)
+
+	// Invalid transactions are errors, not panics.
+	to := common.HexToAddress("0x01")
+	tests := []struct {
+		name  string
+		nonce uint64
+		value *big.Int
+	}{
+		{"nonce gap", 5, big.NewInt(1)},
+		{"more than the balance", 0, new(big.Int).Mul(Ether, big.NewInt(2))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tx, err := types.SignNewTx(k, e.Signer(), &types.DynamicFeeTx{ChainID: id, Nonce: tc.nonce,
+				GasFeeCap: big.NewInt(params.GWei), GasTipCap: big.NewInt(1), Gas: params.TxGas, To: &to, Value: tc.value})
+			require.NoError(t, err)
+			require.ErrorIs(t, e.SendTransaction(ctx, tx), ErrRejected)
+		})
+	}
+	require.NoError(t, e.Fund(ctx, user, Ether))
+	bal, err := e.BalanceAt(ctx, user, nil)
+	require.NoError(t, err)
+	require.Equal(t, new(big.Int).Mul(Ether, big.NewInt(2)), bal)
+}
