@@ -27,6 +27,7 @@ import (
 type Backend interface {
 	ethchannel.ContractInterface
 	ChainID(ctx context.Context) (*big.Int, error)
+	BalanceAt(ctx context.Context, account common.Address, blockNumber *big.Int) (*big.Int, error)
 }
 
 // Ether is 10^18 wei.

@@ -1,0 +1,546 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
+	"perun.network/go-perun/channel"
+	"perun.network/go-perun/client"
+
+	"github.com/perund/perund/subscriptions"
+	"github.com/perund/perund/wireid"
+)
+
+// channelEntry is the session's view of one go-perun channel.
+type channelEntry struct {
+	s         *Session
+	ch        *client.Channel
+	id        channel.ID
+	idx       channel.Index
+	peer      common.Address
+	challenge uint64
+	ops       chan struct{} // one local operation at a time
+
+	mu           sync.Mutex
+	version      uint64
+	bals         [2]*big.Int
+	state        string
+	closedBy     string
+	openedAt     time.Time
+	closedAt     *time.Time
+	txHashes     []string
+	settling     bool
+	watching     bool
+	weRegistered bool
+	col          collisions
+}
+
+func newChannelEntry(s *Session, ch *client.Channel) *channelEntry {
+	st := ch.State()
+	e := &channelEntry{
+		s: s, ch: ch, id: ch.ID(), idx: ch.Idx(),
+		challenge: ch.Params().ChallengeDuration,
+		ops:       make(chan struct{}, 1),
+		state:     StateOpening,
+		openedAt:  time.Now().UTC(),
+		col:       newCollisions(),
+	}
+	parts := ch.Params().Parts
+	if len(parts) == 2 {
+		e.peer = ethwallet.AsEthAddr(parts[1-int(e.idx)][ethwallet.BackendID])
+	}
+	e.setState(st)
+	ch.OnUpdate(func(_, to *channel.State) { e.onUpdate(to) })
+	return e
+}
+
+func (e *channelEntry) setState(st *channel.State) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.version = st.Version
+	e.bals[0] = new(big.Int).Set(st.Balances[0][0])
+	e.bals[1] = new(big.Int).Set(st.Balances[0][1])
+}
+
+// onUpdate runs inside go-perun (machine locked) after each new state.
+func (e *channelEntry) onUpdate(to *channel.State) {
+	e.setState(to)
+	e.mu.Lock()
+	e.col.prune(to.Version)
+	if to.IsFinal && e.state == StateOpen {
+		e.state = StateClosing
+	}
+	e.mu.Unlock()
+	e.publish()
+}
+
+func (e *channelEntry) publish() {
+	e.s.hub.Publish(subscriptions.Channels, e.info())
+}
+
+func (e *channelEntry) info() ChannelInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ci := ChannelInfo{
+		ChannelID:         idHex(e.id),
+		Peer:              e.s.peerName(e.peer),
+		Asset:             AssetETH,
+		Balance:           Balance{Mine: amount(e.bals[e.idx]), Theirs: amount(e.bals[1-e.idx])},
+		Version:           e.version,
+		State:             e.state,
+		ChallengeDuration: e.challenge,
+		OpenedAt:          e.openedAt,
+		ClosedAt:          e.closedAt,
+		ClosedBy:          e.closedBy,
+		TxHashes:          append([]string{}, e.txHashes...),
+	}
+	return ci
+}
+
+func (e *channelEntry) getState() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state
+}
+
+func (e *channelEntry) mine() *big.Int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return new(big.Int).Set(e.bals[e.idx])
+}
+
+func (e *channelEntry) theirs() *big.Int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return new(big.Int).Set(e.bals[1-e.idx])
+}
+
+func (e *channelEntry) addTxs(h []string) {
+	if len(h) == 0 {
+		return
+	}
+	e.mu.Lock()
+	e.txHashes = append(e.txHashes, h...)
+	hashes := append([]string(nil), e.txHashes...)
+	opened := e.openedAt
+	e.mu.Unlock()
+	e.s.mu.Lock()
+	e.s.meta.Channels[idHex(e.id)] = &channelMeta{OpenedAt: opened, TxHashes: hashes}
+	e.s.mu.Unlock()
+	e.s.saveMeta()
+}
+
+// markOpen is called once the channel is funded (or restored open).
+func (e *channelEntry) markOpen() {
+	e.mu.Lock()
+	e.state = StateOpen
+	opened := e.openedAt
+	hashes := append([]string(nil), e.txHashes...)
+	e.mu.Unlock()
+	e.s.mu.Lock()
+	e.s.meta.Channels[idHex(e.id)] = &channelMeta{OpenedAt: opened, TxHashes: hashes}
+	e.s.mu.Unlock()
+	e.s.saveMeta()
+	e.startWatching()
+	e.publish()
+}
+
+// afterRestore sets the state of a channel restored from the database.
+func (e *channelEntry) afterRestore() {
+	switch e.ch.Phase() {
+	case channel.Acting, channel.Signing:
+		e.markOpen()
+	case channel.Final:
+		e.mu.Lock()
+		e.state = StateClosing
+		e.mu.Unlock()
+		e.startWatching()
+		go e.settle(true, "agreement")
+	case channel.Registering, channel.Registered, channel.Progressing, channel.Progressed, channel.Withdrawing:
+		e.mu.Lock()
+		e.state = StateRegistered
+		e.mu.Unlock()
+		e.startWatching()
+		go e.settle(false, "dispute")
+	default:
+		// Opening was interrupted: the channel never became usable.
+		e.startWatching()
+	}
+}
+
+func (e *channelEntry) startWatching() {
+	e.mu.Lock()
+	if e.watching || e.ch.IsClosed() {
+		e.mu.Unlock()
+		return
+	}
+	e.watching = true
+	e.mu.Unlock()
+	go func() {
+		if err := e.ch.Watch(e); err != nil && !e.ch.IsClosed() {
+			e.s.n.log.Warn("channel watcher stopped", "channel", idHex(e.id), "err", err)
+		}
+	}()
+}
+
+// HandleAdjudicatorEvent receives on-chain events of the channel.
+func (e *channelEntry) HandleAdjudicatorEvent(ev channel.AdjudicatorEvent) {
+	latest := e.info().Version
+	e.mu.Lock()
+	byPeer := !e.weRegistered
+	settling := e.settling
+	e.mu.Unlock()
+	de := DisputeEvent{ChannelID: idHex(e.id), Version: ev.Version(), ByPeer: byPeer, Timeout: timeoutTime(ev.Timeout())}
+	switch ev.(type) {
+	case *channel.RegisteredEvent:
+		de.Event = "registered"
+		switch {
+		case ev.Version() < latest:
+			de.Response = fmt.Sprintf("refuted with version %d", latest)
+		case byPeer:
+			de.Response = "latest state registered; waiting for the challenge period to end"
+		default:
+			de.Response = "registered by us; waiting for the challenge period to end"
+		}
+		e.mu.Lock()
+		if e.state != StateClosed {
+			e.state = StateRegistered
+		}
+		e.mu.Unlock()
+		e.publish()
+		if !settling {
+			go e.settle(false, "dispute")
+		}
+	case *channel.ProgressedEvent:
+		de.Event = "progressed"
+	case *channel.ConcludedEvent:
+		de.Event = "concluded"
+		de.Response = "withdrawing"
+		if !settling {
+			go e.settle(true, "agreement")
+		}
+	default:
+		return
+	}
+	e.s.hub.Publish(subscriptions.Disputes, de)
+}
+
+func timeoutTime(t channel.Timeout) time.Time {
+	type timed interface{ Time() time.Time }
+	if tt, ok := t.(timed); ok {
+		return tt.Time().UTC()
+	}
+	return time.Time{}
+}
+
+// settle concludes (if needed) and withdraws the user's share, then closes
+// the channel. It runs at most once at a time per channel.
+func (e *channelEntry) settle(secondary bool, by string) error {
+	e.mu.Lock()
+	if e.settling || e.state == StateClosed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.settling = true
+	if e.state != StateRegistered {
+		e.state = StateClosing
+	}
+	e.mu.Unlock()
+	e.publish()
+	cfg := e.s.n.cfg
+	timeout := 3*cfg.Chain.TxTimeout + time.Duration(e.challenge)*time.Second + 30*time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ctx, rec := withRecorder(ctx)
+	err := e.ch.Settle(ctx, secondary)
+	e.addTxs(rec.all())
+	if err != nil {
+		e.mu.Lock()
+		e.settling = false
+		e.mu.Unlock()
+		e.s.n.log.Error("settle channel", "channel", idHex(e.id), "err", err)
+		return chainErr(fmt.Errorf("settle channel %s: %w", idHex(e.id), err), rec)
+	}
+	now := time.Now().UTC()
+	e.mu.Lock()
+	e.state = StateClosed
+	e.closedAt = &now
+	e.closedBy = by
+	e.mu.Unlock()
+	if err := e.ch.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		e.s.n.log.Debug("close channel object", "channel", idHex(e.id), "err", err)
+	}
+	ci := e.info()
+	s := e.s
+	s.mu.Lock()
+	delete(s.meta.Channels, ci.ChannelID)
+	s.meta.Closed = append(s.meta.Closed, ci)
+	delete(s.channels, e.id)
+	s.mu.Unlock()
+	s.saveMeta()
+	s.hub.Publish(subscriptions.Channels, ci)
+	s.n.log.Info("channel closed", "channel", ci.ChannelID, "by", by)
+	return nil
+}
+
+// acquire takes the channel's operation slot.
+func (e *channelEntry) acquire(ctx context.Context) error {
+	select {
+	case e.ops <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return &ConflictError{Msg: "channel busy: another operation is in progress"}
+	}
+}
+
+func (e *channelEntry) release() { <-e.ops }
+
+// Send pays amount to the peer.
+func (s *Session) Send(ctx context.Context, id string, amt *big.Int) (ChannelInfo, error) {
+	return s.transfer(ctx, id, amt, true)
+}
+
+// Request asks the peer to pay amount.
+func (s *Session) Request(ctx context.Context, id string, amt *big.Int) (ChannelInfo, error) {
+	return s.transfer(ctx, id, amt, false)
+}
+
+func (s *Session) transfer(ctx context.Context, id string, amt *big.Int, pay bool) (ChannelInfo, error) {
+	if amt == nil || amt.Sign() <= 0 {
+		return ChannelInfo{}, &InvalidArgError{Field: "amount", Msg: "must be a positive integer"}
+	}
+	e, err := s.entry(id)
+	if err != nil {
+		return ChannelInfo{}, err
+	}
+	if err := e.acquire(ctx); err != nil {
+		return ChannelInfo{}, err
+	}
+	defer e.release()
+	if st := e.getState(); st != StateOpen {
+		return ChannelInfo{}, &StateError{State: st, Msg: "channel is not open"}
+	}
+	from, to := e.idx, 1-e.idx
+	if !pay {
+		from, to = to, from
+	}
+	err = e.update(ctx, func(st *channel.State) error {
+		have := st.Balances[0][from]
+		if have.Cmp(amt) < 0 {
+			where := "in the channel"
+			if !pay {
+				where = "in the channel (peer's balance)"
+			}
+			return &InsufficientFundsError{Where: where, Available: have.String(), Needed: amt.String()}
+		}
+		st.Balances[0][from] = new(big.Int).Sub(have, amt)
+		st.Balances[0][to] = new(big.Int).Add(st.Balances[0][to], amt)
+		return nil
+	})
+	if err != nil {
+		return ChannelInfo{}, err
+	}
+	return e.info(), nil
+}
+
+// Close settles the channel cooperatively: a final state signed by both,
+// then conclude and withdraw. When the peer does not agree in time, it falls
+// back to the dispute path.
+func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
+	e, err := s.entry(id)
+	if err != nil {
+		return s.closedInfo(id, err)
+	}
+	if err := e.acquire(ctx); err != nil {
+		return ChannelInfo{}, err
+	}
+	defer e.release()
+	switch st := e.getState(); st {
+	case StateOpen:
+	case StateClosing, StateRegistered:
+		return s.waitClosed(ctx, e)
+	default:
+		return ChannelInfo{}, &StateError{State: st, Msg: "channel cannot be closed now"}
+	}
+	uerr := e.update(ctx, func(st *channel.State) error {
+		st.IsFinal = true
+		return nil
+	})
+	by, secondary := "agreement", false
+	if uerr != nil {
+		var ie *InsufficientFundsError
+		if errors.As(uerr, &ie) {
+			return ChannelInfo{}, uerr
+		}
+		s.n.log.Info("cooperative close failed, disputing", "channel", id, "err", uerr)
+		by = "dispute"
+		e.mu.Lock()
+		e.weRegistered = true
+		e.mu.Unlock()
+	}
+	if err := e.settle(secondary, by); err != nil {
+		return ChannelInfo{}, err
+	}
+	return s.waitClosed(ctx, e)
+}
+
+// ForceClose registers the latest state on-chain without asking the peer,
+// waits out the challenge period, concludes and withdraws.
+func (s *Session) ForceClose(ctx context.Context, id string) (ChannelInfo, error) {
+	e, err := s.entry(id)
+	if err != nil {
+		return s.closedInfo(id, err)
+	}
+	if err := e.acquire(ctx); err != nil {
+		return ChannelInfo{}, err
+	}
+	defer e.release()
+	switch st := e.getState(); st {
+	case StateOpen, StateClosing, StateRegistered:
+	default:
+		return ChannelInfo{}, &StateError{State: st, Msg: "channel cannot be force-closed now"}
+	}
+	e.mu.Lock()
+	e.weRegistered = true
+	e.mu.Unlock()
+	if err := e.settle(false, "dispute"); err != nil {
+		return ChannelInfo{}, err
+	}
+	return s.waitClosed(ctx, e)
+}
+
+// waitClosed waits until a settle running elsewhere has closed e.
+func (s *Session) waitClosed(ctx context.Context, e *channelEntry) (ChannelInfo, error) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ci := e.info()
+		if ci.State == StateClosed {
+			return ci, nil
+		}
+		e.mu.Lock()
+		settling := e.settling
+		e.mu.Unlock()
+		if !settling {
+			go e.settle(false, "dispute")
+		}
+		select {
+		case <-ctx.Done():
+			return ci, &TimeoutError{What: "waiting for the channel to close", Timeout: 0}
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Session) closedInfo(id string, notFound error) (ChannelInfo, error) {
+	ci, err := s.Channel(id)
+	if err != nil {
+		return ChannelInfo{}, notFound
+	}
+	return ChannelInfo{}, &StateError{State: ci.State, Msg: "channel is already closed"}
+}
+
+// update runs one go-perun update of the channel, retrying after a
+// collision with an update of the peer. The caller holds the op slot.
+func (e *channelEntry) update(ctx context.Context, fn func(*channel.State) error) error {
+	timeout := e.s.n.cfg.Channel.ResponseTimeout + 5*time.Second
+	var lastErr error
+	for attempt := 0; attempt < 8; attempt++ {
+		uctx, cancel := context.WithTimeoutCause(ctx, timeout, errUpdateTimeout)
+		uctx, cancelCause := context.WithCancelCause(uctx)
+		var fnErr error
+		e.mu.Lock()
+		tok := e.col.begin(cancelCause)
+		e.mu.Unlock()
+		err := e.ch.Update(uctx, func(st *channel.State) {
+			if fnErr = fn(st); fnErr != nil {
+				cancelCause(fnErr)
+				return
+			}
+			e.mu.Lock()
+			e.col.proposing(tok, st.Version+1, e.idx)
+			e.mu.Unlock()
+		})
+		e.mu.Lock()
+		e.col.end(tok)
+		e.mu.Unlock()
+		cause := context.Cause(uctx)
+		cancel()
+		cancelCause(nil)
+		if fnErr != nil {
+			return fnErr
+		}
+		if err == nil {
+			return nil
+		}
+		if errors.Is(cause, errCollision) {
+			e.s.n.log.Debug("update collision, retrying", "channel", idHex(e.id), "attempt", attempt)
+			e.waitVersionAbove(ctx, tok.version)
+			lastErr = err
+			continue
+		}
+		return e.mapUpdateErr(err, timeout)
+	}
+	return &ConflictError{Msg: fmt.Sprintf("channel busy: the peer kept updating (%v)", lastErr)}
+}
+
+// waitVersionAbove waits briefly until the channel has moved past v-1,
+// i.e. the peer's colliding update went through.
+func (e *channelEntry) waitVersionAbove(ctx context.Context, v uint64) {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		e.mu.Lock()
+		cur := e.version
+		e.mu.Unlock()
+		if v == 0 || cur+1 > v {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (e *channelEntry) mapUpdateErr(err error, timeout time.Duration) error {
+	peer := e.s.peerName(e.peer)
+	var rej client.PeerRejectedError
+	if errors.As(err, &rej) {
+		return &PeerRejectedError{Peer: peer, Reason: rej.Reason}
+	}
+	var rto client.RequestTimedOutError
+	if errors.As(err, &rto) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "context deadline exceeded") {
+		return &TimeoutError{What: "waiting for the peer's answer", Timeout: timeout}
+	}
+	if strings.Contains(err.Error(), "sending update") || strings.Contains(err.Error(), "dial") {
+		c, _ := e.s.contacts.ByAddress(e.peer)
+		return &PeerUnreachableError{Peer: peer, CommAddress: c.CommAddress, Err: err}
+	}
+	return fmt.Errorf("update channel %s: %w", idHex(e.id), err)
+}
+
+func chainErr(err error, rec *txRecorder) error {
+	return &ChainError{TxHash: rec.last(), Err: err}
+}
+
+func idHex(id channel.ID) string { return "0x" + hex.EncodeToString(id[:]) }
+
+func parseID(s string) ([32]byte, error) {
+	var id [32]byte
+	if len(s) != 66 || !strings.HasPrefix(s, "0x") {
+		return id, fmt.Errorf("%q is not 0x followed by 64 hex digits", s)
+	}
+	b, err := hex.DecodeString(s[2:])
+	if err != nil {
+		return id, fmt.Errorf("%q is not 0x followed by 64 hex digits", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+var _ = wireid.BackendID

@@ -1,0 +1,481 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
+	"perun.network/go-perun/channel"
+	"perun.network/go-perun/client"
+	"perun.network/go-perun/wallet"
+	"perun.network/go-perun/wire"
+
+	"github.com/perund/perund/subscriptions"
+	"github.com/perund/perund/wireid"
+)
+
+// decision is a user's answer to a pending proposal or update.
+type decision struct {
+	accept bool
+	reason string
+	result chan decisionResult
+}
+
+type decisionResult struct {
+	ch  *ChannelInfo
+	err error
+}
+
+type pendingProposal struct {
+	info    ProposalInfo
+	decide  chan decision
+	decided bool
+}
+
+type pendingUpdate struct {
+	info    UpdateInfo
+	decide  chan decision
+	decided bool
+}
+
+func (s *Session) participant() map[wallet.BackendID]wallet.Address {
+	return map[wallet.BackendID]wallet.Address{ethwallet.BackendID: ethwallet.AsWalletAddr(s.addr)}
+}
+
+// openTimeout bounds a whole channel opening: the peer's answer, the
+// deposits and the wait for the peer's deposit.
+func (s *Session) openTimeout(challenge uint64) time.Duration {
+	cfg := s.n.cfg
+	return 2*cfg.Channel.ResponseTimeout + 3*cfg.Chain.TxTimeout + time.Duration(challenge)*time.Second + 5*time.Second
+}
+
+// OpenChannel proposes a ledger channel to a contact and returns it once the
+// peer accepted and both deposits are confirmed.
+func (s *Session) OpenChannel(ctx context.Context, peerRef string, mine, theirs *big.Int, challenge uint64) (ChannelInfo, error) {
+	c, err := s.contacts.Resolve(peerRef)
+	if err != nil {
+		return ChannelInfo{}, &NotFoundError{Resource: "contact", ID: peerRef}
+	}
+	if mine == nil || theirs == nil || mine.Sign() < 0 || theirs.Sign() < 0 || mine.Sign()+theirs.Sign() == 0 {
+		return ChannelInfo{}, &InvalidArgError{Field: "balance", Msg: "amounts must be non-negative and not both zero"}
+	}
+	if challenge == 0 {
+		challenge = s.n.cfg.Channel.ChallengeDuration
+	}
+	onChain, err := s.n.Balance(ctx, s.addr)
+	if err != nil {
+		return ChannelInfo{}, err
+	}
+	if onChain.Cmp(mine) < 0 {
+		return ChannelInfo{}, &InsufficientFundsError{Where: "on-chain", Available: onChain.String(), Needed: mine.String()}
+	}
+	// A quick reachability check gives a clear error before go-perun's
+	// publish retries (three attempts, seconds apart).
+	d := net.Dialer{Timeout: s.n.cfg.Comm.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", c.CommAddress)
+	if err != nil {
+		return ChannelInfo{}, &PeerUnreachableError{Peer: c.Alias, CommAddress: c.CommAddress, Err: err}
+	}
+	conn.Close()
+	s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
+
+	alloc := channel.NewAllocation(2, []wallet.BackendID{ethwallet.BackendID}, s.n.asset)
+	alloc.SetAssetBalances(s.n.asset, []channel.Bal{new(big.Int).Set(mine), new(big.Int).Set(theirs)})
+	prop, err := client.NewLedgerChannelProposal(challenge, s.participant(), alloc,
+		[]map[wallet.BackendID]wire.Address{wireid.NewAddress(s.addr).Map(), wireid.NewAddress(c.Address).Map()})
+	if err != nil {
+		return ChannelInfo{}, fmt.Errorf("build proposal: %w", err)
+	}
+	timeout := s.openTimeout(challenge)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pctx, rec := withRecorder(pctx)
+	ch, err := s.client.ProposeChannel(pctx, prop)
+	if err != nil {
+		return ChannelInfo{}, s.mapOpenErr(err, c.Alias, c.CommAddress, timeout, rec)
+	}
+	return s.finishOpen(ch, rec), nil
+}
+
+func (s *Session) finishOpen(ch *client.Channel, rec *txRecorder) ChannelInfo {
+	s.onNewChannel(ch) // no-op if go-perun already announced it
+	s.mu.Lock()
+	e := s.channels[ch.ID()]
+	s.mu.Unlock()
+	e.addTxs(rec.all())
+	e.markOpen()
+	s.n.log.Info("channel open", "channel", idHex(ch.ID()), "peer", e.peer.Hex())
+	return e.info()
+}
+
+func (s *Session) mapOpenErr(err error, peer, commAddr string, timeout time.Duration, rec *txRecorder) error {
+	var rej client.PeerRejectedError
+	var fund client.ChannelFundingError
+	var rto client.RequestTimedOutError
+	switch {
+	case errors.As(err, &rej):
+		return &PeerRejectedError{Peer: peer, Reason: rej.Reason}
+	case errors.As(err, &fund):
+		return chainErr(fmt.Errorf("fund channel: %w", err), rec)
+	case errors.As(err, &rto), errors.Is(err, context.DeadlineExceeded):
+		return &TimeoutError{What: "opening the channel", Timeout: timeout}
+	case strings.Contains(err.Error(), "publishing") || strings.Contains(err.Error(), "dial"):
+		return &PeerUnreachableError{Peer: peer, CommAddress: commAddr, Err: err}
+	}
+	return fmt.Errorf("open channel with %s: %w", peer, err)
+}
+
+// handleProposal is go-perun's callback for incoming channel proposals. It
+// runs in its own goroutine and answers exactly once.
+func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalResponder) {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		s.rejectProposal(r, "session closing")
+		return
+	}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	defer s.handlers.Done()
+
+	lcp, ok := p.(*client.LedgerChannelProposalMsg)
+	if !ok {
+		s.rejectProposal(r, "only ledger channels are supported")
+		return
+	}
+	peer, err := s.validProposal(lcp)
+	if err != nil {
+		s.rejectProposal(r, err.Error())
+		return
+	}
+	bals := lcp.InitBals.Balances[0]
+	cfg := s.n.cfg
+	pp := &pendingProposal{
+		info: ProposalInfo{
+			ProposalID:        "0x" + hex.EncodeToString(lcp.ProposalID[:]),
+			Peer:              s.peerName(peer),
+			Asset:             AssetETH,
+			Balance:           Balance{Mine: bals[1].String(), Theirs: bals[0].String()},
+			ChallengeDuration: lcp.ChallengeDuration,
+			ExpiresAt:         time.Now().Add(cfg.Channel.ResponseTimeout).UTC().Truncate(time.Millisecond),
+		},
+		decide: make(chan decision, 1),
+	}
+	s.mu.Lock()
+	s.proposals[pp.info.ProposalID] = pp
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.proposals, pp.info.ProposalID)
+		s.mu.Unlock()
+	}()
+	ev := pp.info
+	ev.Status = StatusPending
+	s.hub.Publish(subscriptions.Proposals, ev)
+
+	timer := time.NewTimer(cfg.Channel.ResponseTimeout)
+	defer timer.Stop()
+	var d decision
+	select {
+	case d = <-pp.decide:
+	case <-timer.C:
+		s.mu.Lock()
+		pp.decided = true
+		s.mu.Unlock()
+		// A decision may have raced the timer.
+		select {
+		case d = <-pp.decide:
+		default:
+			s.rejectProposal(r, "proposal expired")
+			ev.Status = StatusExpired
+			s.hub.Publish(subscriptions.Proposals, ev)
+			return
+		}
+	case <-s.stop:
+		s.rejectProposal(r, "session closing")
+		return
+	}
+	if !d.accept {
+		s.rejectProposal(r, d.reason)
+		d.result <- decisionResult{}
+		return
+	}
+	timeout := s.openTimeout(lcp.ChallengeDuration)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ctx, rec := withRecorder(ctx)
+	ch, err := r.Accept(ctx, lcp.Accept(s.participant(), client.WithRandomNonce()))
+	if err != nil {
+		d.result <- decisionResult{err: s.mapOpenErr(err, s.peerName(peer), "", timeout, rec)}
+		return
+	}
+	ci := s.finishOpen(ch, rec)
+	d.result <- decisionResult{ch: &ci}
+}
+
+func (s *Session) rejectProposal(r *client.ProposalResponder, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.Reject(ctx, reason); err != nil {
+		s.n.log.Debug("reject proposal", "err", err)
+	}
+}
+
+func (s *Session) validProposal(lcp *client.LedgerChannelProposalMsg) (common.Address, error) {
+	if len(lcp.Peers) != 2 {
+		return common.Address{}, errors.New("only two-party channels are supported")
+	}
+	w, ok := lcp.Peers[0][wireid.BackendID].(*wireid.Address)
+	if !ok {
+		return common.Address{}, errors.New("unsupported peer address type")
+	}
+	peer := w.Eth()
+	pa, ok := lcp.Participant[ethwallet.BackendID]
+	if !ok || ethwallet.AsEthAddr(pa) != peer {
+		return peer, errors.New("the participant address must be the proposer's address")
+	}
+	if lcp.App != nil && !channel.IsNoApp(lcp.App) {
+		return peer, errors.New("app channels are not supported")
+	}
+	if len(lcp.InitBals.Assets) != 1 || !lcp.InitBals.Assets[0].Equal(s.n.asset) {
+		return peer, errors.New("unsupported asset")
+	}
+	if len(lcp.InitBals.Balances) != 1 || len(lcp.InitBals.Balances[0]) != 2 {
+		return peer, errors.New("bad balances")
+	}
+	if lcp.FundingAgreement != nil && !lcp.FundingAgreement.Equal(lcp.InitBals.Balances) {
+		return peer, errors.New("funding agreement must equal the initial balances")
+	}
+	return peer, nil
+}
+
+// Proposals lists the proposals waiting for an answer.
+func (s *Session) Proposals() []ProposalInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ProposalInfo, 0, len(s.proposals))
+	for _, p := range s.proposals {
+		if !p.decided {
+			out = append(out, p.info)
+		}
+	}
+	return out
+}
+
+// RespondProposal answers a pending proposal. Accepting returns the channel
+// once it is funded.
+func (s *Session) RespondProposal(ctx context.Context, id string, accept bool, reason string) (*ChannelInfo, error) {
+	s.mu.Lock()
+	p, ok := s.proposals[id]
+	if ok && p.decided {
+		s.mu.Unlock()
+		return nil, &StateError{State: "decided", Msg: "proposal already answered or expired"}
+	}
+	if ok {
+		p.decided = true
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, &NotFoundError{Resource: "proposal", ID: id}
+	}
+	if reason == "" {
+		reason = "rejected by user"
+	}
+	d := decision{accept: accept, reason: reason, result: make(chan decisionResult, 1)}
+	p.decide <- d
+	select {
+	case res := <-d.result:
+		return res.ch, res.err
+	case <-ctx.Done():
+		return nil, &TimeoutError{What: "waiting for the channel to be funded", Timeout: 0}
+	}
+}
+
+// handleUpdate is go-perun's callback for incoming channel updates. It runs
+// in its own goroutine with the channel locked and answers exactly once.
+func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r *client.UpdateResponder) {
+	s.mu.Lock()
+	e, ok := s.channels[cur.ID]
+	stopping := s.stopping
+	manual := s.manual
+	if !stopping {
+		s.handlers.Add(1)
+	}
+	s.mu.Unlock()
+	if stopping {
+		s.rejectUpdate(r, "session closing")
+		return
+	}
+	defer s.handlers.Done()
+	if !ok {
+		s.rejectUpdate(r, "unknown channel")
+		return
+	}
+	e.mu.Lock()
+	collided := e.col.mustReject(next.State.Version, e.idx)
+	e.mu.Unlock()
+	if collided {
+		s.rejectUpdate(r, "update collision")
+		return
+	}
+	idx := e.idx
+	mineCur, mineNext := cur.Balances[0][idx], next.State.Balances[0][idx]
+	delta := new(big.Int).Sub(mineNext, mineCur)
+	info := UpdateInfo{
+		UpdateID:  randomHex(32),
+		ChannelID: idHex(cur.ID),
+		Peer:      s.peerName(e.peer),
+		Version:   next.State.Version,
+		Balance:   Balance{Mine: mineNext.String(), Theirs: next.State.Balances[0][1-idx].String()},
+		ExpiresAt: time.Now().Add(s.n.cfg.Channel.ResponseTimeout).UTC().Truncate(time.Millisecond),
+	}
+	auto := false
+	switch {
+	case next.State.IsFinal:
+		if delta.Sign() != 0 {
+			s.rejectUpdate(r, "a final state must not move funds")
+			return
+		}
+		info.Kind, info.Amount = KindClose, "0"
+		auto = s.n.cfg.Channel.AutoAcceptClose
+	case delta.Sign() > 0:
+		info.Kind, info.Amount = KindPayment, delta.String()
+		auto = !manual
+	case delta.Sign() < 0:
+		info.Kind, info.Amount = KindRequest, new(big.Int).Neg(delta).String()
+	default:
+		s.rejectUpdate(r, "empty update")
+		return
+	}
+	if auto {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := r.Accept(ctx)
+		cancel()
+		if err != nil {
+			s.n.log.Warn("accept update", "channel", info.ChannelID, "err", err)
+			return
+		}
+		info.Status = StatusAccepted
+		s.hub.Publish(subscriptions.Updates, info)
+		if next.State.IsFinal {
+			go e.settle(true, "agreement")
+		}
+		return
+	}
+	pu := &pendingUpdate{info: info, decide: make(chan decision, 1)}
+	s.mu.Lock()
+	s.updates[info.UpdateID] = pu
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.updates, info.UpdateID)
+		s.mu.Unlock()
+	}()
+	ev := info
+	ev.Status = StatusPending
+	s.hub.Publish(subscriptions.Updates, ev)
+	timer := time.NewTimer(s.n.cfg.Channel.ResponseTimeout)
+	defer timer.Stop()
+	var d decision
+	select {
+	case d = <-pu.decide:
+	case <-timer.C:
+		s.mu.Lock()
+		pu.decided = true
+		s.mu.Unlock()
+		select {
+		case d = <-pu.decide:
+		default:
+			s.rejectUpdate(r, "update expired")
+			ev.Status = StatusExpired
+			s.hub.Publish(subscriptions.Updates, ev)
+			return
+		}
+	case <-s.stop:
+		s.rejectUpdate(r, "session closing")
+		return
+	}
+	if !d.accept {
+		s.rejectUpdate(r, d.reason)
+		ev.Status = StatusRejected
+		s.hub.Publish(subscriptions.Updates, ev)
+		d.result <- decisionResult{}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := r.Accept(ctx)
+	cancel()
+	if err != nil {
+		d.result <- decisionResult{err: fmt.Errorf("accept update: %w", err)}
+		return
+	}
+	ev.Status = StatusAccepted
+	s.hub.Publish(subscriptions.Updates, ev)
+	if next.State.IsFinal {
+		e.mu.Lock()
+		e.state = StateClosing
+		e.mu.Unlock()
+		go e.settle(true, "agreement")
+	}
+	// The new state is enabled once Accept returns; report it as such.
+	ci := e.info()
+	ci.Version = next.State.Version
+	ci.Balance = info.Balance
+	d.result <- decisionResult{ch: &ci}
+}
+
+func (s *Session) rejectUpdate(r *client.UpdateResponder, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.Reject(ctx, reason); err != nil {
+		s.n.log.Debug("reject update", "err", err)
+	}
+}
+
+// Updates lists the incoming updates waiting for an answer.
+func (s *Session) Updates() []UpdateInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]UpdateInfo, 0, len(s.updates))
+	for _, u := range s.updates {
+		if !u.decided {
+			out = append(out, u.info)
+		}
+	}
+	return out
+}
+
+// RespondUpdate answers a pending incoming update.
+func (s *Session) RespondUpdate(ctx context.Context, id string, accept bool, reason string) (*ChannelInfo, error) {
+	s.mu.Lock()
+	u, ok := s.updates[id]
+	if ok && u.decided {
+		s.mu.Unlock()
+		return nil, &StateError{State: "decided", Msg: "update already answered or expired"}
+	}
+	if ok {
+		u.decided = true
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, &NotFoundError{Resource: "update", ID: id}
+	}
+	if reason == "" {
+		reason = "rejected by user"
+	}
+	d := decision{accept: accept, reason: reason, result: make(chan decisionResult, 1)}
+	u.decide <- d
+	select {
+	case res := <-d.result:
+		return res.ch, res.err
+	case <-ctx.Done():
+		return nil, &TimeoutError{What: "answering the update", Timeout: 0}
+	}
+}

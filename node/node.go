@@ -1,0 +1,304 @@
+// Package node holds perund's Node (chain connection, contracts, keystore,
+// session registry) and its Sessions (one user's go-perun client, wallet, wire
+// bus and TCP listener, LevelDB persister, watcher, channels and pending
+// proposals and updates). It knows nothing of JSON-RPC or WebSockets.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/config"
+	"github.com/perund/perund/keys"
+)
+
+// AssetETH is the symbol of the chain's native asset.
+const AssetETH = "ETH"
+
+// Options configure a Node.
+type Options struct {
+	Config    *config.Config
+	Chain     chain.Backend
+	Contracts chain.Contracts
+	// Fund, if set, gives a newly created account its starting funds (dev).
+	Fund    func(ctx context.Context, addr common.Address) error
+	Logger  *slog.Logger
+	Version string
+}
+
+// Node is a multi-user perund node.
+type Node struct {
+	cfg       *config.Config
+	chain     chain.Backend
+	chainID   *big.Int
+	contracts chain.Contracts
+	asset     *ethchannel.Asset
+	keys      *keys.Store
+	fund      func(ctx context.Context, addr common.Address) error
+	log       *slog.Logger
+	version   string
+	commCert  tls.Certificate
+
+	mu        sync.Mutex
+	sessions  map[common.Address]*Session
+	byID      map[string]*Session
+	opening   map[common.Address]chan struct{}
+	closed    bool
+	sessionWG sync.WaitGroup
+}
+
+// New creates a node on an already connected chain with validated contracts.
+func New(ctx context.Context, o Options) (*Node, error) {
+	if o.Config == nil || o.Chain == nil {
+		return nil, errors.New("new node: config and chain are required")
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	id, err := o.Chain.ChainID(ctx)
+	if err != nil {
+		return nil, &ChainError{Err: fmt.Errorf("read chain id: %w", err)}
+	}
+	kdf := keys.StandardKDF
+	if o.Config.Keystore.LightKDF {
+		kdf = keys.LightKDF
+	}
+	ks, err := keys.New(o.Config.KeystoreDir(), kdf)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.Config.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	cert, err := loadOrCreateCert(o.Config.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{
+		cfg:       o.Config,
+		chain:     o.Chain,
+		chainID:   id,
+		contracts: o.Contracts,
+		asset:     ethchannel.NewAsset(id, o.Contracts.AssetHolderETH),
+		keys:      ks,
+		fund:      o.Fund,
+		log:       lg,
+		version:   o.Version,
+		commCert:  cert,
+		sessions:  map[common.Address]*Session{},
+		byID:      map[string]*Session{},
+		opening:   map[common.Address]chan struct{}{},
+	}, nil
+}
+
+// Config returns the node's configuration.
+func (n *Node) Config() *config.Config { return n.cfg }
+
+// Keys returns the node's keystore.
+func (n *Node) Keys() *keys.Store { return n.keys }
+
+// Info describes the node.
+func (n *Node) Info() NodeInfo {
+	n.mu.Lock()
+	count := len(n.sessions)
+	n.mu.Unlock()
+	return NodeInfo{
+		Version:           n.version,
+		ChainID:           n.chainID.String(),
+		Adjudicator:       n.contracts.Adjudicator.Hex(),
+		AssetHolders:      map[string]string{AssetETH: n.contracts.AssetHolderETH.Hex()},
+		ChallengeDuration: n.cfg.Channel.ChallengeDuration,
+		ResponseTimeout:   int64(n.cfg.Channel.ResponseTimeout / time.Second),
+		Sessions:          count,
+	}
+}
+
+// Healthy checks that the chain answers.
+func (n *Node) Healthy(ctx context.Context) error {
+	if _, err := n.chain.HeaderByNumber(ctx, nil); err != nil {
+		return &ChainError{Err: fmt.Errorf("read head: %w", err)}
+	}
+	return nil
+}
+
+// NewAccount creates a keystore account (only when the node allows it).
+func (n *Node) NewAccount(ctx context.Context, password string) (common.Address, error) {
+	if !n.cfg.AllowAccountCreation {
+		return common.Address{}, fmt.Errorf("account creation is disabled on this node: %w", ErrUnauthorized)
+	}
+	if password == "" {
+		return common.Address{}, &InvalidArgError{Field: "password", Msg: "must not be empty"}
+	}
+	addr, err := n.keys.Create(password)
+	if err != nil {
+		return common.Address{}, fmt.Errorf("create account: %w", err)
+	}
+	if n.fund != nil {
+		if err := n.fund(ctx, addr); err != nil {
+			return addr, &ChainError{Err: fmt.Errorf("fund new account %s: %w", addr.Hex(), err)}
+		}
+	}
+	n.log.Info("account created", "address", addr.Hex())
+	return addr, nil
+}
+
+// Accounts lists the keystore's accounts.
+func (n *Node) Accounts() ([]common.Address, error) { return n.keys.List() }
+
+// Balance returns the on-chain ETH balance of addr.
+func (n *Node) Balance(ctx context.Context, addr common.Address) (*big.Int, error) {
+	b, err := n.chain.BalanceAt(ctx, addr, nil)
+	if err != nil {
+		return nil, &ChainError{Err: fmt.Errorf("read balance of %s: %w", addr.Hex(), err)}
+	}
+	return b, nil
+}
+
+// OpenSession unlocks account with password and starts its session, or
+// attaches to the running one (same session id).
+func (n *Node) OpenSession(ctx context.Context, account common.Address, password string, manualAccept bool) (*Session, error) {
+	if !n.keys.Has(account) {
+		return nil, &NotFoundError{Resource: "account", ID: account.Hex()}
+	}
+	key, err := n.keys.Unlock(account, password)
+	if err != nil {
+		if errors.Is(err, keys.ErrWrongPassword) {
+			return nil, fmt.Errorf("open session of %s: wrong password: %w", account.Hex(), ErrUnauthorized)
+		}
+		return nil, fmt.Errorf("open session of %s: %w", account.Hex(), err)
+	}
+	for {
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			return nil, errors.New("node is shutting down")
+		}
+		if s, ok := n.sessions[account]; ok {
+			n.mu.Unlock()
+			return s, nil
+		}
+		wait, busy := n.opening[account]
+		if !busy {
+			done := make(chan struct{})
+			n.opening[account] = done
+			n.mu.Unlock()
+			s, err := startSession(ctx, n, key)
+			n.mu.Lock()
+			delete(n.opening, account)
+			close(done)
+			if err == nil {
+				n.sessions[account] = s
+				n.byID[s.id] = s
+				n.sessionWG.Add(1)
+			}
+			n.mu.Unlock()
+			if err != nil {
+				return nil, fmt.Errorf("open session of %s: %w", account.Hex(), err)
+			}
+			n.log.Info("session opened", "address", account.Hex(), "commAddress", s.CommAddress(), "channels", len(s.Channels("")))
+			return s, nil
+		}
+		n.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, &TimeoutError{What: "waiting for the session to open", Timeout: 0}
+		}
+	}
+}
+
+// ResumeSession finds a running session by id and checks its token in
+// constant time.
+func (n *Node) ResumeSession(id, token string) (*Session, error) {
+	n.mu.Lock()
+	s, ok := n.byID[id]
+	n.mu.Unlock()
+	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.token)) != 1 {
+		return nil, fmt.Errorf("resume session: unknown session or wrong token: %w", ErrUnauthorized)
+	}
+	return s, nil
+}
+
+// CloseSession stops a session. Without force it refuses while channels are
+// open; with force, open channels stay persisted for the next OpenSession.
+func (n *Node) CloseSession(ctx context.Context, s *Session, force bool) error {
+	if !force {
+		if open := s.openChannelIDs(); len(open) > 0 {
+			return &ConflictError{Msg: "session has open channels", Channels: open}
+		}
+	}
+	n.mu.Lock()
+	if n.sessions[s.addr] != s {
+		n.mu.Unlock()
+		return nil
+	}
+	delete(n.sessions, s.addr)
+	delete(n.byID, s.id)
+	n.mu.Unlock()
+	defer n.sessionWG.Done()
+	return s.shutdown(ctx)
+}
+
+// Close stops every session (channels stay persisted) and the node.
+func (n *Node) Close(ctx context.Context) error {
+	n.mu.Lock()
+	n.closed = true
+	list := make([]*Session, 0, len(n.sessions))
+	for _, s := range n.sessions {
+		list = append(list, s)
+	}
+	n.mu.Unlock()
+	var errs []error
+	for _, s := range list {
+		if err := n.CloseSession(ctx, s, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SessionCount returns the number of running sessions.
+func (n *Node) SessionCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.sessions)
+}
+
+func (n *Node) sessionDir(addr common.Address) string {
+	return filepath.Join(n.cfg.DataDir, strings.ToLower(addr.Hex()))
+}
+
+func randomHex(nbytes int) string {
+	b := make([]byte, nbytes)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return "0x" + hex.EncodeToString(b)
+}
+
+func sortChannels(list []ChannelInfo) {
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].OpenedAt.Equal(list[j].OpenedAt) {
+			return list[i].OpenedAt.Before(list[j].OpenedAt)
+		}
+		return list[i].ChannelID < list[j].ChannelID
+	})
+}

@@ -1,0 +1,181 @@
+package node_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/big"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/stretchr/testify/require"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/config"
+	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/node"
+	"github.com/perund/perund/perunlog"
+	"github.com/perund/perund/subscriptions"
+)
+
+func eth(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), chain.Ether) }
+
+type env struct {
+	chain *chain.Embedded
+	c     chain.Contracts
+}
+
+func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
+	alloc := map[common.Address]*big.Int{}
+	var addrs []common.Address
+	for _, k := range keys {
+		pk, err := crypto.HexToECDSA(k)
+		require.NoError(t, err)
+		a := crypto.PubkeyToAddress(pk.PublicKey)
+		alloc[a] = eth(100)
+		addrs = append(addrs, a)
+	}
+	e, err := chain.NewEmbedded(alloc, 100*time.Millisecond)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, _ := e.ChainID(ctx)
+	cb, dep := chain.DeployerBackend(e, id, e.Faucet())
+	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+	require.NoError(t, err)
+	return &env{chain: e, c: c}, addrs
+}
+
+func (v *env) node(t *testing.T, keys map[string]string) *node.Node {
+	cfg, err := config.Load(config.Sources{Flags: map[string]any{
+		"dataDir": t.TempDir(), "keystore.lightKdf": true,
+		"channel.responseTimeout": "5s", "channel.challengeDuration": 600,
+	}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: v.chain, Contracts: v.c,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, n.Close(ctx))
+	})
+	for k, pw := range keys {
+		pk, err := crypto.HexToECDSA(k)
+		require.NoError(t, err)
+		_, err = n.Keys().Import(pk, pw)
+		require.NoError(t, err)
+	}
+	return n
+}
+
+const (
+	keyAlice = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+	keyBob   = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+)
+
+// TestTwoNodesOverTCP runs open, pay, request and close between two nodes
+// sharing one embedded chain, talking over TCP on 127.0.0.1.
+func TestTwoNodesOverTCP(t *testing.T) {
+	v, addrs := newEnv(t, keyAlice, keyBob)
+	na := v.node(t, map[string]string{keyAlice: "alice"})
+	nb := v.node(t, map[string]string{keyBob: "bob"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
+	require.NoError(t, err)
+	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	_, err = alice.AddContact(contacts.Contact{Alias: "bob", Address: addrs[1], CommAddress: bob.CommAddress()})
+	require.NoError(t, err)
+	_, err = bob.AddContact(contacts.Contact{Alias: "alice", Address: addrs[0], CommAddress: alice.CommAddress()})
+	require.NoError(t, err)
+
+	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
+	require.NoError(t, err)
+	var bobCh *node.ChannelInfo
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ev := (<-props.Events()).(node.ProposalInfo)
+		ci, err := bob.RespondProposal(ctx, ev.ProposalID, true, "")
+		if err == nil {
+			bobCh = ci
+		}
+	}()
+	ci, err := alice.OpenChannel(ctx, "bob", eth(10), eth(10), 0)
+	require.NoError(t, err)
+	wg.Wait()
+	require.NotNil(t, bobCh)
+	require.Equal(t, ci.ChannelID, bobCh.ChannelID)
+	require.Equal(t, "open", ci.State)
+
+	for i := 0; i < 20; i++ {
+		_, err = alice.Send(ctx, ci.ChannelID, big.NewInt(1e16))
+		require.NoError(t, err)
+	}
+	got, err := bob.Channel(ci.ChannelID)
+	require.NoError(t, err)
+	require.Equal(t, uint64(20), got.Version)
+	require.Equal(t, new(big.Int).Add(eth(10), big.NewInt(2e17)).String(), got.Balance.Mine)
+
+	// Paying more than the channel holds changes nothing.
+	_, err = alice.Send(ctx, ci.ChannelID, eth(50))
+	var ie *node.InsufficientFundsError
+	require.ErrorAs(t, err, &ie)
+
+	// Bob requests; alice answers manually.
+	ups, err := alice.Hub().Subscribe(subscriptions.Updates)
+	require.NoError(t, err)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ev := range ups.Events() {
+			u := ev.(node.UpdateInfo)
+			if u.Status == node.StatusPending {
+				_, err := alice.RespondUpdate(ctx, u.UpdateID, true, "")
+				require.NoError(t, err)
+				return
+			}
+		}
+	}()
+	_, err = bob.Request(ctx, ci.ChannelID, eth(1))
+	require.NoError(t, err)
+	wg.Wait()
+
+	// Close: bob must agree; he answers the close update.
+	bups, err := bob.Hub().Subscribe(subscriptions.Updates)
+	require.NoError(t, err)
+	go func() {
+		for ev := range bups.Events() {
+			u := ev.(node.UpdateInfo)
+			if u.Status == node.StatusPending && u.Kind == node.KindClose {
+				_, _ = bob.RespondUpdate(ctx, u.UpdateID, true, "")
+				return
+			}
+		}
+	}()
+	closed, err := alice.Close(ctx, ci.ChannelID)
+	require.NoError(t, err)
+	require.Equal(t, "closed", closed.State)
+	require.Equal(t, "agreement", closed.ClosedBy)
+	require.Eventually(t, func() bool {
+		c, err := bob.Channel(ci.ChannelID)
+		return err == nil && c.State == "closed"
+	}, 30*time.Second, 50*time.Millisecond)
+	// alice: 10 - 0.2 - 1 (bob requested 1) = 8.8 in the channel
+	require.Equal(t, new(big.Int).Sub(eth(9), big.NewInt(2e17)).String(), closed.Balance.Mine)
+}
+
+func TestMain(m *testing.M) {
+	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	os.Exit(m.Run())
+}

@@ -1,0 +1,418 @@
+package node
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
+	"github.com/perun-network/perun-eth-backend/wallet/simple"
+	"perun.network/go-perun/channel"
+	"perun.network/go-perun/channel/persistence/keyvalue"
+	"perun.network/go-perun/client"
+	"perun.network/go-perun/wallet"
+	"perun.network/go-perun/watcher/local"
+	"perun.network/go-perun/wire"
+	wirenet "perun.network/go-perun/wire/net"
+	wiresimple "perun.network/go-perun/wire/net/simple"
+	"perun.network/go-perun/wire/protobuf"
+	"polycry.pt/poly-go/sortedkv/leveldb"
+
+	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/subscriptions"
+	"github.com/perund/perund/wireid"
+)
+
+// Gas limits of the session's transactions.
+const (
+	depositGasLimit     = 100_000
+	adjudicatorGasLimit = 1_000_000
+)
+
+// Session is one user's presence on the node: their go-perun client and
+// everything it needs. Its methods are safe for concurrent use.
+type Session struct {
+	n        *Node
+	id       string
+	token    string
+	addr     common.Address
+	key      *ecdsa.PrivateKey
+	wireAcc  *wireid.Account
+	dir      string
+	listener *wiresimple.Listener
+	dialer   *wiresimple.Dialer
+	bus      *wirenet.Bus
+	client   *client.Client
+	pr       *keyvalue.PersistRestorer
+	contacts *contacts.Book
+	hub      *subscriptions.Hub
+	manual   bool
+	commAddr string
+
+	mu        sync.Mutex
+	channels  map[channel.ID]*channelEntry
+	proposals map[string]*pendingProposal
+	updates   map[string]*pendingUpdate
+	meta      sessionMeta
+	stopping  bool
+	handlers  sync.WaitGroup
+	stop      chan struct{}
+}
+
+// sessionMeta is what the session keeps beside go-perun's database.
+type sessionMeta struct {
+	CommPort int                     `json:"commPort"`
+	Channels map[string]*channelMeta `json:"channels"`
+	Closed   []ChannelInfo           `json:"closed"`
+}
+
+type channelMeta struct {
+	OpenedAt time.Time `json:"openedAt"`
+	TxHashes []string  `json:"txHashes"`
+}
+
+func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey) (_ *Session, err error) {
+	addr := crypto.PubkeyToAddress(key.PublicKey)
+	s := &Session{
+		n: n, id: randomHex(16), token: randomHex(32), addr: addr, key: key,
+		wireAcc:   wireid.NewAccount(key),
+		dir:       n.sessionDir(addr),
+		hub:       subscriptions.NewHub(subscriptions.DefaultBuffer),
+		channels:  map[channel.ID]*channelEntry{},
+		proposals: map[string]*pendingProposal{},
+		updates:   map[string]*pendingUpdate{},
+		stop:      make(chan struct{}),
+	}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create session dir: %w", err)
+	}
+	if err := s.loadMeta(); err != nil {
+		return nil, err
+	}
+	if s.contacts, err = contacts.Load(filepath.Join(s.dir, "contacts.yaml")); err != nil {
+		return nil, err
+	}
+
+	// Wire: TLS listener on a port assigned once per account.
+	serverTLS, clientTLS := commTLS(n.commCert)
+	hostPort := net.JoinHostPort(n.cfg.Comm.Host, strconv.Itoa(s.meta.CommPort))
+	if s.listener, err = wiresimple.NewTCPListener(hostPort, serverTLS); err != nil {
+		return nil, fmt.Errorf("listen for peers on %s: %w", hostPort, err)
+	}
+	cleanup = append(cleanup, func() { s.listener.Close() })
+	_, portStr, _ := net.SplitHostPort(s.listener.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	if s.meta.CommPort != port {
+		s.meta.CommPort = port
+		if err := s.saveMetaLocked(); err != nil {
+			return nil, err
+		}
+	}
+	s.commAddr = net.JoinHostPort(n.cfg.Comm.Host, portStr)
+	s.dialer = wiresimple.NewTCPDialer(n.cfg.Comm.DialTimeout, clientTLS)
+	for _, c := range s.contacts.List() {
+		s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
+	}
+	s.bus = wirenet.NewBus(s.wireAcc.Map(), s.dialer, protobuf.Serializer())
+	go s.bus.Listen(s.listener)
+	cleanup = append(cleanup, func() { s.bus.Close() })
+
+	// Chain: the user's own account sends and receives.
+	w := simple.NewWallet(key)
+	signer := types.LatestSignerForChainID(n.chainID)
+	cb := ethchannel.NewContractBackend(recordingBackend{n.chain}, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
+	acc := accounts.Account{Address: addr}
+	funder := ethchannel.NewFunder(cb)
+	funder.RegisterAsset(*n.asset, ethchannel.NewETHDepositor(depositGasLimit), acc)
+	adj := ethchannel.NewAdjudicator(cb, n.contracts.Adjudicator, addr, acc, adjudicatorGasLimit)
+	watcher, err := local.NewWatcher(adj)
+	if err != nil {
+		return nil, fmt.Errorf("start watcher: %w", err)
+	}
+	bus := &observingBus{Bus: s.bus, onUpdate: s.observeIncomingUpdate}
+	s.client, err = client.New(wireid.NewAddress(addr).Map(), bus, funder, adj,
+		map[wallet.BackendID]wallet.Wallet{ethwallet.BackendID: w}, watcher)
+	if err != nil {
+		return nil, fmt.Errorf("create perun client: %w", err)
+	}
+	cleanup = append(cleanup, func() { s.client.Close() })
+
+	// Persistence and restore.
+	db, err := leveldb.LoadDatabase(filepath.Join(s.dir, "channels.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open channel database: %w", err)
+	}
+	s.pr = keyvalue.NewPersistRestorer(db)
+	cleanup = append(cleanup, func() { s.pr.Close() })
+	s.client.EnablePersistence(s.pr)
+	s.client.OnNewChannel(s.onNewChannel)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.client.Restore(rctx); err != nil {
+		return nil, fmt.Errorf("restore channels: %w", err)
+	}
+	go s.client.Handle(client.ProposalHandlerFunc(s.handleProposal), client.UpdateHandlerFunc(s.handleUpdate))
+	s.mu.Lock()
+	restored := make([]*channelEntry, 0, len(s.channels))
+	for _, e := range s.channels {
+		restored = append(restored, e)
+	}
+	s.mu.Unlock()
+	for _, e := range restored {
+		e.afterRestore()
+	}
+	return s, nil
+}
+
+// ID returns the session id.
+func (s *Session) ID() string { return s.id }
+
+// Token returns the session's secret token for session_resume.
+func (s *Session) Token() string { return s.token }
+
+// Address returns the user's address.
+func (s *Session) Address() common.Address { return s.addr }
+
+// CommAddress returns the host:port peers reach this session at.
+func (s *Session) CommAddress() string { return s.commAddr }
+
+// Hub returns the session's event hub.
+func (s *Session) Hub() *subscriptions.Hub { return s.hub }
+
+// SetManualAccept switches the auto-accept of incoming payments off (true)
+// or on (false).
+func (s *Session) SetManualAccept(v bool) {
+	s.mu.Lock()
+	s.manual = v
+	s.mu.Unlock()
+}
+
+// Info describes the session; withToken adds the token.
+func (s *Session) Info(withToken bool) SessionInfo {
+	s.mu.Lock()
+	p := &Pending{Proposals: len(s.proposals), Updates: len(s.updates)}
+	s.mu.Unlock()
+	si := SessionInfo{SessionID: s.id, Address: s.addr.Hex(), CommAddress: s.commAddr, Channels: s.Channels(""), Pending: p}
+	if withToken {
+		si.Token = s.token
+	}
+	return si
+}
+
+// Balance returns the on-chain balance of addr (the user's by default).
+func (s *Session) Balance(ctx context.Context, addr *common.Address) (common.Address, string, error) {
+	a := s.addr
+	if addr != nil {
+		a = *addr
+	}
+	b, err := s.n.Balance(ctx, a)
+	if err != nil {
+		return a, "", err
+	}
+	return a, b.String(), nil
+}
+
+// AddContact adds a contact and makes it dialable.
+func (s *Session) AddContact(c contacts.Contact) (contacts.Contact, error) {
+	if c.Address == s.addr {
+		return c, &InvalidArgError{Field: "address", Msg: "is your own address"}
+	}
+	if err := s.contacts.Add(c); err != nil {
+		return c, err
+	}
+	s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
+	return c, nil
+}
+
+// Contacts returns the session's address book.
+func (s *Session) Contacts() *contacts.Book { return s.contacts }
+
+// peerName returns the alias of addr, or its hex form.
+func (s *Session) peerName(addr common.Address) string {
+	if c, err := s.contacts.ByAddress(addr); err == nil {
+		return c.Alias
+	}
+	return addr.Hex()
+}
+
+func (s *Session) loadMeta() error {
+	s.meta = sessionMeta{Channels: map[string]*channelMeta{}}
+	data, err := os.ReadFile(filepath.Join(s.dir, "session.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read session metadata: %w", err)
+	}
+	if err := json.Unmarshal(data, &s.meta); err != nil {
+		return fmt.Errorf("parse session metadata: %w", err)
+	}
+	if s.meta.Channels == nil {
+		s.meta.Channels = map[string]*channelMeta{}
+	}
+	return nil
+}
+
+// saveMetaLocked writes the metadata atomically; s.mu must be held (or the
+// session not yet shared).
+func (s *Session) saveMetaLocked() error {
+	data, err := json.MarshalIndent(&s.meta, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode session metadata: %w", err)
+	}
+	tmp := filepath.Join(s.dir, "session.json.tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write session metadata: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, "session.json")); err != nil {
+		return fmt.Errorf("write session metadata: %w", err)
+	}
+	return nil
+}
+
+func (s *Session) saveMeta() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.saveMetaLocked(); err != nil {
+		s.n.log.Error("save session metadata", "address", s.addr.Hex(), "err", err)
+	}
+}
+
+// Channels lists the session's channels, optionally only those in state.
+func (s *Session) Channels(state string) []ChannelInfo {
+	s.mu.Lock()
+	entries := make([]*channelEntry, 0, len(s.channels))
+	for _, e := range s.channels {
+		entries = append(entries, e)
+	}
+	closed := append([]ChannelInfo(nil), s.meta.Closed...)
+	s.mu.Unlock()
+	out := make([]ChannelInfo, 0, len(entries)+len(closed))
+	seen := map[string]bool{}
+	for _, e := range entries {
+		ci := e.info()
+		seen[ci.ChannelID] = true
+		if state == "" || ci.State == state {
+			out = append(out, ci)
+		}
+	}
+	for _, ci := range closed {
+		if !seen[ci.ChannelID] && (state == "" || ci.State == state) {
+			out = append(out, ci)
+		}
+	}
+	sortChannels(out)
+	return out
+}
+
+// Channel returns one channel by id.
+func (s *Session) Channel(id string) (ChannelInfo, error) {
+	e, err := s.entry(id)
+	if err == nil {
+		return e.info(), nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ci := range s.meta.Closed {
+		if ci.ChannelID == id {
+			return ci, nil
+		}
+	}
+	return ChannelInfo{}, err
+}
+
+func (s *Session) entry(id string) (*channelEntry, error) {
+	cid, err := parseID(id)
+	if err != nil {
+		return nil, &InvalidArgError{Field: "channelId", Msg: err.Error()}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.channels[cid]
+	if !ok {
+		return nil, &NotFoundError{Resource: "channel", ID: id}
+	}
+	return e, nil
+}
+
+func (s *Session) openChannelIDs() []string {
+	var ids []string
+	for _, ci := range s.Channels("") {
+		if ci.State != StateClosed {
+			ids = append(ids, ci.ChannelID)
+		}
+	}
+	return ids
+}
+
+// onNewChannel is go-perun's callback for created and restored channels.
+func (s *Session) onNewChannel(ch *client.Channel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.channels[ch.ID()]; ok {
+		return
+	}
+	e := newChannelEntry(s, ch)
+	if m, ok := s.meta.Channels[idHex(ch.ID())]; ok {
+		e.openedAt = m.OpenedAt
+		e.txHashes = append(e.txHashes, m.TxHashes...)
+	}
+	s.channels[ch.ID()] = e
+}
+
+// shutdown stops the session; channels stay persisted.
+func (s *Session) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopping = true
+	close(s.stop) // rejects pending proposals and updates
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.n.log.Warn("session shutdown: handlers still running", "address", s.addr.Hex())
+	}
+	var errs []error
+	if err := s.client.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close client: %w", err))
+	}
+	if err := s.bus.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close bus: %w", err))
+	}
+	if err := s.pr.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close database: %w", err))
+	}
+	s.hub.Close()
+	s.n.log.Info("session closed", "address", s.addr.Hex())
+	return errors.Join(errs...)
+}
+
+// ensure interface conformance of the wire address type used for peers.
+var _ wire.Address = (*wireid.Address)(nil)

@@ -1,0 +1,120 @@
+package node
+
+import (
+	"math/big"
+	"time"
+)
+
+// Channel states as the API shows them.
+const (
+	StateOpening    = "opening"
+	StateOpen       = "open"
+	StateClosing    = "closing"
+	StateRegistered = "registered"
+	StateClosed     = "closed"
+)
+
+// Balance is a pair of amounts from the viewer's side, in base units.
+type Balance struct {
+	Mine   string `json:"mine"`
+	Theirs string `json:"theirs"`
+}
+
+// ChannelInfo describes a channel from one session's side.
+type ChannelInfo struct {
+	ChannelID         string     `json:"channelId"`
+	Peer              string     `json:"peer"`
+	Asset             string     `json:"asset"`
+	Balance           Balance    `json:"balance"`
+	Version           uint64     `json:"version"`
+	State             string     `json:"state"`
+	ChallengeDuration uint64     `json:"challengeDuration"`
+	OpenedAt          time.Time  `json:"openedAt"`
+	ClosedAt          *time.Time `json:"closedAt,omitempty"`
+	// ClosedBy says how a closed channel was settled: "agreement" or "dispute".
+	ClosedBy string   `json:"closedBy,omitempty"`
+	TxHashes []string `json:"txHashes"`
+}
+
+// ProposalInfo describes an incoming channel proposal.
+type ProposalInfo struct {
+	ProposalID        string    `json:"proposalId"`
+	Peer              string    `json:"peer"`
+	Asset             string    `json:"asset"`
+	Balance           Balance   `json:"balance"`
+	ChallengeDuration uint64    `json:"challengeDuration"`
+	ExpiresAt         time.Time `json:"expiresAt"`
+	Status            string    `json:"status,omitempty"`
+}
+
+// Update kinds.
+const (
+	KindPayment = "payment"
+	KindRequest = "request"
+	KindClose   = "close"
+)
+
+// Update and proposal statuses on the subscription topics.
+const (
+	StatusPending  = "pending"
+	StatusAccepted = "accepted"
+	StatusRejected = "rejected"
+	StatusExpired  = "expired"
+)
+
+// UpdateInfo describes an incoming channel update.
+type UpdateInfo struct {
+	UpdateID  string    `json:"updateId"`
+	ChannelID string    `json:"channelId"`
+	Peer      string    `json:"peer"`
+	Kind      string    `json:"kind"`
+	Amount    string    `json:"amount"`
+	Version   uint64    `json:"version"`
+	Balance   Balance   `json:"balance"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	Status    string    `json:"status,omitempty"`
+}
+
+// DisputeEvent is an on-chain event of a channel.
+type DisputeEvent struct {
+	ChannelID string    `json:"channelId"`
+	Event     string    `json:"event"`
+	Version   uint64    `json:"version"`
+	Timeout   time.Time `json:"timeout"`
+	ByPeer    bool      `json:"byPeer"`
+	Response  string    `json:"response"`
+}
+
+// SessionInfo is the result of opening or resuming a session.
+type SessionInfo struct {
+	SessionID   string        `json:"sessionId"`
+	Token       string        `json:"token,omitempty"`
+	Address     string        `json:"address"`
+	CommAddress string        `json:"commAddress"`
+	Channels    []ChannelInfo `json:"channels"`
+	Pending     *Pending      `json:"pending,omitempty"`
+}
+
+// Pending counts what waits for the user's answer.
+type Pending struct {
+	Proposals int `json:"proposals"`
+	Updates   int `json:"updates"`
+}
+
+// NodeInfo describes the node.
+type NodeInfo struct {
+	Version           string            `json:"version"`
+	ChainID           string            `json:"chainId"`
+	Adjudicator       string            `json:"adjudicator"`
+	AssetHolders      map[string]string `json:"assetHolders"`
+	ChallengeDuration uint64            `json:"challengeDuration"`
+	ResponseTimeout   int64             `json:"responseTimeout"`
+	Sessions          int               `json:"sessions"`
+}
+
+func amount(v *big.Int) string {
+	if v == nil {
+		return "0"
+	}
+	return v.String()
+}
