@@ -1,0 +1,53 @@
+// Command perund is a multi-user Perun state-channel node with a JSON-RPC
+// 2.0 WebSocket API.
+//
+//	perund dev                      embedded chain, demo users alice and bob, web wallet
+//	perund run --config FILE        a node per configuration
+//	perund keys new|import|list     manage the keystore
+//	perund version
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "dev":
+		err = runDev(os.Args[2:])
+	case "run":
+		err = runNode(os.Args[2:])
+	case "keys":
+		err = runKeys(os.Args[2:])
+	case "version", "--version":
+		fmt.Println("perund", version)
+	case "help", "-h", "--help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "perund: unknown command %q\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "perund:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  perund dev [--data-dir DIR] [--listen HOST:PORT] [--set key=value]...
+  perund run --config FILE [--set key=value]...
+  perund keys new|import|list [--keystore DIR] [--password-file FILE]
+  perund version
+`)
+}

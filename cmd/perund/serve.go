@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/config"
+	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/keys"
+	"github.com/perund/perund/node"
+	"github.com/perund/perund/perunlog"
+	"github.com/perund/perund/rpc"
+	"github.com/perund/perund/web"
+)
+
+// Demo users of perund dev: anvil's test keys #1 and #2.
+var demoUsers = []struct{ name, key string }{
+	{"alice", "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"},
+	{"bob", "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"},
+}
+
+type setFlags map[string]any
+
+func (s setFlags) String() string { return "" }
+func (s setFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("--set wants key=value, got %q", v)
+	}
+	s[k] = val
+	return nil
+}
+
+type cliFlags struct {
+	fs      *flag.FlagSet
+	cfgFile string
+	sets    setFlags
+	listen  string
+	dataDir string
+	level   string
+}
+
+func newFlags(name string) *cliFlags {
+	f := &cliFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError), sets: setFlags{}}
+	f.fs.StringVar(&f.cfgFile, "config", "", "YAML configuration file")
+	f.fs.Var(f.sets, "set", "override a configuration key: --set key=value (repeatable)")
+	f.fs.StringVar(&f.listen, "listen", "", "rpc.listen")
+	f.fs.StringVar(&f.dataDir, "data-dir", "", "dataDir")
+	f.fs.StringVar(&f.level, "log-level", "", "log.level")
+	return f
+}
+
+func (f *cliFlags) overrides() map[string]any {
+	m := map[string]any{}
+	for k, v := range f.sets {
+		m[k] = v
+	}
+	if f.listen != "" {
+		m["rpc.listen"] = f.listen
+	}
+	if f.dataDir != "" {
+		m["dataDir"] = f.dataDir
+	}
+	if f.level != "" {
+		m["log.level"] = f.level
+	}
+	return m
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func runNode(args []string) error {
+	f := newFlags("run")
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(config.Sources{File: f.cfgFile, Env: os.Environ(), Flags: f.overrides()})
+	if err != nil {
+		return err
+	}
+	return serve(cfg, nil)
+}
+
+func runDev(args []string) error {
+	f := newFlags("dev")
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	over := f.overrides()
+	tmp := ""
+	if _, ok := over["dataDir"]; !ok {
+		d, err := os.MkdirTemp("", "perund-dev-*")
+		if err != nil {
+			return fmt.Errorf("create temporary data dir: %w", err)
+		}
+		tmp = d
+		over["dataDir"] = d
+	}
+	if tmp != "" {
+		defer os.RemoveAll(tmp)
+	}
+	cfg, err := config.Load(config.Sources{
+		Base: map[string]any{"keystore": map[string]any{"lightKdf": true}, "allowAccountCreation": true,
+			"channel": map[string]any{"challengeDuration": 60}},
+		File: f.cfgFile, Env: os.Environ(), Flags: over,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Chain.URL != config.Embedded {
+		return errors.New("perund dev runs on the embedded chain; use perund run for chain.url")
+	}
+	return serve(cfg, demoUsers)
+}
+
+// backend is a connected chain with its contracts.
+type backend struct {
+	chain     chain.Backend
+	contracts chain.Contracts
+	fund      func(ctx context.Context, addr common.Address) error
+	close     func()
+}
+
+func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []common.Address) (*backend, error) {
+	given := chain.Contracts{
+		Adjudicator:    common.HexToAddress(cfg.Contracts.Adjudicator),
+		AssetHolderETH: common.HexToAddress(cfg.Contracts.AssetHolderETH),
+	}
+	if cfg.Chain.URL == config.Embedded {
+		alloc := map[common.Address]*big.Int{}
+		hundred := new(big.Int).Mul(big.NewInt(100), chain.Ether)
+		for _, a := range demo {
+			alloc[a] = hundred
+		}
+		e, err := chain.NewEmbedded(alloc, cfg.Chain.BlockInterval)
+		if err != nil {
+			return nil, err
+		}
+		id, _ := e.ChainID(ctx)
+		cb, dep := chain.DeployerBackend(e, id, e.Faucet())
+		c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		return &backend{chain: e, contracts: c, close: func() { e.Close() },
+			fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, hundred) }}, nil
+	}
+	cl, err := chain.Dial(ctx, cfg.Chain.URL)
+	if err != nil {
+		return nil, err
+	}
+	id, err := cl.ChainID(ctx)
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("read chain id: %w", err)
+	}
+	if id.Uint64() != cfg.Chain.ID {
+		cl.Close()
+		return nil, fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
+	}
+	needDeploy := cfg.Contracts.Mode == config.ModeDeploy ||
+		cfg.Contracts.Mode == config.ModeValidateOrDeploy && (cfg.Contracts.Adjudicator == "" || cfg.Contracts.AssetHolderETH == "")
+	var c chain.Contracts
+	if needDeploy {
+		if cfg.Contracts.Deployer == "" || cfg.Contracts.DeployerPasswordFile == "" {
+			cl.Close()
+			return nil, errors.New("config key contracts.deployer: deploying needs contracts.deployer and contracts.deployerPasswordFile")
+		}
+		pw, err := readPasswordFile(cfg.Contracts.DeployerPasswordFile)
+		if err != nil {
+			cl.Close()
+			return nil, err
+		}
+		key, err := ks.Unlock(common.HexToAddress(cfg.Contracts.Deployer), pw)
+		if err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("unlock deployer: %w", err)
+		}
+		cb, dep := chain.DeployerBackend(cl, id, key)
+		if c, err = chain.SetupContracts(ctx, cb, config.ModeDeploy, given, dep); err != nil {
+			cl.Close()
+			return nil, err
+		}
+	} else {
+		// Validation sends no transaction: any key will do.
+		k, err := crypto.GenerateKey()
+		if err != nil {
+			cl.Close()
+			return nil, err
+		}
+		cb, _ := chain.DeployerBackend(cl, id, k)
+		if c, err = chain.SetupContracts(ctx, cb, config.ModeValidate, given, accounts.Account{}); err != nil {
+			cl.Close()
+			return nil, err
+		}
+	}
+	return &backend{chain: cl, contracts: c, close: cl.Close}, nil
+}
+
+func serve(cfg *config.Config, demo []struct{ name, key string }) error {
+	log := newLogger(cfg)
+	perunlog.Install(log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	kdf := keys.StandardKDF
+	if cfg.Keystore.LightKDF {
+		kdf = keys.LightKDF
+	}
+	ks, err := keys.New(cfg.KeystoreDir(), kdf)
+	if err != nil {
+		return err
+	}
+	var demoAddrs []common.Address
+	for _, u := range demo {
+		k, _ := crypto.HexToECDSA(u.key)
+		a := crypto.PubkeyToAddress(k.PublicKey)
+		demoAddrs = append(demoAddrs, a)
+		if !ks.Has(a) {
+			if _, err := ks.Import(k, u.name); err != nil {
+				return err
+			}
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, cfg.Chain.TxTimeout)
+	be, err := connect(cctx, cfg, ks, demoAddrs)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer be.close()
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Fund: be.fund, Logger: log, Version: version})
+	if err != nil {
+		return err
+	}
+	if len(demo) > 0 {
+		if err := setupDemo(ctx, n, demo, demoAddrs); err != nil {
+			return err
+		}
+	}
+	srv := rpc.NewServer(n, cfg.RPC, log, web.Handler())
+	ln, err := net.Listen("tcp", cfg.RPC.Listen)
+	if err != nil {
+		return fmt.Errorf("config key rpc.listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	url := "http://" + ln.Addr().String()
+	log.Info("perund listening", "url", url, "rpc", "ws://"+ln.Addr().String()+"/rpc",
+		"chain", cfg.Chain.URL, "adjudicator", be.contracts.Adjudicator.Hex(), "assetHolderETH", be.contracts.AssetHolderETH.Hex())
+	if len(demo) > 0 {
+		fmt.Printf("\nperund dev is running.\n  web wallet: %s/\n  JSON-RPC:   ws://%s/rpc\n  data dir:   %s\n  demo accounts (password = name):\n", url, ln.Addr(), cfg.DataDir)
+		for i, u := range demo {
+			fmt.Printf("    %-6s %s  password %q\n", u.name, demoAddrs[i].Hex(), u.name)
+		}
+		fmt.Println("  Press Ctrl-C to stop.")
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("rpc server: %w", err)
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	_ = hs.Shutdown(sctx)
+	srv.Shutdown(sctx)
+	return n.Close(sctx)
+}
+
+// setupDemo opens the demo users' sessions and puts each in the other's
+// contacts.
+func setupDemo(ctx context.Context, n *node.Node, demo []struct{ name, key string }, addrs []common.Address) error {
+	sessions := make([]*node.Session, len(demo))
+	for i, u := range demo {
+		s, err := n.OpenSession(ctx, addrs[i], u.name, false)
+		if err != nil {
+			return err
+		}
+		sessions[i] = s
+	}
+	for i, s := range sessions {
+		for j, o := range sessions {
+			if i == j {
+				continue
+			}
+			if _, err := s.AddContact(contacts.Contact{Alias: demo[j].name, Address: addrs[j], CommAddress: o.CommAddress()}); err != nil {
+				return fmt.Errorf("demo contacts: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func readPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read password file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}

@@ -1,0 +1,297 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/sourcegraph/jsonrpc2"
+
+	"github.com/perund/perund/node"
+	"github.com/perund/perund/subscriptions"
+)
+
+// conn is one WebSocket connection: its bound session, its subscriptions
+// and a single writer.
+type conn struct {
+	srv     *Server
+	ws      *websocket.Conn
+	ctx     context.Context
+	cancel  context.CancelFunc
+	writeMu sync.Mutex
+	session atomic.Pointer[node.Session]
+	slots   chan struct{}
+	calls   sync.WaitGroup
+
+	subMu sync.Mutex
+	subs  map[string]*subscriptions.Subscription
+}
+
+func newConn(s *Server, ws *websocket.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{srv: s, ws: ws, ctx: ctx, cancel: cancel,
+		slots: make(chan struct{}, s.cfg.MaxPending), subs: map[string]*subscriptions.Subscription{}}
+}
+
+// response is a JSON-RPC 2.0 response; ID is echoed verbatim.
+type response struct {
+	JSONRPC string           `json:"jsonrpc"`
+	Result  any              `json:"result,omitempty"`
+	Error   *jsonrpc2.Error  `json:"error,omitempty"`
+	ID      *json.RawMessage `json:"id"`
+}
+
+// resultResponse marshals result even when it is null-like.
+type resultResponse struct {
+	JSONRPC string           `json:"jsonrpc"`
+	Result  any              `json:"result"`
+	ID      *json.RawMessage `json:"id"`
+}
+
+var nullID = json.RawMessage("null")
+
+func (c *conn) serve() {
+	defer c.cleanup()
+	c.ws.SetReadLimit(c.srv.cfg.MaxMessageSize)
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	go c.pinger()
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return // read limit: gorilla already sent close 1009
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		if typ != websocket.TextMessage && typ != websocket.BinaryMessage {
+			continue
+		}
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
+		c.calls.Add(1)
+		go func() {
+			defer func() { <-c.slots; c.calls.Done() }()
+			c.handleFrame(data)
+		}()
+	}
+}
+
+func (c *conn) pinger() {
+	t := time.NewTicker(pingPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			c.writeMu.Lock()
+			err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
+			c.writeMu.Unlock()
+			if err != nil {
+				c.ws.Close()
+				return
+			}
+		}
+	}
+}
+
+func (c *conn) cleanup() {
+	c.cancel()
+	c.ws.Close()
+	c.subMu.Lock()
+	subs := c.subs
+	c.subs = map[string]*subscriptions.Subscription{}
+	c.subMu.Unlock()
+	if s := c.session.Load(); s != nil {
+		for id := range subs {
+			s.Hub().Unsubscribe(id)
+		}
+	}
+	c.calls.Wait()
+}
+
+func (c *conn) closeGoingAway() {
+	c.writeMu.Lock()
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+	c.writeMu.Unlock()
+	c.ws.Close()
+}
+
+func (c *conn) write(v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		c.srv.log.Error("encode response", "err", err)
+		return
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+		c.ws.Close()
+	}
+}
+
+// handleFrame answers one WebSocket message: a request, a notification or
+// a batch.
+func (c *conn) handleFrame(data []byte) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var elems []json.RawMessage
+		if err := json.Unmarshal(trimmed, &elems); err != nil {
+			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: "+err.Error(), nil)))
+			return
+		}
+		if len(elems) == 0 {
+			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: empty batch", nil)))
+			return
+		}
+		if len(elems) > c.srv.cfg.MaxBatch {
+			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: batch too large", map[string]int{"maxBatch": c.srv.cfg.MaxBatch})))
+			return
+		}
+		out := make([]any, len(elems))
+		var afters []func()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i, el := range elems {
+			wg.Add(1)
+			go func(i int, el json.RawMessage) {
+				defer wg.Done()
+				resp, after := c.handleOne(el)
+				out[i] = resp
+				if after != nil {
+					mu.Lock()
+					afters = append(afters, after)
+					mu.Unlock()
+				}
+			}(i, el)
+		}
+		wg.Wait()
+		resps := make([]any, 0, len(out))
+		for _, r := range out {
+			if r != nil {
+				resps = append(resps, r)
+			}
+		}
+		if len(resps) > 0 {
+			c.write(resps)
+		}
+		for _, f := range afters {
+			f()
+		}
+		return
+	}
+	if !json.Valid(trimmed) {
+		c.write(errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: invalid JSON", nil)))
+		return
+	}
+	resp, after := c.handleOne(trimmed)
+	if resp != nil {
+		c.write(resp)
+	}
+	if after != nil {
+		after()
+	}
+}
+
+func errorResponse(id *json.RawMessage, e *jsonrpc2.Error) *response {
+	return &response{JSONRPC: "2.0", Error: e, ID: id}
+}
+
+// handleOne runs one request object. It returns nil for a notification.
+func (c *conn) handleOne(raw json.RawMessage) (any, func()) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: not a JSON object", nil)), nil
+	}
+	idRaw, hasID := fields["id"]
+	var id *json.RawMessage
+	if hasID {
+		if !validID(idRaw) {
+			return errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: id must be a string, number or null", nil)), nil
+		}
+		id = &idRaw
+	} else {
+		id = &nullID
+	}
+	var version string
+	if err := json.Unmarshal(fields["jsonrpc"], &version); err != nil || version != "2.0" {
+		return errorResponse(id, newError(jsonrpc2.CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`, nil)), nil
+	}
+	var name string
+	if err := json.Unmarshal(fields["method"], &name); err != nil || name == "" {
+		return errorResponse(id, newError(jsonrpc2.CodeInvalidRequest, `invalid request: "method" must be a non-empty string`, nil)), nil
+	}
+	params, hasParams := fields["params"]
+	if hasParams {
+		p := bytes.TrimSpace(params)
+		if len(p) == 0 || (p[0] != '{' && p[0] != '[') {
+			return errorResponse(id, newError(jsonrpc2.CodeInvalidRequest, `invalid request: "params" must be an object or an array`, nil)), nil
+		}
+	}
+	m, ok := c.srv.methods[name]
+	var result any
+	var after func()
+	var rerr *jsonrpc2.Error
+	if !ok {
+		rerr = newError(jsonrpc2.CodeMethodNotFound, "method not found: "+name, nil)
+	} else {
+		call := &call{conn: c, params: params, name: name}
+		res, err := c.run(m, call)
+		if err != nil {
+			rerr = toError(err, c.srv.log, name)
+		} else {
+			result, after = res, call.after
+		}
+	}
+	if !hasID {
+		return nil, after // a notification gets no answer
+	}
+	if rerr != nil {
+		return errorResponse(id, rerr), nil
+	}
+	return &resultResponse{JSONRPC: "2.0", Result: result, ID: id}, after
+}
+
+func (c *conn) run(m *method, cl *call) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.log.Error("panic in method", "method", cl.name, "panic", r)
+			res, err = nil, newError(jsonrpc2.CodeInternalError, "internal error", nil)
+		}
+	}()
+	if m.needsSession && c.session.Load() == nil {
+		return nil, errNoSessionErr()
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), m.timeout)
+	defer cancel()
+	cl.ctx = ctx
+	return m.fn(cl)
+}
+
+func validID(raw json.RawMessage) bool {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false
+	}
+	switch v.(type) {
+	case nil, string, float64:
+		return true
+	}
+	return false
+}
+
+// notify sends a subscription notification.
+func (c *conn) notify(subID string, ev any) {
+	c.write(map[string]any{
+		"jsonrpc": "2.0",
+		"method":  "perun_subscription",
+		"params":  map[string]any{"subscription": subID, "result": ev},
+	})
+}
