@@ -231,3 +231,16 @@ func DeployerBackend(b Backend, chainID *big.Int, key *ecdsa.PrivateKey) (ethcha
 	return ethchannel.NewContractBackend(b, ethchannel.MakeChainID(chainID), tr, 1),
 		accounts.Account{Address: crypto.PubkeyToAddress(key.PublicKey)}
 }
+
+// ResetNonce forgets the perun backend's process-wide expectation of addr's
+// next nonce on chain id, so the next transaction uses the chain's pending
+// nonce. perund calls it when a session starts (one session per account)
+// and after a failed transaction, which leaves a gap in the expectation.
+func ResetNonce(id *big.Int, addr common.Address) {
+	key := ethchannel.MakeChainID(id).MapKey()
+	ethchannel.SharedExpectedNoncesMutex.Lock()
+	defer ethchannel.SharedExpectedNoncesMutex.Unlock()
+	if m, ok := ethchannel.SharedExpectedNonces[key]; ok {
+		delete(m, addr)
+	}
+}

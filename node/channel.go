@@ -15,6 +15,7 @@ import (
 	"perun.network/go-perun/channel"
 	"perun.network/go-perun/client"
 
+	"github.com/perund/perund/chain"
 	"github.com/perund/perund/subscriptions"
 	"github.com/perund/perund/wireid"
 )
@@ -266,6 +267,7 @@ func (e *channelEntry) settle(secondary bool, by string) error {
 		e.mu.Lock()
 		e.settling = false
 		e.mu.Unlock()
+		chain.ResetNonce(e.s.n.chainID, e.s.addr)
 		e.s.n.log.Error("settle channel", "channel", idHex(e.id), "err", err)
 		return chainErr(fmt.Errorf("settle channel %s: %w", idHex(e.id), err), rec)
 	}

@@ -17,6 +17,7 @@ import (
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/wire"
 
+	"github.com/perund/perund/chain"
 	"github.com/perund/perund/subscriptions"
 	"github.com/perund/perund/wireid"
 )
@@ -123,6 +124,7 @@ func (s *Session) mapOpenErr(err error, peer, commAddr string, timeout time.Dura
 	case errors.As(err, &rej):
 		return &PeerRejectedError{Peer: peer, Reason: rej.Reason}
 	case errors.As(err, &fund):
+		chain.ResetNonce(s.n.chainID, s.addr)
 		return chainErr(fmt.Errorf("fund channel: %w", err), rec)
 	case errors.As(err, &rto), errors.Is(err, context.DeadlineExceeded):
 		return &TimeoutError{What: "opening the channel", Timeout: timeout}

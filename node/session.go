@@ -31,6 +31,7 @@ import (
 	"perun.network/go-perun/wire/protobuf"
 	"polycry.pt/poly-go/sortedkv/leveldb"
 
+	"github.com/perund/perund/chain"
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/subscriptions"
 	"github.com/perund/perund/wireid"
@@ -139,6 +140,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey) (_ *Sessi
 	cleanup = append(cleanup, func() { s.bus.Close() })
 
 	// Chain: the user's own account sends and receives.
+	chain.ResetNonce(n.chainID, addr)
 	w := simple.NewWallet(key)
 	signer := types.LatestSignerForChainID(n.chainID)
 	cb := ethchannel.NewContractBackend(recordingBackend{n.chain}, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
