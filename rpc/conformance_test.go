@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 )
 
@@ -141,9 +142,13 @@ func TestMessageTooBig(t *testing.T) {
 	other := dial(t, f.url)
 	big := `{"jsonrpc":"2.0","method":"node_info","id":1,"params":{"x":"` + string(make([]byte, 8000)) + `"}}`
 	c.send(big)
-	_ = c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _, err := c.ws.ReadMessage()
-	require.Error(t, err)
+	select {
+	case _, open := <-c.raw:
+		require.False(t, open, "no answer, the connection is closed")
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection not closed")
+	}
+	require.True(t, websocket.IsCloseError(c.readErr, websocket.CloseMessageTooBig), "close code 1009, got %v", c.readErr)
 	// The other connection is unaffected.
 	other.ok("node_info", nil, nil)
 }

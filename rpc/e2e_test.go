@@ -171,13 +171,7 @@ func TestConcurrentBothDirections(t *testing.T) {
 	f := newFixture(t, map[string]any{"channel.autoAcceptClose": true})
 	alice := login(t, f, f.alice, "alice")
 	bob := login(t, f, f.bob, "bob")
-	bob.ok("perun_subscribe", []string{"proposals"}, nil)
-	go func() {
-		p := bob.note(func(r map[string]any) bool { return r["status"] == "pending" })
-		bob.ok("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
-	}()
-	var ch channelView
-	alice.ok("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": eth(10).String(), "theirs": eth(10).String()}}, &ch)
+	ch := openChannel(t, alice, bob, eth(10), eth(10))
 
 	const n = 40
 	var wg sync.WaitGroup
@@ -218,13 +212,7 @@ func TestBadInput(t *testing.T) {
 
 	alice := login(t, f, f.alice, "alice")
 	bob := login(t, f, f.bob, "bob")
-	bob.ok("perun_subscribe", []string{"proposals"}, nil)
-	go func() {
-		p := bob.note(func(r map[string]any) bool { return r["status"] == "pending" })
-		bob.ok("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
-	}()
-	var ch channelView
-	alice.ok("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": eth(1).String(), "theirs": "0"}}, &ch)
+	ch := openChannel(t, alice, bob, eth(1), big.NewInt(0))
 
 	tests := []struct {
 		name   string
@@ -284,4 +272,25 @@ func make64(c byte) []byte {
 		b[i] = c
 	}
 	return b
+}
+
+// openChannel opens a channel from a to b; b accepts. It returns once both
+// sides hold the funded channel.
+func openChannel(t *testing.T, a, b *client, mine, theirs *big.Int) channelView {
+	t.Helper()
+	var sub string
+	b.ok("perun_subscribe", []string{"proposals"}, &sub)
+	done := make(chan channelView, 1)
+	go func() {
+		p := b.note(func(r map[string]any) bool { return r["status"] == "pending" })
+		var ch channelView
+		b.ok("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, &ch)
+		done <- ch
+	}()
+	var ch channelView
+	a.ok("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": mine.String(), "theirs": theirs.String()}}, &ch)
+	theirView := <-done
+	require.Equal(t, ch.ChannelID, theirView.ChannelID)
+	b.ok("perun_unsubscribe", []string{sub}, nil)
+	return ch
 }

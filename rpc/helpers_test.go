@@ -110,6 +110,8 @@ type client struct {
 	mu     sync.Mutex
 	wait   map[string]chan map[string]any
 	raw    chan []byte // frames that are not responses to call()
+	// readErr is the error that ended the connection (valid once raw is closed).
+	readErr error
 	notes  chan map[string]any
 }
 
@@ -127,6 +129,7 @@ func (c *client) read() {
 	for {
 		_, data, err := c.ws.ReadMessage()
 		if err != nil {
+			c.readErr = err
 			close(c.raw)
 			return
 		}
