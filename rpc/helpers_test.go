@@ -112,7 +112,7 @@ type client struct {
 	raw    chan []byte // frames that are not responses to call()
 	// readErr is the error that ended the connection (valid once raw is closed).
 	readErr error
-	notes  chan map[string]any
+	notes   chan map[string]any
 }
 
 func dial(t *testing.T, url string) *client {
