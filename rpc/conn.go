@@ -287,11 +287,20 @@ func validID(raw json.RawMessage) bool {
 	return false
 }
 
+// notification is a perun_subscription message (the shape of eth_subscribe).
+type notification struct {
+	JSONRPC string             `json:"jsonrpc"`
+	Method  string             `json:"method"`
+	Params  notificationParams `json:"params"`
+}
+
+type notificationParams struct {
+	Subscription string `json:"subscription"`
+	Result       any    `json:"result"`
+}
+
 // notify sends a subscription notification.
 func (c *conn) notify(subID string, ev any) {
-	c.write(map[string]any{
-		"jsonrpc": "2.0",
-		"method":  "perun_subscription",
-		"params":  map[string]any{"subscription": subID, "result": ev},
-	})
+	c.write(notification{JSONRPC: "2.0", Method: "perun_subscription",
+		Params: notificationParams{Subscription: subID, Result: ev}})
 }
