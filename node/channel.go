@@ -186,6 +186,17 @@ func (e *channelEntry) startWatching() {
 	e.watching = true
 	e.mu.Unlock()
 	go func() {
+		// go-perun's Watch dereferences nil when the channel closes between
+		// its own closed-check and the registration with the watcher (a
+		// shutdown racing the start); nothing is left to watch then.
+		defer func() {
+			if r := recover(); r != nil && !e.ch.IsClosed() {
+				e.s.n.log.Error("channel watcher failed", "channel", idHex(e.id), "panic", r)
+			}
+		}()
+		if e.ch.IsClosed() {
+			return
+		}
 		if err := e.ch.Watch(e); err != nil && !e.ch.IsClosed() {
 			e.s.n.log.Warn("channel watcher stopped", "channel", idHex(e.id), "err", err)
 		}

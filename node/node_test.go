@@ -52,8 +52,12 @@ func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
 }
 
 func (v *env) node(t *testing.T, keys map[string]string) *node.Node {
+	return v.nodeIn(t, t.TempDir(), keys)
+}
+
+func (v *env) nodeIn(t *testing.T, dir string, keys map[string]string) *node.Node {
 	cfg, err := config.Load(config.Sources{Flags: map[string]any{
-		"dataDir": t.TempDir(), "keystore.lightKdf": true,
+		"dataDir": dir, "keystore.lightKdf": true,
 		"channel.responseTimeout": "5s", "channel.challengeDuration": 600,
 	}})
 	require.NoError(t, err)
@@ -70,8 +74,10 @@ func (v *env) node(t *testing.T, keys map[string]string) *node.Node {
 	for k, pw := range keys {
 		pk, err := crypto.HexToECDSA(k)
 		require.NoError(t, err)
-		_, err = n.Keys().Import(pk, pw)
-		require.NoError(t, err)
+		if !n.Keys().Has(crypto.PubkeyToAddress(pk.PublicKey)) {
+			_, err = n.Keys().Import(pk, pw)
+			require.NoError(t, err)
+		}
 	}
 	return n
 }
@@ -122,9 +128,12 @@ func TestTwoNodesOverTCP(t *testing.T) {
 		_, err = alice.Send(ctx, ci.ChannelID, big.NewInt(1e16))
 		require.NoError(t, err)
 	}
-	got, err := bob.Channel(ci.ChannelID)
-	require.NoError(t, err)
-	require.Equal(t, uint64(20), got.Version)
+	// bob enables the state right after sending his signature: allow a moment.
+	var got node.ChannelInfo
+	require.Eventually(t, func() bool {
+		got, err = bob.Channel(ci.ChannelID)
+		return err == nil && got.Version == 20
+	}, 5*time.Second, time.Millisecond)
 	require.Equal(t, new(big.Int).Add(eth(10), big.NewInt(2e17)).String(), got.Balance.Mine)
 
 	// Paying more than the channel holds changes nothing.
@@ -178,4 +187,76 @@ func TestTwoNodesOverTCP(t *testing.T) {
 func TestMain(m *testing.M) {
 	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	os.Exit(m.Run())
+}
+
+// TestRestart: both nodes stop with an open channel and start again from
+// their data dirs; the channel is restored at the latest version, the comm
+// address is the same, payments continue and the close settles.
+func TestRestart(t *testing.T) {
+	v, addrs := newEnv(t, keyAlice, keyBob)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := func() (*node.Node, *node.Node, *node.Session, *node.Session) {
+		na := v.nodeIn(t, dirA, map[string]string{keyAlice: "alice"})
+		nb := v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
+		a, err := na.OpenSession(ctx, addrs[0], "alice", false)
+		require.NoError(t, err)
+		b, err := nb.OpenSession(ctx, addrs[1], "bob", false)
+		require.NoError(t, err)
+		return na, nb, a, b
+	}
+	na, nb, alice, bob := start()
+	_, err := alice.AddContact(contacts.Contact{Alias: "bob", Address: addrs[1], CommAddress: bob.CommAddress()})
+	require.NoError(t, err)
+	_, err = bob.AddContact(contacts.Contact{Alias: "alice", Address: addrs[0], CommAddress: alice.CommAddress()})
+	require.NoError(t, err)
+	commA := alice.CommAddress()
+	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
+	require.NoError(t, err)
+	go func() {
+		ev := (<-props.Events()).(node.ProposalInfo)
+		_, _ = bob.RespondProposal(ctx, ev.ProposalID, true, "")
+	}()
+	ci, err := alice.OpenChannel(ctx, "bob", eth(5), eth(5), 0)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, err := bob.Channel(ci.ChannelID); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	for i := 0; i < 10; i++ {
+		_, err = alice.Send(ctx, ci.ChannelID, big.NewInt(1000))
+		require.NoError(t, err)
+	}
+	require.Error(t, na.CloseSession(ctx, alice, false), "open channels block a plain close")
+	require.NoError(t, na.Close(ctx))
+	require.NoError(t, nb.Close(ctx))
+
+	_, _, alice, bob = start()
+	require.Equal(t, commA, alice.CommAddress(), "the comm address survives a restart")
+	for _, s := range []*node.Session{alice, bob} {
+		got, err := s.Channel(ci.ChannelID)
+		require.NoError(t, err)
+		require.Equal(t, uint64(10), got.Version)
+		require.Equal(t, "open", got.State)
+		if s == alice {
+			require.Equal(t, ci.OpenedAt, got.OpenedAt, "metadata survives a restart")
+		}
+	}
+	_, err = bob.Send(ctx, ci.ChannelID, big.NewInt(500))
+	require.NoError(t, err)
+	done := make(chan struct{})
+	ups, err := bob.Hub().Subscribe(subscriptions.Updates)
+	require.NoError(t, err)
+	go func() {
+		defer close(done)
+		for ev := range ups.Events() {
+			if u := ev.(node.UpdateInfo); u.Kind == node.KindClose && u.Status == node.StatusPending {
+				_, _ = bob.RespondUpdate(ctx, u.UpdateID, true, "")
+				return
+			}
+		}
+	}()
+	closed, err := alice.Close(ctx, ci.ChannelID)
+	require.NoError(t, err)
+	<-done
+	want := new(big.Int).Sub(eth(5), big.NewInt(10000-500))
+	require.Equal(t, want.String(), closed.Balance.Mine)
 }

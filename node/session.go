@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -405,7 +406,8 @@ func (s *Session) shutdown(ctx context.Context) error {
 	if err := s.client.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close client: %w", err))
 	}
-	if err := s.bus.Close(); err != nil {
+	if err := s.bus.Close(); err != nil && !errors.Is(err, net.ErrClosed) &&
+		!strings.Contains(err.Error(), "use of closed network connection") {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
 	}
 	if err := s.pr.Close(); err != nil {
