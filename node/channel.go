@@ -466,7 +466,8 @@ func (s *Session) closedInfo(id string, notFound error) (ChannelInfo, error) {
 func (e *channelEntry) update(ctx context.Context, fn func(*channel.State) error) error {
 	timeout := e.s.n.cfg.Channel.ResponseTimeout + 5*time.Second
 	var lastErr error
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := 0; attempt < 20; attempt++ {
+		e.yieldToPeer(ctx)
 		uctx, cancel := context.WithTimeoutCause(ctx, timeout, errUpdateTimeout)
 		uctx, cancelCause := context.WithCancelCause(uctx)
 		var fnErr error
@@ -503,6 +504,25 @@ func (e *channelEntry) update(ctx context.Context, fn func(*channel.State) error
 		return e.mapUpdateErr(err, timeout)
 	}
 	return &ConflictError{Msg: fmt.Sprintf("channel busy: the peer kept updating (%v)", lastErr)}
+}
+
+// yieldToPeer lets the peer's retried update go first after this side won
+// a collision (index 0 only).
+func (e *channelEntry) yieldToPeer(ctx context.Context) {
+	e.mu.Lock()
+	until := e.col.yieldUntil
+	e.col.yieldUntil = time.Time{}
+	start := e.version
+	e.mu.Unlock()
+	for time.Now().Before(until) && ctx.Err() == nil {
+		e.mu.Lock()
+		moved := e.version > start
+		e.mu.Unlock()
+		if moved {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // waitVersionAbove waits briefly until the channel has moved past v-1,

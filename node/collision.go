@@ -22,6 +22,10 @@ import (
 //     was proposing that same version itself, in case its own update failed
 //     and go-perun would otherwise hand the stale proposal to the handler.
 
+// yieldWindow bounds how long the winner of a collision waits for the
+// loser's retry before it updates again.
+const yieldWindow = 200 * time.Millisecond
+
 var (
 	errCollision     = errors.New("update collision: the peer updates the channel")
 	errUpdateTimeout = errors.New("update timed out")
@@ -30,7 +34,10 @@ var (
 // collisions tracks local update attempts and incoming proposals of one
 // channel. Guarded by the channel entry's mutex.
 type collisions struct {
-	cur      *attemptToken
+	// yieldUntil, on index 0, makes the next local update wait briefly for
+	// the peer's retry after a collision, so the peer is not starved.
+	yieldUntil time.Time
+	cur        *attemptToken
 	attempts map[uint64][]*attemptToken
 	arrived  map[uint64]time.Time
 }
@@ -56,8 +63,12 @@ func (c *collisions) begin(cancel context.CancelCauseFunc) *attemptToken {
 func (c *collisions) proposing(t *attemptToken, v uint64, idx channel.Index) {
 	t.version = v
 	c.attempts[v] = append(c.attempts[v], t)
-	if at, ok := c.arrived[v]; ok && idx == 1 && time.Since(at) < 5*time.Second {
-		t.cancel(errCollision)
+	if at, ok := c.arrived[v]; ok && time.Since(at) < 5*time.Second {
+		if idx == 1 {
+			t.cancel(errCollision)
+		} else {
+			c.yieldUntil = time.Now().Add(yieldWindow)
+		}
 	}
 }
 
@@ -71,8 +82,12 @@ func (c *collisions) end(t *attemptToken) {
 // arrive records an incoming proposal of version v.
 func (c *collisions) arrive(v uint64, idx channel.Index) {
 	c.arrived[v] = time.Now()
-	if c.cur != nil && c.cur.version == v && idx == 1 {
-		c.cur.cancel(errCollision)
+	if c.cur != nil && c.cur.version == v {
+		if idx == 1 {
+			c.cur.cancel(errCollision)
+		} else {
+			c.yieldUntil = time.Now().Add(yieldWindow)
+		}
 	}
 }
 

@@ -186,9 +186,12 @@ func TestConcurrentBothDirections(t *testing.T) {
 	}
 	wg.Wait()
 	var va, vb channelView
-	alice.ok("channel_get", map[string]any{"channelId": ch.ChannelID}, &va)
-	bob.ok("channel_get", map[string]any{"channelId": ch.ChannelID}, &vb)
-	require.Equal(t, uint64(2*n), va.Version)
+	// The receiver of the last update enables it right after answering.
+	require.Eventually(t, func() bool {
+		alice.ok("channel_get", map[string]any{"channelId": ch.ChannelID}, &va)
+		bob.ok("channel_get", map[string]any{"channelId": ch.ChannelID}, &vb)
+		return va.Version == 2*n && vb.Version == 2*n
+	}, 5*time.Second, 5*time.Millisecond)
 	require.Equal(t, va.Version, vb.Version)
 	require.Equal(t, va.Balance["mine"], vb.Balance["theirs"])
 	require.Equal(t, va.Balance["theirs"], vb.Balance["mine"])
