@@ -38,8 +38,8 @@ type collisions struct {
 	// the peer's retry after a collision, so the peer is not starved.
 	yieldUntil time.Time
 	cur        *attemptToken
-	attempts map[uint64][]*attemptToken
-	arrived  map[uint64]time.Time
+	attempts   map[uint64][]*attemptToken
+	arrived    map[uint64]time.Time
 }
 
 type attemptToken struct {
