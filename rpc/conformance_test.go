@@ -76,7 +76,7 @@ func TestSpecExamples(t *testing.T) {
 			if tc.want == "" {
 				require.Nil(t, answer, "a notification got an answer: %s", answer)
 				select {
-				case m := <-c.raw:
+				case m := <-c.Raw:
 					t.Fatalf("a notification got an answer: %s", m)
 				case <-time.After(200 * time.Millisecond):
 				}
@@ -143,12 +143,12 @@ func TestMessageTooBig(t *testing.T) {
 	big := `{"jsonrpc":"2.0","method":"node_info","id":1,"params":{"x":"` + string(make([]byte, 8000)) + `"}}`
 	c.send(big)
 	select {
-	case _, open := <-c.raw:
+	case _, open := <-c.Raw:
 		require.False(t, open, "no answer, the connection is closed")
 	case <-time.After(10 * time.Second):
 		t.Fatal("connection not closed")
 	}
-	require.True(t, websocket.IsCloseError(c.readErr, websocket.CloseMessageTooBig), "close code 1009, got %v", c.readErr)
+	require.True(t, websocket.IsCloseError(c.ReadErr, websocket.CloseMessageTooBig), "close code 1009, got %v", c.ReadErr)
 	// The other connection is unaffected.
 	other.ok("node_info", nil, nil)
 }

@@ -102,7 +102,7 @@ func TestEndToEnd(t *testing.T) {
 	// bob saw every payment on updates and channels.
 	seenUpdates, seenChannels := 0, 0
 	for seenUpdates < 100 || seenChannels < 100 {
-		n := <-bob.notes
+		n := <-bob.Notes
 		r := n["params"].(map[string]any)["result"].(map[string]any)
 		if r["kind"] == "payment" && r["status"] == "accepted" {
 			seenUpdates++

@@ -2,22 +2,17 @@ package rpc_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
@@ -26,6 +21,7 @@ import (
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
 	"github.com/perund/perund/rpc"
+	"github.com/perund/perund/rpc/rpctest"
 )
 
 func TestMain(m *testing.M) {
@@ -101,135 +97,18 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 	return f
 }
 
-// client is a minimal JSON-RPC client over a real WebSocket.
-type client struct {
-	t      *testing.T
-	ws     *websocket.Conn
-	wmu    sync.Mutex
-	nextID atomic.Int64
-	mu     sync.Mutex
-	wait   map[string]chan map[string]any
-	raw    chan []byte // frames that are not responses to call()
-	// readErr is the error that ended the connection (valid once raw is closed).
-	readErr error
-	notes   chan map[string]any
-}
+// client wraps rpctest.Client with the names the tests here use.
+type client struct{ *rpctest.Client }
 
-func dial(t *testing.T, url string) *client {
-	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-	require.NoError(t, err)
-	c := &client{t: t, ws: ws, wait: map[string]chan map[string]any{}, raw: make(chan []byte, 100), notes: make(chan map[string]any, 10000)}
-	go c.read()
-	t.Cleanup(func() { ws.Close() })
-	return c
-}
+func dial(t *testing.T, url string) *client { return &client{rpctest.Dial(t, url)} }
 
-func (c *client) read() {
-	for {
-		_, data, err := c.ws.ReadMessage()
-		if err != nil {
-			c.readErr = err
-			close(c.raw)
-			return
-		}
-		var m map[string]any
-		if json.Unmarshal(data, &m) == nil {
-			if m["method"] == "perun_subscription" {
-				c.notes <- m
-				continue
-			}
-			if id, ok := m["id"].(string); ok && strings.HasPrefix(id, "c-") {
-				c.mu.Lock()
-				ch := c.wait[id]
-				c.mu.Unlock()
-				if ch != nil {
-					ch <- m
-					continue
-				}
-			}
-		}
-		c.raw <- data
-	}
-}
-
-func (c *client) send(s string) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	require.NoError(c.t, c.ws.WriteMessage(websocket.TextMessage, []byte(s)))
-}
-
-// next returns the next frame that is not a call() response or notification.
-func (c *client) next() []byte {
-	select {
-	case d, ok := <-c.raw:
-		require.True(c.t, ok, "connection closed")
-		return d
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("no message within 10s")
-		return nil
-	}
-}
-
-// call sends a request and returns its response object.
-func (c *client) call(method string, params any) map[string]any {
-	id := fmt.Sprintf("c-%d", c.nextID.Add(1))
-	ch := make(chan map[string]any, 1)
-	c.mu.Lock()
-	c.wait[id] = ch
-	c.mu.Unlock()
-	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
-	if params != nil {
-		req["params"] = params
-	}
-	b, _ := json.Marshal(req)
-	c.send(string(b))
-	select {
-	case m := <-ch:
-		return m
-	case <-time.After(2 * time.Minute):
-		c.t.Fatalf("no answer to %s", method)
-		return nil
-	}
-}
-
-// ok calls and requires a result, decoded into out if given.
-func (c *client) ok(method string, params any, out any) {
-	c.t.Helper()
-	m := c.call(method, params)
-	require.Nil(c.t, m["error"], "%s: %v", method, m["error"])
-	if out != nil {
-		b, _ := json.Marshal(m["result"])
-		require.NoError(c.t, json.Unmarshal(b, out))
-	}
-}
-
-// fail calls and requires an error with code.
-func (c *client) fail(method string, params any, code int) map[string]any {
-	c.t.Helper()
-	m := c.call(method, params)
-	e, ok := m["error"].(map[string]any)
-	require.True(c.t, ok, "%s: want error %d, got %v", method, code, m["result"])
-	require.EqualValues(c.t, code, e["code"], "%s: %v", method, e)
-	return e
-}
-
-// note waits for a notification matching pred.
+func (c *client) send(s string)                                 { c.Send(s) }
+func (c *client) next() []byte                                  { return c.Next() }
+func (c *client) call(m string, p any) map[string]any           { return c.Call(m, p) }
+func (c *client) ok(m string, p any, out any)                   { c.OK(m, p, out) }
+func (c *client) fail(m string, p any, code int) map[string]any { return c.Fail(m, p, code) }
 func (c *client) note(pred func(map[string]any) bool) map[string]any {
-	c.t.Helper()
-	deadline := time.After(time.Minute)
-	for {
-		select {
-		case n := <-c.notes:
-			r := n["params"].(map[string]any)["result"].(map[string]any)
-			if pred(r) {
-				return r
-			}
-		case <-deadline:
-			c.t.Fatal("notification did not arrive")
-			return nil
-		}
-	}
+	return c.Note(time.Minute, pred)
 }
 
 func bytesReader(b []byte) io.Reader { return strings.NewReader(string(b)) }
