@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
 	"perun.network/go-perun/channel"
 	"perun.network/go-perun/client"
@@ -40,6 +41,7 @@ type channelEntry struct {
 	txHashes     []string
 	settling     bool
 	watching     bool
+	stopEvents   context.CancelFunc
 	weRegistered bool
 	col          collisions
 }
@@ -177,6 +179,12 @@ func (e *channelEntry) afterRestore() {
 	}
 }
 
+// startWatching starts go-perun's watcher for the channel (it refutes a
+// stale registration with the latest state) and the channel's own
+// adjudicator subscription, which reports on-chain events to the user.
+// go-perun delivers its watcher events only after taking the channel lock,
+// which its own Settle holds for the whole challenge period, so the
+// disputes topic is fed from the separate subscription.
 func (e *channelEntry) startWatching() {
 	e.mu.Lock()
 	if e.watching || e.ch.IsClosed() {
@@ -184,6 +192,8 @@ func (e *channelEntry) startWatching() {
 		return
 	}
 	e.watching = true
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stopEvents = cancel
 	e.mu.Unlock()
 	go func() {
 		// go-perun's Watch dereferences nil when the channel closes between
@@ -197,20 +207,55 @@ func (e *channelEntry) startWatching() {
 		if e.ch.IsClosed() {
 			return
 		}
-		if err := e.ch.Watch(e); err != nil && !e.ch.IsClosed() {
+		if err := e.ch.Watch(ignoreEvents{}); err != nil && !e.ch.IsClosed() {
 			e.s.n.log.Warn("channel watcher stopped", "channel", idHex(e.id), "err", err)
 		}
 	}()
+	go e.followEvents(ctx)
 }
 
-// HandleAdjudicatorEvent receives on-chain events of the channel.
-func (e *channelEntry) HandleAdjudicatorEvent(ev channel.AdjudicatorEvent) {
+// ignoreEvents is the go-perun watch handler: events are reported from the
+// channel's own subscription (followEvents).
+type ignoreEvents struct{}
+
+func (ignoreEvents) HandleAdjudicatorEvent(channel.AdjudicatorEvent) {}
+
+func (e *channelEntry) stopWatching() {
+	e.mu.Lock()
+	stop := e.stopEvents
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// followEvents reports the channel's adjudicator events until ctx ends.
+func (e *channelEntry) followEvents(ctx context.Context) {
+	sub, err := e.s.adj.Subscribe(ctx, e.id)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.s.n.log.Error("subscribe to adjudicator events", "channel", idHex(e.id), "err", err)
+		}
+		return
+	}
+	go func() {
+		<-ctx.Done()
+		_ = sub.Close()
+	}()
+	for ev := sub.Next(); ev != nil; ev = sub.Next() {
+		e.handleEvent(ev)
+	}
+}
+
+// handleEvent reports an on-chain event and settles when the channel is
+// concluded or registered: the user's funds are withdrawn without asking.
+func (e *channelEntry) handleEvent(ev channel.AdjudicatorEvent) {
 	latest := e.info().Version
 	e.mu.Lock()
 	byPeer := !e.weRegistered
-	settling := e.settling
 	e.mu.Unlock()
 	de := DisputeEvent{ChannelID: idHex(e.id), Version: ev.Version(), ByPeer: byPeer, Timeout: timeoutTime(ev.Timeout())}
+	settle, secondary, by := false, false, "dispute"
 	switch ev.(type) {
 	case *channel.RegisteredEvent:
 		de.Event = "registered"
@@ -218,9 +263,9 @@ func (e *channelEntry) HandleAdjudicatorEvent(ev channel.AdjudicatorEvent) {
 		case ev.Version() < latest:
 			de.Response = fmt.Sprintf("refuted with version %d", latest)
 		case byPeer:
-			de.Response = "latest state registered; waiting for the challenge period to end"
+			de.Response = "the latest state is registered; withdrawing after the challenge period"
 		default:
-			de.Response = "registered by us; waiting for the challenge period to end"
+			de.Response = "registered; withdrawing after the challenge period"
 		}
 		e.mu.Lock()
 		if e.state != StateClosed {
@@ -228,27 +273,28 @@ func (e *channelEntry) HandleAdjudicatorEvent(ev channel.AdjudicatorEvent) {
 		}
 		e.mu.Unlock()
 		e.publish()
-		if !settling {
-			go e.settle(false, "dispute")
-		}
+		settle = true
 	case *channel.ProgressedEvent:
 		de.Event = "progressed"
 	case *channel.ConcludedEvent:
 		de.Event = "concluded"
 		de.Response = "withdrawing"
-		if !settling {
-			go e.settle(true, "agreement")
+		settle, secondary = true, true
+		if e.info().State == StateClosing {
+			by = "agreement"
 		}
 	default:
 		return
 	}
 	e.s.hub.Publish(subscriptions.Disputes, de)
+	if settle {
+		go func() { _ = e.settle(secondary, by) }()
+	}
 }
 
 func timeoutTime(t channel.Timeout) time.Time {
-	type timed interface{ Time() time.Time }
-	if tt, ok := t.(timed); ok {
-		return tt.Time().UTC()
+	if bt, ok := t.(*ethchannel.BlockTimeout); ok && bt.Time > 0 {
+		return time.Unix(int64(bt.Time), 0).UTC()
 	}
 	return time.Time{}
 }
@@ -288,6 +334,7 @@ func (e *channelEntry) settle(secondary bool, by string) error {
 	e.closedAt = &now
 	e.closedBy = by
 	e.mu.Unlock()
+	e.stopWatching()
 	if err := e.ch.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		e.s.n.log.Debug("close channel object", "channel", idHex(e.id), "err", err)
 	}

@@ -58,6 +58,7 @@ type Session struct {
 	dialer   *wiresimple.Dialer
 	bus      *wirenet.Bus
 	client   *client.Client
+	adj      *ethchannel.Adjudicator
 	pr       *keyvalue.PersistRestorer
 	contacts *contacts.Book
 	hub      *subscriptions.Hub
@@ -149,6 +150,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey) (_ *Sessi
 	funder := ethchannel.NewFunder(cb)
 	funder.RegisterAsset(*n.asset, ethchannel.NewETHDepositor(depositGasLimit), acc)
 	adj := ethchannel.NewAdjudicator(cb, n.contracts.Adjudicator, addr, acc, adjudicatorGasLimit)
+	s.adj = adj
 	watcher, err := local.NewWatcher(adj)
 	if err != nil {
 		return nil, fmt.Errorf("start watcher: %w", err)
@@ -402,6 +404,11 @@ func (s *Session) shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.n.log.Warn("session shutdown: handlers still running", "address", s.addr.Hex())
 	}
+	s.mu.Lock()
+	for _, e := range s.channels {
+		e.stopWatching()
+	}
+	s.mu.Unlock()
 	var errs []error
 	if err := s.client.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close client: %w", err))

@@ -10,12 +10,15 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/perund/perund/cmd/perund/internal/quiet"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
 func main() {
+	quiet.Restore()
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)

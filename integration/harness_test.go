@@ -1,0 +1,331 @@
+// Package integration runs perund processes against a real dev chain
+// (anvil) and drives them over their WebSocket APIs.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
+	gethrpc "github.com/ethereum/go-ethereum/rpc"
+	"github.com/stretchr/testify/require"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/config"
+	"github.com/perund/perund/rpc/rpctest"
+)
+
+// anvil's well-known dev keys (mnemonic "test test … junk"): #0 deploys,
+// #1 is alice, #2 is bob.
+const (
+	keyDeployer = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+	keyAlice    = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+	keyBob      = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+	challenge   = 60 // seconds
+)
+
+var (
+	perundBin string
+	anvilBin  string
+)
+
+func TestMain(m *testing.M) {
+	root, _ := filepath.Abs("..")
+	anvilBin = os.Getenv("ANVIL_BIN")
+	if anvilBin == "" {
+		anvilBin = filepath.Join(root, "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil")
+	}
+	if _, err := os.Stat(anvilBin); err != nil {
+		if os.Getenv("CI") != "" {
+			fmt.Fprintln(os.Stderr, "integration: anvil not installed (run npm ci):", err)
+			os.Exit(1)
+		}
+		fmt.Println("integration: skipped, anvil not installed: run npm ci (or ./scripts/test)")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "perund-it-*")
+	if err != nil {
+		panic(err)
+	}
+	perundBin = filepath.Join(dir, "perund")
+	build := exec.Command("go", "build", "-o", perundBin, "./cmd/perund")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: build perund:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// anvil is a running dev chain.
+type anvil struct {
+	port  int
+	url   string
+	cmd   *exec.Cmd
+	state string
+}
+
+func startAnvil(t *testing.T) *anvil {
+	a := &anvil{port: freePort(t), state: filepath.Join(t.TempDir(), "anvil-state.json")}
+	a.url = fmt.Sprintf("ws://127.0.0.1:%d", a.port)
+	a.start(t)
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *anvil) start(t *testing.T) {
+	a.cmd = exec.Command(anvilBin, "--host", "127.0.0.1", "--port", fmt.Sprint(a.port), "--chain-id", "1337",
+		"--block-time", "1", "--mixed-mining", "--silent", "--state", a.state)
+	require.NoError(t, a.cmd.Start())
+	require.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", a.port), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "anvil did not start")
+}
+
+func (a *anvil) stop() {
+	if a.cmd != nil && a.cmd.Process != nil {
+		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = a.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = a.cmd.Process.Kill()
+			<-done
+		}
+		a.cmd = nil
+	}
+}
+
+func (a *anvil) rpc(t *testing.T) *gethrpc.Client {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := gethrpc.DialContext(ctx, a.url)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
+
+// passTime moves chain time forward and mines a block.
+func (a *anvil) passTime(t *testing.T, c *gethrpc.Client, secs int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out any
+	require.NoError(t, c.CallContext(ctx, &out, "evm_increaseTime", secs))
+	require.NoError(t, c.CallContext(ctx, &out, "evm_mine"))
+}
+
+func balanceOf(t *testing.T, c *gethrpc.Client, a common.Address) *big.Int {
+	var b hexutil.Big
+	require.NoError(t, c.CallContext(context.Background(), &b, "eth_getBalance", a, "latest"))
+	return b.ToInt()
+}
+
+// gasCost sums gasUsed × effectiveGasPrice over the receipts of hashes.
+func gasCost(t *testing.T, c *gethrpc.Client, hashes []string) *big.Int {
+	total := new(big.Int)
+	for _, h := range hashes {
+		var r struct {
+			GasUsed           hexutil.Big `json:"gasUsed"`
+			EffectiveGasPrice hexutil.Big `json:"effectiveGasPrice"`
+			Status            hexutil.Uint64
+		}
+		require.NoError(t, c.CallContext(context.Background(), &r, "eth_getTransactionReceipt", h))
+		total.Add(total, new(big.Int).Mul(r.GasUsed.ToInt(), r.EffectiveGasPrice.ToInt()))
+	}
+	return total
+}
+
+func deploy(t *testing.T, a *anvil) chain.Contracts {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := chain.Dial(ctx, a.url)
+	require.NoError(t, err)
+	defer cl.Close()
+	k, _ := crypto.HexToECDSA(keyDeployer)
+	id, err := cl.ChainID(ctx)
+	require.NoError(t, err)
+	cb, dep := chain.DeployerBackend(cl, id, k)
+	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+	require.NoError(t, err)
+	chain.ResetNonce(id, dep.Address)
+	return c
+}
+
+// proc is a running perund process.
+type proc struct {
+	name    string
+	dir     string
+	cfgFile string
+	rpcURL  string
+	http    string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	addr    common.Address
+	pw      string
+}
+
+func newProc(t *testing.T, name, key string, a *anvil, c chain.Contracts) *proc {
+	dir := t.TempDir()
+	port := freePort(t)
+	p := &proc{name: name, dir: dir, pw: name, cfgFile: filepath.Join(dir, "perund.yaml"),
+		rpcURL: fmt.Sprintf("ws://127.0.0.1:%d/rpc", port), http: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	cfg := fmt.Sprintf(`rpc:
+  listen: 127.0.0.1:%d
+dataDir: %s
+keystore:
+  lightKdf: true
+chain:
+  url: %s
+  id: 1337
+  txTimeout: 60s
+contracts:
+  mode: validate
+  adjudicator: %s
+  assetHolderETH: %s
+channel:
+  challengeDuration: %d
+  responseTimeout: 5s
+comm:
+  host: 127.0.0.1
+log:
+  level: debug
+`, port, filepath.Join(dir, "data"), a.url, c.Adjudicator.Hex(), c.AssetHolderETH.Hex(), challenge)
+	require.NoError(t, os.WriteFile(p.cfgFile, []byte(cfg), 0o600))
+	keyFile, pwFile := filepath.Join(dir, "key"), filepath.Join(dir, "pw")
+	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
+	require.NoError(t, os.WriteFile(pwFile, []byte(p.pw), 0o600))
+	out, err := exec.Command(perundBin, "keys", "import", "--config", p.cfgFile, "--key-file", keyFile,
+		"--password-file", pwFile, "--light-kdf").CombinedOutput()
+	require.NoError(t, err, string(out))
+	p.addr = common.HexToAddress(strings.TrimSpace(string(out)))
+	p.start(t)
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", p.name, p.log.String())
+		}
+		if dir := os.Getenv("IT_LOG_DIR"); dir != "" {
+			_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+p.name+".log"), p.log.Bytes(), 0o600)
+		}
+	})
+	return p
+}
+
+func (p *proc) start(t *testing.T) {
+	p.log = &bytes.Buffer{}
+	p.cmd = exec.Command(perundBin, "run", "--config", p.cfgFile)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	require.NoError(t, p.cmd.Start())
+	ok := false
+	for i := 0; i < 200 && !ok; i++ {
+		resp, err := http.Get(p.http + "/healthz")
+		if err == nil {
+			ok = resp.StatusCode == http.StatusOK
+			resp.Body.Close()
+		}
+		if !ok {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	require.True(t, ok, "%s did not become healthy:\n%s", p.name, p.log.String())
+}
+
+// stop ends the process gracefully (SIGTERM) and checks it exits 0.
+func (p *proc) stop(t *testing.T) {
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil && !t.Failed() {
+			t.Errorf("%s exited with %v:\n%s", p.name, err, p.log.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+		t.Errorf("%s did not stop on SIGTERM", p.name)
+	}
+	p.cmd = nil
+}
+
+// kill ends the process with SIGKILL.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	p.cmd = nil
+}
+
+type session struct {
+	*rpctest.Client
+	CommAddress string `json:"commAddress"`
+}
+
+func (p *proc) login(t *testing.T) *session {
+	s := &session{Client: rpctest.Dial(t, p.rpcURL)}
+	s.OK("session_open", map[string]any{"account": p.addr.Hex(), "password": p.pw}, s)
+	return s
+}
+
+type channelView struct {
+	ChannelID string            `json:"channelId"`
+	Balance   map[string]string `json:"balance"`
+	Version   uint64            `json:"version"`
+	State     string            `json:"state"`
+	TxHashes  []string          `json:"txHashes"`
+	ClosedBy  string            `json:"closedBy"`
+}
+
+// pair starts alice and bob, each in the other's contacts, and opens a
+// channel of 10 ETH each from alice to bob.
+func pair(t *testing.T, a *anvil) (alice, bob *proc, sa, sb *session, ch channelView) {
+	c := deploy(t, a)
+	alice = newProc(t, "alice", keyAlice, a, c)
+	bob = newProc(t, "bob", keyBob, a, c)
+	sa, sb = alice.login(t), bob.login(t)
+	sa.OK("contacts_add", map[string]any{"alias": "bob", "address": bob.addr.Hex(), "commAddress": sb.CommAddress}, nil)
+	sb.OK("contacts_add", map[string]any{"alias": "alice", "address": alice.addr.Hex(), "commAddress": sa.CommAddress}, nil)
+	var sub string
+	sb.OK("perun_subscribe", []string{"proposals"}, &sub)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pr := sb.Note(time.Minute, func(r map[string]any) bool { return r["status"] == "pending" })
+		sb.OK("proposal_respond", map[string]any{"proposalId": pr["proposalId"], "accept": true}, nil)
+	}()
+	ten := new(big.Int).Mul(big.NewInt(10), chain.Ether).String()
+	sa.OK("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": ten, "theirs": ten}}, &ch)
+	<-done
+	require.Equal(t, "open", ch.State)
+	return alice, bob, sa, sb, ch
+}
