@@ -309,7 +309,11 @@ type channelView struct {
 // pair starts alice and bob, each in the other's contacts, and opens a
 // channel of 10 ETH each from alice to bob.
 func pair(t *testing.T, a *anvil) (alice, bob *proc, sa, sb *session, ch channelView) {
-	c := deploy(t, a)
+	return pairWith(t, a, deploy(t, a))
+}
+
+// pairWith is pair on already deployed contracts.
+func pairWith(t *testing.T, a *anvil, c chain.Contracts) (alice, bob *proc, sa, sb *session, ch channelView) {
 	alice = newProc(t, "alice", keyAlice, a, c)
 	bob = newProc(t, "bob", keyBob, a, c)
 	sa, sb = alice.login(t), bob.login(t)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -145,7 +146,9 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey) (_ *Sessi
 	chain.ResetNonce(n.chainID, addr)
 	w := simple.NewWallet(key)
 	signer := types.LatestSignerForChainID(n.chainID)
-	cb := ethchannel.NewContractBackend(recordingBackend{n.chain}, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
+	adjABI := parseAdjudicatorABI()
+	rb := recordingBackend{Backend: n.chain, unattributed: func(tx *types.Transaction) { s.attributeTx(adjABI, tx) }}
+	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
 	acc := accounts.Account{Address: addr}
 	funder := ethchannel.NewFunder(cb)
 	funder.RegisterAsset(*n.asset, ethchannel.NewETHDepositor(depositGasLimit), acc)
@@ -423,6 +426,21 @@ func (s *Session) shutdown(ctx context.Context) error {
 	s.hub.Close()
 	s.n.log.Info("session closed", "address", s.addr.Hex())
 	return errors.Join(errs...)
+}
+
+// attributeTx adds a transaction sent outside perund's own calls (a
+// watcher's refutation) to its channel's list.
+func (s *Session) attributeTx(a *abi.ABI, tx *types.Transaction) {
+	id, ok := channelOfTx(a, tx)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	e := s.channels[id]
+	s.mu.Unlock()
+	if e != nil {
+		e.addTxs([]string{tx.Hash().Hex()})
+	}
 }
 
 // ensure interface conformance of the wire address type used for peers.

@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"math/big"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
+	"github.com/perun-network/perun-eth-backend/wallet/simple"
+	"github.com/stretchr/testify/require"
+	"perun.network/go-perun/channel"
+	"perun.network/go-perun/channel/persistence/keyvalue"
+	"perun.network/go-perun/wallet"
+	"polycry.pt/poly-go/sortedkv/leveldb"
+
+	"github.com/perund/perund/chain"
+	// The persisted peers are decoded with perund's wire address type.
+	_ "github.com/perund/perund/wireid"
+)
+
+// registerStale plays a cheating bob: from his (stopped) node's database it
+// takes the channel's parameters, builds an old version in which he holds
+// more, signs it with both keys (the test knows them: a state both parties
+// once signed) and registers it on the adjudicator with his own account.
+func registerStale(t *testing.T, a *anvil, bob *proc, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := leveldb.LoadDatabase(filepath.Join(bob.dir, "data", strings.ToLower(bob.addr.Hex()), "channels.db"))
+	require.NoError(t, err)
+	pr := keyvalue.NewPersistRestorer(db)
+	defer pr.Close()
+	var id channel.ID
+	copy(id[:], common0x(t, chID))
+	saved, err := pr.RestoreChannel(ctx, id)
+	require.NoError(t, err)
+	params := saved.Params()
+	stale := saved.CurrentTX().State.Clone()
+	stale.Version = version
+	stale.Balances[0][0], stale.Balances[0][1] = bals[0], bals[1]
+
+	ka, _ := crypto.HexToECDSA(keyAlice)
+	kb, _ := crypto.HexToECDSA(keyBob)
+	w := simple.NewWallet(ka, kb)
+	sigs := make([]wallet.Sig, 2)
+	for i, k := range []*ecdsa.PrivateKey{ka, kb} {
+		acc, err := w.Unlock(ethwallet.AsWalletAddr(crypto.PubkeyToAddress(k.PublicKey)))
+		require.NoError(t, err)
+		sigs[i], err = ethchannel.Sign(acc, stale)
+		require.NoError(t, err)
+	}
+	cl, err := chain.Dial(ctx, a.url)
+	require.NoError(t, err)
+	defer cl.Close()
+	chainID, err := cl.ChainID(ctx)
+	require.NoError(t, err)
+	chain.ResetNonce(chainID, bob.addr)
+	cb, _ := chain.DeployerBackend(cl, chainID, kb)
+	adj := ethchannel.NewAdjudicator(cb, c.Adjudicator, bob.addr, accounts.Account{Address: bob.addr}, 1_000_000)
+	bobAcc, err := w.Unlock(ethwallet.AsWalletAddr(bob.addr))
+	require.NoError(t, err)
+	err = adj.Register(ctx, channel.AdjudicatorReq{
+		Params: params,
+		Acc:    map[wallet.BackendID]wallet.Account{ethwallet.BackendID: bobAcc},
+		Tx:     channel.Transaction{State: stale, Sigs: sigs},
+		Idx:    1,
+	}, nil)
+	require.NoError(t, err)
+}
+
+// TestStaleStateRefuted: bob registers an old state; alice's node refutes
+// it with the latest one without being asked and ends with her latest
+// balance.
+func TestStaleStateRefuted(t *testing.T) {
+	a := startAnvil(t)
+	ethc := a.rpc(t)
+	c := deploy(t, a)
+	alice, bob, sa, sb, ch := pairWith(t, a, c)
+	// bob pays alice 5 ETH in 5 payments: latest v5 is alice 15, bob 5.
+	for i := 0; i < 5; i++ {
+		sb.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": eth(1).String()}, nil)
+	}
+	sa.OK("perun_subscribe", []string{"disputes"}, nil)
+	var v channelView
+	require.Eventually(t, func() bool {
+		sa.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, &v)
+		return v.Version == 5
+	}, 10*time.Second, 10*time.Millisecond)
+	bob.kill()
+	start := balanceOf(t, ethc, alice.addr)
+	registerStale(t, a, bob, c, ch.ChannelID, 1, [2]*big.Int{eth(11), eth(9)})
+
+	ev := sa.Note(time.Minute, func(r map[string]any) bool { return r["event"] == "registered" })
+	require.EqualValues(t, 1, ev["version"])
+	require.Equal(t, true, ev["byPeer"])
+	require.Equal(t, "refuted with version 5", ev["response"])
+	ref := sa.Note(time.Minute, func(r map[string]any) bool { return r["event"] == "registered" && r["version"] == float64(5) })
+	require.NotEmpty(t, ref["timeout"])
+
+	// Let the challenge period pass; alice's node concludes and withdraws.
+	var closed channelView
+	require.Eventually(t, func() bool {
+		a.passTime(t, ethc, challenge/4)
+		sa.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, &closed)
+		return closed.State == "closed"
+	}, 2*time.Minute, 500*time.Millisecond)
+	require.Equal(t, eth(15).String(), closed.Balance["mine"])
+	require.Equal(t, "dispute", closed.ClosedBy)
+	want := new(big.Int).Add(start, eth(15))
+	want.Sub(want, gasCost(t, ethc, closed.TxHashes[1:]))
+	require.Equal(t, want.String(), balanceOf(t, ethc, alice.addr).String(), "alice gets every wei of the latest state")
+}
+
+// TestCloseFallsBackToDispute: the peer is gone, so channel_close settles
+// through the dispute path and says so.
+func TestCloseFallsBackToDispute(t *testing.T) {
+	a := startAnvil(t)
+	ethc := a.rpc(t)
+	c := deploy(t, a)
+	_, bob, sa, _, ch := pairWith(t, a, c)
+	sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": eth(2).String()}, nil)
+	bob.kill()
+	done := make(chan channelView, 1)
+	go func() {
+		var v channelView
+		sa.OK("channel_close", map[string]any{"channelId": ch.ChannelID}, &v)
+		done <- v
+	}()
+	var closed channelView
+	for closed.State == "" {
+		select {
+		case closed = <-done:
+		case <-time.After(500 * time.Millisecond):
+			a.passTime(t, ethc, challenge/4)
+		}
+	}
+	require.Equal(t, "closed", closed.State)
+	require.Equal(t, "dispute", closed.ClosedBy)
+	require.Equal(t, eth(8).String(), closed.Balance["mine"])
+}
+
+// TestPeerForceCloseReflected: bob force-closes; alice's node withdraws her
+// share on its own and her channel ends closed.
+func TestPeerForceCloseReflected(t *testing.T) {
+	a := startAnvil(t)
+	ethc := a.rpc(t)
+	c := deploy(t, a)
+	alice, _, sa, sb, ch := pairWith(t, a, c)
+	sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": eth(3).String()}, nil)
+	sa.OK("perun_subscribe", []string{"channels"}, nil)
+	start := balanceOf(t, ethc, alice.addr)
+	done := make(chan channelView, 1)
+	go func() {
+		var v channelView
+		sb.OK("channel_forceClose", map[string]any{"channelId": ch.ChannelID}, &v)
+		done <- v
+	}()
+	var bobClosed channelView
+	for bobClosed.State == "" {
+		select {
+		case bobClosed = <-done:
+		case <-time.After(500 * time.Millisecond):
+			a.passTime(t, ethc, challenge/4)
+		}
+	}
+	require.Equal(t, eth(13).String(), bobClosed.Balance["mine"])
+	sa.Note(time.Minute, func(r map[string]any) bool { return r["channelId"] == ch.ChannelID && r["state"] == "closed" })
+	var v channelView
+	sa.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, &v)
+	require.Equal(t, "closed", v.State)
+	want := new(big.Int).Add(start, eth(7))
+	want.Sub(want, gasCost(t, ethc, v.TxHashes[1:]))
+	require.Equal(t, want.String(), balanceOf(t, ethc, alice.addr).String())
+}
+
+func common0x(t *testing.T, s string) []byte {
+	b, err := hexutil.Decode(s)
+	require.NoError(t, err)
+	return b
+}
