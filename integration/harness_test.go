@@ -333,3 +333,12 @@ func pairWith(t *testing.T, a *anvil, c chain.Contracts) (alice, bob *proc, sa, 
 	require.Equal(t, "open", ch.State)
 	return alice, bob, sa, sb, ch
 }
+
+func health(p *proc) int {
+	resp, err := http.Get(p.http + "/healthz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

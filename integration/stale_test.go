@@ -185,3 +185,37 @@ func common0x(t *testing.T, s string) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// TestChainRestart: the chain goes away and comes back (anvil restarted
+// with its state); /healthz reports it, and alice's node reconnects and
+// still refutes a stale registration.
+func TestChainRestart(t *testing.T) {
+	a := startAnvil(t)
+	c := deploy(t, a)
+	alice, bob, sa, sb, ch := pairWith(t, a, c)
+	for i := 0; i < 3; i++ {
+		sb.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": eth(1).String()}, nil)
+	}
+	sa.OK("perun_subscribe", []string{"disputes"}, nil)
+	bob.kill()
+
+	a.stop()
+	require.Eventually(t, func() bool { return health(alice) == 503 }, 30*time.Second, 100*time.Millisecond, "healthz reports the chain down")
+	// Off-chain calls still answer; on-chain ones fail with 1008.
+	sa.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, nil)
+	sa.Fail("chain_balance", nil, 1008)
+	a.start(t)
+	require.Eventually(t, func() bool { return health(alice) == 200 }, 30*time.Second, 100*time.Millisecond, "node reconnects")
+
+	ethc := a.rpc(t)
+	registerStale(t, a, bob, c, ch.ChannelID, 1, [2]*big.Int{eth(11), eth(9)})
+	ev := sa.Note(time.Minute, func(r map[string]any) bool { return r["event"] == "registered" && r["version"] == float64(1) })
+	require.Equal(t, "refuted with version 3", ev["response"])
+	var closed channelView
+	require.Eventually(t, func() bool {
+		a.passTime(t, ethc, challenge/4)
+		sa.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, &closed)
+		return closed.State == "closed"
+	}, 2*time.Minute, 500*time.Millisecond)
+	require.Equal(t, eth(13).String(), closed.Balance["mine"])
+}

@@ -59,7 +59,7 @@ type Session struct {
 	dialer   *wiresimple.Dialer
 	bus      *wirenet.Bus
 	client   *client.Client
-	adj      *ethchannel.Adjudicator
+	adj      *resilientAdjudicator
 	pr       *keyvalue.PersistRestorer
 	contacts *contacts.Book
 	hub      *subscriptions.Hub
@@ -153,13 +153,13 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey) (_ *Sessi
 	funder := ethchannel.NewFunder(cb)
 	funder.RegisterAsset(*n.asset, ethchannel.NewETHDepositor(depositGasLimit), acc)
 	adj := ethchannel.NewAdjudicator(cb, n.contracts.Adjudicator, addr, acc, adjudicatorGasLimit)
-	s.adj = adj
-	watcher, err := local.NewWatcher(adj)
+	s.adj = &resilientAdjudicator{Adjudicator: adj, log: n.log}
+	watcher, err := local.NewWatcher(s.adj)
 	if err != nil {
 		return nil, fmt.Errorf("start watcher: %w", err)
 	}
 	bus := &observingBus{Bus: s.bus, onUpdate: s.observeIncomingUpdate}
-	s.client, err = client.New(wireid.NewAddress(addr).Map(), bus, funder, adj,
+	s.client, err = client.New(wireid.NewAddress(addr).Map(), bus, funder, s.adj,
 		map[wallet.BackendID]wallet.Wallet{ethwallet.BackendID: w}, watcher)
 	if err != nil {
 		return nil, fmt.Errorf("create perun client: %w", err)

@@ -145,7 +145,7 @@ type backend struct {
 	close     func()
 }
 
-func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []common.Address) (*backend, error) {
+func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []common.Address, log *slog.Logger) (*backend, error) {
 	given := chain.Contracts{
 		Adjudicator:    common.HexToAddress(cfg.Contracts.Adjudicator),
 		AssetHolderETH: common.HexToAddress(cfg.Contracts.AssetHolderETH),
@@ -170,7 +170,7 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 		return &backend{chain: e, contracts: c, close: func() { e.Close() },
 			fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, hundred) }}, nil
 	}
-	cl, err := chain.Dial(ctx, cfg.Chain.URL)
+	cl, err := chain.DialReconnecting(ctx, cfg.Chain.URL, log)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +248,7 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.Chain.TxTimeout)
-	be, err := connect(cctx, cfg, ks, demoAddrs)
+	be, err := connect(cctx, cfg, ks, demoAddrs, log)
 	cancel()
 	if err != nil {
 		return err

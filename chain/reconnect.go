@@ -1,0 +1,313 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// Reconnecting is a chain backend over a WebSocket connection that is
+// dialled again when it breaks. Calls made while the chain is away fail
+// (callers retry or report a chain error); subscriptions end with an error,
+// and the node's own subscriptions subscribe again (see node's resilient
+// adjudicator subscription).
+type Reconnecting struct {
+	url    string
+	log    *slog.Logger
+	mu     sync.RWMutex
+	c      *ethclient.Client
+	down   bool
+	wake   chan struct{}
+	closed chan struct{}
+	done   chan struct{}
+}
+
+// DialReconnecting connects to url and keeps the connection up.
+func DialReconnecting(ctx context.Context, url string, log *slog.Logger) (*Reconnecting, error) {
+	c, err := Dial(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reconnecting{url: url, log: log, c: c, wake: make(chan struct{}, 1), closed: make(chan struct{}), done: make(chan struct{})}
+	go r.redialLoop()
+	return r, nil
+}
+
+// Close ends the connection for good.
+func (r *Reconnecting) Close() {
+	select {
+	case <-r.closed:
+		return
+	default:
+	}
+	close(r.closed)
+	<-r.done
+	r.mu.Lock()
+	r.c.Close()
+	r.mu.Unlock()
+}
+
+func (r *Reconnecting) client() *ethclient.Client {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.c
+}
+
+// connectionLost reports whether err means the connection is gone.
+func connectionLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, rpc.ErrClientQuit) {
+		return true
+	}
+	s := err.Error()
+	for _, m := range []string{"connection refused", "use of closed network connection", "broken pipe",
+		"EOF", "websocket: close", "connection reset", "client is closed", "i/o timeout"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Reconnecting) check(err error) error {
+	if connectionLost(err) {
+		r.mu.Lock()
+		if !r.down {
+			r.down = true
+			r.log.Warn("chain connection lost; reconnecting", "url", r.url, "err", err)
+		}
+		r.mu.Unlock()
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
+
+func (r *Reconnecting) redialLoop() {
+	defer close(r.done)
+	for {
+		select {
+		case <-r.closed:
+			return
+		case <-r.wake:
+		}
+		backoff := 200 * time.Millisecond
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c, err := ethclient.DialContext(ctx, r.url)
+			if err == nil {
+				_, err = c.ChainID(ctx)
+				if err != nil {
+					c.Close()
+				}
+			}
+			cancel()
+			if err == nil {
+				r.mu.Lock()
+				old := r.c
+				r.c, r.down = c, false
+				r.mu.Unlock()
+				old.Close()
+				r.log.Info("chain connection restored", "url", r.url)
+				break
+			}
+			select {
+			case <-r.closed:
+				return
+			case <-time.After(backoff):
+			}
+			if backoff < 5*time.Second {
+				backoff *= 2
+			}
+		}
+	}
+}
+
+// Down reports whether the connection is currently lost.
+func (r *Reconnecting) Down() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.down
+}
+
+// subscription forwards a subscription's error and triggers a redial.
+type subscription struct {
+	inner ethereum.Subscription
+	errc  chan error
+	once  sync.Once
+	quit  chan struct{}
+}
+
+func (r *Reconnecting) wrap(s ethereum.Subscription, err error) (ethereum.Subscription, error) {
+	if err != nil {
+		return nil, r.check(err)
+	}
+	w := &subscription{inner: s, errc: make(chan error, 1), quit: make(chan struct{})}
+	go func() {
+		select {
+		case err, ok := <-s.Err():
+			if ok && err != nil {
+				r.check(fmt.Errorf("subscription: %w", err))
+				if !connectionLost(err) {
+					r.check(rpc.ErrClientQuit)
+				}
+				w.errc <- err
+			}
+			close(w.errc)
+		case <-w.quit:
+			close(w.errc)
+		}
+	}()
+	return w, nil
+}
+
+func (s *subscription) Unsubscribe() {
+	s.once.Do(func() {
+		s.inner.Unsubscribe()
+		close(s.quit)
+	})
+}
+
+func (s *subscription) Err() <-chan error { return s.errc }
+
+// The methods of chain.Backend, delegated to the current connection.
+
+// ChainID returns the chain id.
+func (r *Reconnecting) ChainID(ctx context.Context) (*big.Int, error) {
+	v, err := r.client().ChainID(ctx)
+	return v, r.check(err)
+}
+
+// BalanceAt returns a balance.
+func (r *Reconnecting) BalanceAt(ctx context.Context, a common.Address, n *big.Int) (*big.Int, error) {
+	v, err := r.client().BalanceAt(ctx, a, n)
+	return v, r.check(err)
+}
+
+// CodeAt returns contract code.
+func (r *Reconnecting) CodeAt(ctx context.Context, a common.Address, n *big.Int) ([]byte, error) {
+	v, err := r.client().CodeAt(ctx, a, n)
+	return v, r.check(err)
+}
+
+// CallContract executes a call.
+func (r *Reconnecting) CallContract(ctx context.Context, m ethereum.CallMsg, n *big.Int) ([]byte, error) {
+	v, err := r.client().CallContract(ctx, m, n)
+	return v, r.check(err)
+}
+
+// HeaderByNumber returns a header.
+func (r *Reconnecting) HeaderByNumber(ctx context.Context, n *big.Int) (*types.Header, error) {
+	v, err := r.client().HeaderByNumber(ctx, n)
+	return v, r.check(err)
+}
+
+// HeaderByHash returns a header.
+func (r *Reconnecting) HeaderByHash(ctx context.Context, h common.Hash) (*types.Header, error) {
+	v, err := r.client().HeaderByHash(ctx, h)
+	return v, r.check(err)
+}
+
+// BlockByHash returns a block.
+func (r *Reconnecting) BlockByHash(ctx context.Context, h common.Hash) (*types.Block, error) {
+	v, err := r.client().BlockByHash(ctx, h)
+	return v, r.check(err)
+}
+
+// BlockByNumber returns a block.
+func (r *Reconnecting) BlockByNumber(ctx context.Context, n *big.Int) (*types.Block, error) {
+	v, err := r.client().BlockByNumber(ctx, n)
+	return v, r.check(err)
+}
+
+// TransactionCount returns a block's transaction count.
+func (r *Reconnecting) TransactionCount(ctx context.Context, h common.Hash) (uint, error) {
+	v, err := r.client().TransactionCount(ctx, h)
+	return v, r.check(err)
+}
+
+// TransactionInBlock returns a transaction of a block.
+func (r *Reconnecting) TransactionInBlock(ctx context.Context, h common.Hash, i uint) (*types.Transaction, error) {
+	v, err := r.client().TransactionInBlock(ctx, h, i)
+	return v, r.check(err)
+}
+
+// TransactionByHash returns a transaction.
+func (r *Reconnecting) TransactionByHash(ctx context.Context, h common.Hash) (*types.Transaction, bool, error) {
+	v, p, err := r.client().TransactionByHash(ctx, h)
+	return v, p, r.check(err)
+}
+
+// TransactionReceipt returns a receipt.
+func (r *Reconnecting) TransactionReceipt(ctx context.Context, h common.Hash) (*types.Receipt, error) {
+	v, err := r.client().TransactionReceipt(ctx, h)
+	return v, r.check(err)
+}
+
+// PendingCodeAt returns pending code.
+func (r *Reconnecting) PendingCodeAt(ctx context.Context, a common.Address) ([]byte, error) {
+	v, err := r.client().PendingCodeAt(ctx, a)
+	return v, r.check(err)
+}
+
+// PendingNonceAt returns the pending nonce.
+func (r *Reconnecting) PendingNonceAt(ctx context.Context, a common.Address) (uint64, error) {
+	v, err := r.client().PendingNonceAt(ctx, a)
+	return v, r.check(err)
+}
+
+// SuggestGasPrice suggests a gas price.
+func (r *Reconnecting) SuggestGasPrice(ctx context.Context) (*big.Int, error) {
+	v, err := r.client().SuggestGasPrice(ctx)
+	return v, r.check(err)
+}
+
+// SuggestGasTipCap suggests a tip.
+func (r *Reconnecting) SuggestGasTipCap(ctx context.Context) (*big.Int, error) {
+	v, err := r.client().SuggestGasTipCap(ctx)
+	return v, r.check(err)
+}
+
+// EstimateGas estimates gas.
+func (r *Reconnecting) EstimateGas(ctx context.Context, m ethereum.CallMsg) (uint64, error) {
+	v, err := r.client().EstimateGas(ctx, m)
+	return v, r.check(err)
+}
+
+// SendTransaction sends a transaction.
+func (r *Reconnecting) SendTransaction(ctx context.Context, tx *types.Transaction) error {
+	return r.check(r.client().SendTransaction(ctx, tx))
+}
+
+// FilterLogs filters logs.
+func (r *Reconnecting) FilterLogs(ctx context.Context, q ethereum.FilterQuery) ([]types.Log, error) {
+	v, err := r.client().FilterLogs(ctx, q)
+	return v, r.check(err)
+}
+
+// SubscribeFilterLogs subscribes to logs.
+func (r *Reconnecting) SubscribeFilterLogs(ctx context.Context, q ethereum.FilterQuery, ch chan<- types.Log) (ethereum.Subscription, error) {
+	return r.wrap(r.client().SubscribeFilterLogs(ctx, q, ch))
+}
+
+// SubscribeNewHead subscribes to new heads.
+func (r *Reconnecting) SubscribeNewHead(ctx context.Context, ch chan<- *types.Header) (ethereum.Subscription, error) {
+	return r.wrap(r.client().SubscribeNewHead(ctx, ch))
+}
+
+var _ Backend = (*Reconnecting)(nil)
