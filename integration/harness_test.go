@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -187,7 +188,7 @@ type proc struct {
 	rpcURL  string
 	http    string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	log     *lockedBuffer
 	addr    common.Address
 	pw      string
 }
@@ -240,7 +241,7 @@ log:
 }
 
 func (p *proc) start(t *testing.T) {
-	p.log = &bytes.Buffer{}
+	p.log = &lockedBuffer{}
 	p.cmd = exec.Command(perundBin, "run", "--config", p.cfgFile)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	require.NoError(t, p.cmd.Start())
@@ -342,3 +343,24 @@ func health(p *proc) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// lockedBuffer is a process's output, written by exec's copier while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *lockedBuffer) Bytes() []byte { return []byte(b.String()) }
