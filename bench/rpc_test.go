@@ -1,0 +1,258 @@
+package bench
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/stretchr/testify/require"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/config"
+	"github.com/perund/perund/node"
+	"github.com/perund/perund/rpc"
+	"github.com/perund/perund/rpc/rpctest"
+)
+
+// server is one perund node with its API on a real WebSocket.
+type server struct {
+	node *node.Node
+	url  string
+}
+
+func newServer(b testing.TB, e *chain.Embedded, c chain.Contracts) *server {
+	cfg, err := config.Load(config.Sources{Flags: map[string]any{
+		"dataDir": b.TempDir(), "keystore.lightKdf": true, "channel.challengeDuration": 100000,
+		"channel.responseTimeout": "30s", "channel.autoAcceptClose": true, "rpc.maxConnections": 5000,
+	}})
+	require.NoError(b, err)
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Logger: lg})
+	require.NoError(b, err)
+	srv := rpc.NewServer(n, cfg.RPC, lg, nil)
+	hs := httptest.NewServer(srv.Handler())
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		srv.Shutdown(ctx)
+		hs.Close()
+		_ = n.Close(ctx)
+	})
+	return &server{node: n, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/rpc"}
+}
+
+type user struct {
+	key  *ecdsa.PrivateKey
+	addr common.Address
+	c    *rpctest.Client
+	comm string
+}
+
+func newUsers(b testing.TB, n int) []*user {
+	us := make([]*user, n)
+	for i := range us {
+		k, err := crypto.GenerateKey()
+		require.NoError(b, err)
+		us[i] = &user{key: k, addr: crypto.PubkeyToAddress(k.PublicKey)}
+	}
+	return us
+}
+
+func (u *user) login(b testing.TB, s *server) {
+	_, err := s.node.Keys().Import(u.key, "pw")
+	require.NoError(b, err)
+	u.c = rpctest.Dial(b, s.url)
+	var r struct {
+		CommAddress string `json:"commAddress"`
+	}
+	u.c.OK("session_open", map[string]any{"account": u.addr.Hex(), "password": "pw"}, &r)
+	u.comm = r.CommAddress
+}
+
+// setupPairs starts two nodes on one chain and opens a channel between
+// each of n alices on node A and n bobs on node B.
+func setupPairs(b testing.TB, n int) (alices, bobs []*user, channels []string) {
+	alices, bobs = newUsers(b, n), newUsers(b, n)
+	var addrs []common.Address
+	for i := 0; i < n; i++ {
+		addrs = append(addrs, alices[i].addr, bobs[i].addr)
+	}
+	e, c := newChain(b, addrs...)
+	na, nb := newServer(b, e, c), newServer(b, e, c)
+	for i := 0; i < n; i++ {
+		alices[i].login(b, na)
+		bobs[i].login(b, nb)
+		alices[i].c.OK("contacts_add", map[string]any{"alias": "bob", "address": bobs[i].addr.Hex(), "commAddress": bobs[i].comm}, nil)
+		bobs[i].c.OK("contacts_add", map[string]any{"alias": "alice", "address": alices[i].addr.Hex(), "commAddress": alices[i].comm}, nil)
+	}
+	channels = make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 10)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			channels[i] = open(b, alices[i], bobs[i])
+		}(i)
+	}
+	wg.Wait()
+	return alices, bobs, channels
+}
+
+func open(b testing.TB, a, bob *user) string {
+	var sub string
+	bob.c.OK("perun_subscribe", []string{"proposals"}, &sub)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p := bob.c.Note(time.Minute, func(r map[string]any) bool { return r["status"] == "pending" })
+		bob.c.OK("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
+	}()
+	var ch struct {
+		ChannelID string `json:"channelId"`
+	}
+	a.c.OK("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": eth(10).String(), "theirs": eth(10).String()}}, &ch)
+	<-done
+	bob.c.OK("perun_unsubscribe", []string{sub}, nil)
+	return ch.ChannelID
+}
+
+// BenchmarkRPCPayment: channel_send calls from a WebSocket client to node
+// A, paying through node B (auto-accepted). Reports the latency of the call
+// and of bob's channels notification after alice's send started.
+func BenchmarkRPCPayment(b *testing.B) {
+	alices, bobs, chs := setupPairs(b, 1)
+	a, bob := alices[0], bobs[0]
+	bob.c.OK("perun_subscribe", []string{"channels"}, nil)
+	var mu sync.Mutex
+	started := make(map[float64]time.Time, b.N)
+	notes := newLatencies(b.N)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case n := <-bob.c.Notes:
+				r := n["params"].(map[string]any)["result"].(map[string]any)
+				v, _ := r["version"].(float64)
+				mu.Lock()
+				t0, ok := started[v]
+				mu.Unlock()
+				if ok {
+					notes.add(time.Since(t0))
+				}
+			}
+		}
+	}()
+	calls := newLatencies(b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		mu.Lock()
+		started[float64(i+1)] = t0
+		mu.Unlock()
+		m := a.c.Call("channel_send", map[string]any{"channelId": chs[0], "amount": "1"})
+		calls.add(time.Since(t0))
+		if m["error"] != nil {
+			b.Fatal(m["error"])
+		}
+	}
+	b.StopTimer()
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	<-done
+	calls.report(b, "send-")
+	notes.report(b, "notify-")
+}
+
+// BenchmarkRPCPaymentParallel: N channels between N user pairs paying
+// concurrently through the API; throughput as N grows.
+func BenchmarkRPCPaymentParallel(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("channels=%d", n), func(b *testing.B) {
+			alices, _, chs := setupPairs(b, n)
+			lat := newLatencies(b.N)
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				count := b.N / n
+				if i < b.N%n {
+					count++
+				}
+				wg.Add(1)
+				go func(u *user, ch string, count int) {
+					defer wg.Done()
+					for j := 0; j < count; j++ {
+						t0 := time.Now()
+						m := u.c.Call("channel_send", map[string]any{"channelId": ch, "amount": "1"})
+						lat.add(time.Since(t0))
+						if m["error"] != nil {
+							b.Error(m["error"])
+							return
+						}
+					}
+				}(alices[i], chs[i], count)
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
+			lat.report(b, "send-")
+		})
+	}
+}
+
+// BenchmarkMemory: heap held per session and per open channel (both sides
+// of each channel are on the same machine: a channel costs two sessions'
+// worth of channel state). One op opens one pair of sessions and a channel.
+func BenchmarkMemory(b *testing.B) {
+	us := newUsers(b, 2*b.N)
+	var addrs []common.Address
+	for _, u := range us {
+		addrs = append(addrs, u.addr)
+	}
+	e, c := newChain(b, addrs...)
+	na, nb := newServer(b, e, c), newServer(b, e, c)
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	b.ResetTimer()
+	h0 := heap()
+	for i := 0; i < b.N; i++ {
+		us[2*i].login(b, na)
+		us[2*i+1].login(b, nb)
+	}
+	h1 := heap()
+	for i := 0; i < b.N; i++ {
+		a, bob := us[2*i], us[2*i+1]
+		a.c.OK("contacts_add", map[string]any{"alias": "bob", "address": bob.addr.Hex(), "commAddress": bob.comm}, nil)
+		open(b, a, bob)
+	}
+	h2 := heap()
+	b.StopTimer()
+	b.ReportMetric(float64(int64(h1)-int64(h0))/float64(2*b.N)/1024, "KiB/session")
+	b.ReportMetric(float64(int64(h2)-int64(h1))/float64(b.N)/1024, "KiB/channel")
+	b.ReportMetric(float64(runtime.NumGoroutine())/float64(2*b.N), "goroutines/session")
+}
+
+
