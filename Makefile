@@ -13,3 +13,4 @@ bench:
 	go test ./bench -run '^$$' -bench 'GoPerunDirect|RPCPayment$$' -benchtime 3000x -count 3 | tee bench.txt
 	go test ./bench -run '^$$' -bench 'RPCPaymentParallel' -benchtime 2000x -count 1 | tee -a bench.txt
 	go test ./bench -run '^$$' -bench 'Memory' -benchtime 100x -count 1 | tee -a bench.txt
+	go test ./bench -run '^$$' -bench 'DevStartup' -benchtime 10x -count 1 | tee -a bench.txt
