@@ -108,7 +108,9 @@ func BenchmarkGoPerunDirect(b *testing.B) {
 			_ = r.Accept(context.Background())
 		}))
 	go alice.client.Handle(client.ProposalHandlerFunc(func(client.ChannelProposal, *client.ProposalResponder) {}),
-		client.UpdateHandlerFunc(func(_ *channel.State, _ client.ChannelUpdate, r *client.UpdateResponder) { _ = r.Reject(context.Background(), "") }))
+		client.UpdateHandlerFunc(func(_ *channel.State, _ client.ChannelUpdate, r *client.UpdateResponder) {
+			_ = r.Reject(context.Background(), "")
+		}))
 
 	id, _ := e.ChainID(context.Background())
 	asset := ethchannel.NewAsset(id, c.AssetHolderETH)

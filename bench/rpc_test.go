@@ -254,5 +254,3 @@ func BenchmarkMemory(b *testing.B) {
 	b.ReportMetric(float64(int64(h2)-int64(h1))/float64(b.N)/1024, "KiB/channel")
 	b.ReportMetric(float64(runtime.NumGoroutine())/float64(2*b.N), "goroutines/session")
 }
-
-

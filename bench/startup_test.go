@@ -48,5 +48,3 @@ func BenchmarkDevStartup(b *testing.B) {
 		b.StartTimer()
 	}
 }
-
-
