@@ -76,22 +76,9 @@ func TestForceCloseAfterPeerKilled(t *testing.T) {
 	bob.kill()
 	sa.OK("perun_subscribe", []string{"disputes"}, nil)
 	start := balanceOf(t, ethc, alice.addr)
-	done := make(chan channelView, 1)
-	go func() {
-		var v channelView
-		sa.OK("channel_forceClose", map[string]any{"channelId": ch.ChannelID}, &v)
-		done <- v
-	}()
 	t0 := time.Now()
 	// Chain time moves on only when we say so (plus anvil's 1 s blocks).
-	var closed channelView
-	for closed.State == "" {
-		select {
-		case closed = <-done:
-		case <-time.After(500 * time.Millisecond):
-			a.passTime(t, ethc, challenge/4)
-		}
-	}
+	closed := closeWhileTimePasses(t, a, ethc, sa, "channel_forceClose", ch.ChannelID)
 	reg := sa.Note(time.Second, func(r map[string]any) bool { return r["event"] == "registered" })
 	require.EqualValues(t, 5, reg["version"])
 	require.Equal(t, false, reg["byPeer"])

@@ -364,3 +364,22 @@ func (b *lockedBuffer) String() string {
 }
 
 func (b *lockedBuffer) Bytes() []byte { return []byte(b.String()) }
+
+// closeWhileTimePasses calls method (channel_close or channel_forceClose)
+// on ch and moves chain time on until the call returns the closed channel.
+func closeWhileTimePasses(t *testing.T, a *anvil, ethc *gethrpc.Client, s *session, method, ch string) channelView {
+	done := make(chan channelView, 1)
+	go func() {
+		var v channelView
+		s.OK(method, map[string]any{"channelId": ch}, &v)
+		done <- v
+	}()
+	for {
+		select {
+		case v := <-done:
+			return v
+		case <-time.After(500 * time.Millisecond):
+			a.passTime(t, ethc, challenge/4)
+		}
+	}
+}

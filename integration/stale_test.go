@@ -127,20 +127,7 @@ func TestCloseFallsBackToDispute(t *testing.T) {
 	_, bob, sa, _, ch := pairWith(t, a, c)
 	sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": eth(2).String()}, nil)
 	bob.kill()
-	done := make(chan channelView, 1)
-	go func() {
-		var v channelView
-		sa.OK("channel_close", map[string]any{"channelId": ch.ChannelID}, &v)
-		done <- v
-	}()
-	var closed channelView
-	for closed.State == "" {
-		select {
-		case closed = <-done:
-		case <-time.After(500 * time.Millisecond):
-			a.passTime(t, ethc, challenge/4)
-		}
-	}
+	closed := closeWhileTimePasses(t, a, ethc, sa, "channel_close", ch.ChannelID)
 	require.Equal(t, "closed", closed.State)
 	require.Equal(t, "dispute", closed.ClosedBy)
 	require.Equal(t, eth(8).String(), closed.Balance["mine"])
@@ -156,20 +143,7 @@ func TestPeerForceCloseReflected(t *testing.T) {
 	sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": eth(3).String()}, nil)
 	sa.OK("perun_subscribe", []string{"channels"}, nil)
 	start := balanceOf(t, ethc, alice.addr)
-	done := make(chan channelView, 1)
-	go func() {
-		var v channelView
-		sb.OK("channel_forceClose", map[string]any{"channelId": ch.ChannelID}, &v)
-		done <- v
-	}()
-	var bobClosed channelView
-	for bobClosed.State == "" {
-		select {
-		case bobClosed = <-done:
-		case <-time.After(500 * time.Millisecond):
-			a.passTime(t, ethc, challenge/4)
-		}
-	}
+	bobClosed := closeWhileTimePasses(t, a, ethc, sb, "channel_forceClose", ch.ChannelID)
 	require.Equal(t, eth(13).String(), bobClosed.Balance["mine"])
 	sa.Note(time.Minute, func(r map[string]any) bool { return r["channelId"] == ch.ChannelID && r["state"] == "closed" })
 	var v channelView
