@@ -77,7 +77,6 @@ func TestForceCloseAfterPeerKilled(t *testing.T) {
 	sa.OK("perun_subscribe", []string{"disputes"}, nil)
 	start := balanceOf(t, ethc, alice.addr)
 	t0 := time.Now()
-	// Chain time moves on only when we say so (plus anvil's 1 s blocks).
 	closed := closeWhileTimePasses(t, a, ethc, sa, "channel_forceClose", ch.ChannelID)
 	reg := sa.Note(time.Second, func(r map[string]any) bool { return r["event"] == "registered" })
 	require.EqualValues(t, 5, reg["version"])

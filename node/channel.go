@@ -434,19 +434,15 @@ func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
 		st.IsFinal = true
 		return nil
 	})
-	by, secondary := "agreement", false
+	by := "agreement"
 	if uerr != nil {
-		var ie *InsufficientFundsError
-		if errors.As(uerr, &ie) {
-			return ChannelInfo{}, uerr
-		}
 		s.n.log.Info("cooperative close failed, disputing", "channel", id, "err", uerr)
 		by = "dispute"
 		e.mu.Lock()
 		e.weRegistered = true
 		e.mu.Unlock()
 	}
-	if err := e.settle(secondary, by); err != nil {
+	if err := e.settle(false, by); err != nil {
 		return ChannelInfo{}, err
 	}
 	return s.waitClosed(ctx, e)
