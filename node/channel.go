@@ -18,7 +18,6 @@ import (
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/subscriptions"
-	"github.com/perund/perund/wireid"
 )
 
 // channelEntry is the session's view of one go-perun channel.
@@ -619,4 +618,3 @@ func parseID(s string) ([32]byte, error) {
 	return id, nil
 }
 
-var _ = wireid.BackendID

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/sourcegraph/jsonrpc2"
 
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/node"
@@ -630,16 +629,8 @@ func proposalList(c *call) (any, error) {
 	return c.session().Proposals(), nil
 }
 
-type respondParams struct {
-	ProposalID *string `json:"proposalId,omitempty"`
-	UpdateID   *string `json:"updateId,omitempty"`
-	Accept     *bool   `json:"accept"`
-	Reason     *string `json:"reason"`
-}
-
 func decodeRespond(c *call, idField string) (string, bool, string, error) {
 	var p struct {
-		ID     *string `json:"-"`
 		Accept *bool   `json:"accept"`
 		Reason *string `json:"reason"`
 		PID    *string `json:"proposalId"`
@@ -726,10 +717,6 @@ func stringOrObject(raw json.RawMessage, key string) (string, error) {
 		}
 	}
 	m := map[string]*string{}
-	var p struct {
-		V *string `json:"-"`
-	}
-	_ = p
 	if err := decodeParams(raw, &m); err != nil {
 		return "", err
 	}
@@ -802,4 +789,3 @@ func (cn *conn) dropSubscriptions(s *node.Session) {
 	}
 }
 
-var _ = jsonrpc2.CodeInternalError
