@@ -617,4 +617,3 @@ func parseID(s string) ([32]byte, error) {
 	copy(id[:], b)
 	return id, nil
 }
-

@@ -788,4 +788,3 @@ func (cn *conn) dropSubscriptions(s *node.Session) {
 		s.Hub().Unsubscribe(id)
 	}
 }
-
