@@ -155,7 +155,9 @@ type subscription struct {
 
 func (r *Reconnecting) wrap(s ethereum.Subscription, err error) (ethereum.Subscription, error) {
 	if err != nil {
-		return nil, r.check(err)
+		// perun-eth-backend calls Unsubscribe on the subscription it got
+		// even when subscribing failed: hand it one that is already over.
+		return failedSubscription{}, r.check(err)
 	}
 	w := &subscription{inner: s, errc: make(chan error, 1), quit: make(chan struct{})}
 	go func() {
@@ -175,6 +177,12 @@ func (r *Reconnecting) wrap(s ethereum.Subscription, err error) (ethereum.Subscr
 	}()
 	return w, nil
 }
+
+// failedSubscription is the subscription returned with an error.
+type failedSubscription struct{}
+
+func (failedSubscription) Unsubscribe()      {}
+func (failedSubscription) Err() <-chan error { return nil }
 
 func (s *subscription) Unsubscribe() {
 	s.once.Do(func() {
