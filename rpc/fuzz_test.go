@@ -1,0 +1,62 @@
+package rpc
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// FuzzDecodeParams: any params value is either decoded or rejected with a
+// -32602 error naming a field; nothing panics.
+func FuzzDecodeParams(f *testing.F) {
+	for _, s := range []string{`{"channelId":"0x00","amount":"1"}`, `[{"amount":"5"}]`, `[]`, `{}`, `[1,2]`,
+		`{"amount":5}`, `{"memo":"x"}`, `[[[[[]]]]]`, `{"amount":"-1"}`, `"x"`, ``, `nul`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var p struct {
+			ChannelID *string `json:"channelId"`
+			Amount    *string `json:"amount"`
+		}
+		err := decodeParams(json.RawMessage(raw), &p)
+		if err != nil {
+			je := toError(err, nil, "fuzz")
+			if je.Code != -32602 || je.Data == nil {
+				t.Fatalf("want -32602 with a field, got %+v", je)
+			}
+			return
+		}
+		if p.Amount != nil {
+			if v, err := parseAmount("amount", p.Amount); err == nil && v.Sign() < 0 {
+				t.Fatalf("negative amount %s accepted", v)
+			}
+		}
+	})
+}
+
+// FuzzValidID: ids are accepted exactly when they are a string, a number
+// or null.
+func FuzzValidID(f *testing.F) {
+	for _, s := range []string{`1`, `"a"`, `null`, `-1.5e3`, `{}`, `[]`, `true`, `1 2`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ok := validID(raw)
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			if ok {
+				t.Fatalf("invalid JSON %q accepted as id", raw)
+			}
+			return
+		}
+		switch v.(type) {
+		case nil, string, float64:
+			if !ok {
+				t.Fatalf("id %q rejected", raw)
+			}
+		default:
+			if ok {
+				t.Fatalf("id %q accepted", raw)
+			}
+		}
+	})
+}
