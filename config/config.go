@@ -44,6 +44,8 @@ type Config struct {
 	Channel   Channel   `koanf:"channel"`
 	Comm      Comm      `koanf:"comm"`
 	Log       Log       `koanf:"log"`
+	// Assets are the ERC20 tokens channels can hold besides ETH.
+	Assets []Asset `koanf:"assets"`
 	// AllowAccountCreation enables account_new (set by perund dev).
 	AllowAccountCreation bool `koanf:"allowAccountCreation"`
 }
@@ -84,6 +86,16 @@ type Contracts struct {
 	Deployer string `koanf:"deployer"`
 	// DeployerPasswordFile holds the deployer's keystore password.
 	DeployerPasswordFile string `koanf:"deployerPasswordFile"`
+}
+
+// Asset is an ERC20 token: its symbol (as used in the API), token
+// address, asset holder (deployed when empty and contracts.mode allows)
+// and decimals.
+type Asset struct {
+	Symbol      string `koanf:"symbol"`
+	Token       string `koanf:"token"`
+	AssetHolder string `koanf:"assetHolder"`
+	Decimals    uint8  `koanf:"decimals"`
 }
 
 // Channel configures channel defaults.
@@ -136,6 +148,7 @@ func Defaults() map[string]any {
 		"log.level":                      "info",
 		"log.format":                     "text",
 		"allowAccountCreation":           false,
+		"assets":                         []any{},
 	}
 }
 
@@ -342,6 +355,29 @@ func (c *Config) Validate() error {
 	if c.Contracts.Mode == ModeValidate && (c.Contracts.Adjudicator == "" || c.Contracts.AssetHolderETH == "") {
 		return &KeyError{"contracts.adjudicator", "validate mode needs contracts.adjudicator and contracts.assetHolderETH"}
 	}
+	seen := map[string]bool{"ETH": true}
+	for i, a := range c.Assets {
+		key := fmt.Sprintf("assets[%d]", i)
+		if !validSymbol(a.Symbol) {
+			return &KeyError{key + ".symbol", fmt.Sprintf("%q is not 1 to 11 letters or digits", a.Symbol)}
+		}
+		if seen[a.Symbol] {
+			return &KeyError{key + ".symbol", fmt.Sprintf("%q is used twice (ETH is built in)", a.Symbol)}
+		}
+		seen[a.Symbol] = true
+		if !common.IsHexAddress(a.Token) {
+			return &KeyError{key + ".token", fmt.Sprintf("%q is not a hex address", a.Token)}
+		}
+		if a.AssetHolder != "" && !common.IsHexAddress(a.AssetHolder) {
+			return &KeyError{key + ".assetHolder", fmt.Sprintf("%q is not a hex address", a.AssetHolder)}
+		}
+		if a.AssetHolder == "" && c.Contracts.Mode == ModeValidate {
+			return &KeyError{key + ".assetHolder", "validate mode needs the asset holder address"}
+		}
+		if a.Decimals > 36 {
+			return &KeyError{key + ".decimals", "must be at most 36"}
+		}
+	}
 	if c.Channel.ChallengeDuration == 0 {
 		return &KeyError{"channel.challengeDuration", "must be at least 1 (seconds)"}
 	}
@@ -365,6 +401,18 @@ func (c *Config) Validate() error {
 		return &KeyError{"log.format", fmt.Sprintf("%q is not text or json", c.Log.Format)}
 	}
 	return nil
+}
+
+func validSymbol(s string) bool {
+	if len(s) == 0 || len(s) > 11 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // KeystoreDir returns the keystore directory (dataDir/keystore by default).

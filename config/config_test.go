@@ -21,6 +21,10 @@ channel:
   challengeDuration: 100
 log:
   level: debug
+assets:
+  - symbol: PRN
+    token: "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    decimals: 18
 `), 0o600))
 	cfg, err := Load(Sources{
 		File:  f,
@@ -33,6 +37,7 @@ log:
 	require.Equal(t, 20*time.Second, cfg.Channel.ResponseTimeout, "environment over file")
 	require.Equal(t, "error", cfg.Log.Level, "flags over environment")
 	require.Equal(t, uint64(100), cfg.Channel.ChallengeDuration)
+	require.Equal(t, []Asset{{Symbol: "PRN", Token: "0x5FbDB2315678afecb367f032d93F642f64180aa3", Decimals: 18}}, cfg.Assets)
 	require.Equal(t, Embedded, cfg.Chain.URL, "default")
 	require.Equal(t, filepath.Join("./perund-data", "keystore"), cfg.KeystoreDir())
 }
@@ -56,6 +61,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad origin", Sources{Flags: map[string]any{"rpc.allowedOrigins": "wallet"}}, "rpc.allowedOrigins"},
 		{"bad level", Sources{Flags: map[string]any{"log.level": "loud"}}, "log.level"},
 		{"bad listen", Sources{Flags: map[string]any{"rpc.listen": "8400"}}, "rpc.listen"},
+		{"asset symbol", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "P R", "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}}}}, "assets[0].symbol"},
+		{"asset token", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "PRN", "token": "0x1"}}}}, "assets[0].token"},
+		{"asset ETH", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "ETH", "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}}}}, "assets[0].symbol"},
 		{"zero challenge", Sources{Flags: map[string]any{"channel.challengeDuration": 0}}, "channel.challengeDuration"},
 	}
 	for _, tc := range tests {

@@ -28,6 +28,7 @@ type channelEntry struct {
 	idx       channel.Index
 	peer      common.Address
 	challenge uint64
+	symbol    string
 	ops       chan struct{} // one local operation at a time
 
 	mu           sync.Mutex
@@ -58,6 +59,10 @@ func newChannelEntry(s *Session, ch *client.Channel) *channelEntry {
 	parts := ch.Params().Parts
 	if len(parts) == 2 {
 		e.peer = ethwallet.AsEthAddr(parts[1-int(e.idx)][ethwallet.BackendID])
+	}
+	e.symbol = "?"
+	if a := s.n.assetOf(st.Assets[0]); a != nil {
+		e.symbol = a.symbol
 	}
 	e.setState(st)
 	ch.OnUpdate(func(_, to *channel.State) { e.onUpdate(to) })
@@ -94,7 +99,7 @@ func (e *channelEntry) info() ChannelInfo {
 	ci := ChannelInfo{
 		ChannelID:         idHex(e.id),
 		Peer:              e.s.peerName(e.peer),
-		Asset:             AssetETH,
+		Asset:             e.symbol,
 		Balance:           Balance{Mine: amount(e.bals[e.idx]), Theirs: amount(e.bals[1-e.idx])},
 		Version:           e.version,
 		State:             e.state,

@@ -59,7 +59,11 @@ func (s *Session) openTimeout(challenge uint64) time.Duration {
 
 // OpenChannel proposes a ledger channel to a contact and returns it once the
 // peer accepted and both deposits are confirmed.
-func (s *Session) OpenChannel(ctx context.Context, peerRef string, mine, theirs *big.Int, challenge uint64) (ChannelInfo, error) {
+func (s *Session) OpenChannel(ctx context.Context, peerRef, symbol string, mine, theirs *big.Int, challenge uint64) (ChannelInfo, error) {
+	asset, err := s.n.asset(symbol)
+	if err != nil {
+		return ChannelInfo{}, err
+	}
 	c, err := s.contacts.Resolve(peerRef)
 	if err != nil {
 		return ChannelInfo{}, &NotFoundError{Resource: "contact", ID: peerRef}
@@ -70,12 +74,12 @@ func (s *Session) OpenChannel(ctx context.Context, peerRef string, mine, theirs 
 	if challenge == 0 {
 		challenge = s.n.cfg.Channel.ChallengeDuration
 	}
-	onChain, err := s.n.Balance(ctx, s.addr)
+	onChain, err := s.n.AssetBalance(ctx, asset.symbol, s.addr)
 	if err != nil {
 		return ChannelInfo{}, err
 	}
 	if onChain.Cmp(mine) < 0 {
-		return ChannelInfo{}, &InsufficientFundsError{Where: "on-chain", Available: onChain.String(), Needed: mine.String()}
+		return ChannelInfo{}, &InsufficientFundsError{Where: "on-chain (" + asset.symbol + ")", Available: onChain.String(), Needed: mine.String()}
 	}
 	// A quick reachability check gives a clear error before go-perun's
 	// publish retries (three attempts, seconds apart).
@@ -87,8 +91,8 @@ func (s *Session) OpenChannel(ctx context.Context, peerRef string, mine, theirs 
 	conn.Close()
 	s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
 
-	alloc := channel.NewAllocation(2, []wallet.BackendID{ethwallet.BackendID}, s.n.asset)
-	alloc.SetAssetBalances(s.n.asset, []channel.Bal{new(big.Int).Set(mine), new(big.Int).Set(theirs)})
+	alloc := channel.NewAllocation(2, []wallet.BackendID{ethwallet.BackendID}, asset.asset)
+	alloc.SetAssetBalances(asset.asset, []channel.Bal{new(big.Int).Set(mine), new(big.Int).Set(theirs)})
 	prop, err := client.NewLedgerChannelProposal(challenge, s.participant(), alloc,
 		[]map[wallet.BackendID]wire.Address{wireid.NewAddress(s.addr).Map(), wireid.NewAddress(c.Address).Map()})
 	if err != nil {
@@ -152,7 +156,7 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 		s.rejectProposal(r, "only ledger channels are supported")
 		return
 	}
-	peer, err := s.validProposal(lcp)
+	peer, asset, err := s.validProposal(lcp)
 	if err != nil {
 		s.rejectProposal(r, err.Error())
 		return
@@ -163,7 +167,7 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 		info: ProposalInfo{
 			ProposalID:        "0x" + hex.EncodeToString(lcp.ProposalID[:]),
 			Peer:              s.peerName(peer),
-			Asset:             AssetETH,
+			Asset:             asset.symbol,
 			Balance:           Balance{Mine: bals[1].String(), Theirs: bals[0].String()},
 			ChallengeDuration: lcp.ChallengeDuration,
 			ExpiresAt:         time.Now().Add(cfg.Channel.ResponseTimeout).UTC().Truncate(time.Millisecond),
@@ -230,32 +234,36 @@ func (s *Session) rejectProposal(r *client.ProposalResponder, reason string) {
 	}
 }
 
-func (s *Session) validProposal(lcp *client.LedgerChannelProposalMsg) (common.Address, error) {
+func (s *Session) validProposal(lcp *client.LedgerChannelProposalMsg) (common.Address, *assetEntry, error) {
 	if len(lcp.Peers) != 2 {
-		return common.Address{}, errors.New("only two-party channels are supported")
+		return common.Address{}, nil, errors.New("only two-party channels are supported")
 	}
 	w, ok := lcp.Peers[0][wireid.BackendID].(*wireid.Address)
 	if !ok {
-		return common.Address{}, errors.New("unsupported peer address type")
+		return common.Address{}, nil, errors.New("unsupported peer address type")
 	}
 	peer := w.Eth()
 	pa, ok := lcp.Participant[ethwallet.BackendID]
 	if !ok || ethwallet.AsEthAddr(pa) != peer {
-		return peer, errors.New("the participant address must be the proposer's address")
+		return peer, nil, errors.New("the participant address must be the proposer's address")
 	}
 	if lcp.App != nil && !channel.IsNoApp(lcp.App) {
-		return peer, errors.New("app channels are not supported")
+		return peer, nil, errors.New("app channels are not supported")
 	}
-	if len(lcp.InitBals.Assets) != 1 || !lcp.InitBals.Assets[0].Equal(s.n.asset) {
-		return peer, errors.New("unsupported asset")
+	if len(lcp.InitBals.Assets) != 1 {
+		return peer, nil, errors.New("only single-asset channels are supported")
+	}
+	asset := s.n.assetOf(lcp.InitBals.Assets[0])
+	if asset == nil {
+		return peer, nil, errors.New("unsupported asset")
 	}
 	if len(lcp.InitBals.Balances) != 1 || len(lcp.InitBals.Balances[0]) != 2 {
-		return peer, errors.New("bad balances")
+		return peer, nil, errors.New("bad balances")
 	}
 	if lcp.FundingAgreement != nil && !lcp.FundingAgreement.Equal(lcp.InitBals.Balances) {
-		return peer, errors.New("funding agreement must equal the initial balances")
+		return peer, nil, errors.New("funding agreement must equal the initial balances")
 	}
-	return peer, nil
+	return peer, asset, nil
 }
 
 // Proposals lists the proposals waiting for an answer.

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
@@ -37,6 +36,8 @@ type Options struct {
 	Config    *config.Config
 	Chain     chain.Backend
 	Contracts chain.Contracts
+	// Assets are the ERC20 assets besides ETH, with validated holders.
+	Assets []chain.Asset
 	// Fund, if set, gives a newly created account its starting funds (dev).
 	Fund    func(ctx context.Context, addr common.Address) error
 	Logger  *slog.Logger
@@ -49,7 +50,7 @@ type Node struct {
 	chain     chain.Backend
 	chainID   *big.Int
 	contracts chain.Contracts
-	asset     *ethchannel.Asset
+	assets    []*assetEntry
 	keys      *keys.Store
 	fund      func(ctx context.Context, addr common.Address) error
 	log       *slog.Logger
@@ -97,7 +98,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		chain:     o.Chain,
 		chainID:   id,
 		contracts: o.Contracts,
-		asset:     ethchannel.NewAsset(id, o.Contracts.AssetHolderETH),
+		assets:    newAssets(id, o.Contracts, o.Assets),
 		keys:      ks,
 		fund:      o.Fund,
 		log:       lg,
@@ -120,11 +121,16 @@ func (n *Node) Info() NodeInfo {
 	n.mu.Lock()
 	count := len(n.sessions)
 	n.mu.Unlock()
+	holders := map[string]string{}
+	for _, a := range n.assets {
+		holders[a.symbol] = a.holder.Hex()
+	}
 	return NodeInfo{
 		Version:           n.version,
 		ChainID:           n.chainID.String(),
 		Adjudicator:       n.contracts.Adjudicator.Hex(),
-		AssetHolders:      map[string]string{AssetETH: n.contracts.AssetHolderETH.Hex()},
+		AssetHolders:      holders,
+		Assets:            n.Assets(),
 		ChallengeDuration: n.cfg.Channel.ChallengeDuration,
 		ResponseTimeout:   int64(n.cfg.Channel.ResponseTimeout / time.Second),
 		Sessions:          count,

@@ -117,7 +117,7 @@ func TestTwoNodesOverTCP(t *testing.T) {
 			bobCh = ci
 		}
 	}()
-	ci, err := alice.OpenChannel(ctx, "bob", eth(10), eth(10), 0)
+	ci, err := alice.OpenChannel(ctx, "bob", "ETH", eth(10), eth(10), 0)
 	require.NoError(t, err)
 	wg.Wait()
 	require.NotNil(t, bobCh)
@@ -218,7 +218,7 @@ func TestRestart(t *testing.T) {
 		ev := (<-props.Events()).(node.ProposalInfo)
 		_, _ = bob.RespondProposal(ctx, ev.ProposalID, true, "")
 	}()
-	ci, err := alice.OpenChannel(ctx, "bob", eth(5), eth(5), 0)
+	ci, err := alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(5), 0)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { _, err := bob.Channel(ci.ChannelID); return err == nil }, 10*time.Second, 10*time.Millisecond)
 	for i := 0; i < 10; i++ {

@@ -151,7 +151,9 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey) (_ *Sessi
 	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
 	acc := accounts.Account{Address: addr}
 	funder := ethchannel.NewFunder(cb)
-	funder.RegisterAsset(*n.asset, ethchannel.NewETHDepositor(depositGasLimit), acc)
+	for _, a := range n.assets {
+		funder.RegisterAsset(*a.asset, a.depositor(), acc)
+	}
 	adj := ethchannel.NewAdjudicator(cb, n.contracts.Adjudicator, addr, acc, adjudicatorGasLimit)
 	s.adj = &resilientAdjudicator{Adjudicator: adj, log: n.log}
 	watcher, err := local.NewWatcher(s.adj)
@@ -228,13 +230,14 @@ func (s *Session) Info(withToken bool) SessionInfo {
 	return si
 }
 
-// Balance returns the on-chain balance of addr (the user's by default).
-func (s *Session) Balance(ctx context.Context, addr *common.Address) (common.Address, string, error) {
+// Balance returns the on-chain balance of an asset ("" is ETH) of addr
+// (the user's by default).
+func (s *Session) Balance(ctx context.Context, addr *common.Address, symbol string) (common.Address, string, error) {
 	a := s.addr
 	if addr != nil {
 		a = *addr
 	}
-	b, err := s.n.Balance(ctx, a)
+	b, err := s.n.AssetBalance(ctx, symbol, a)
 	if err != nil {
 		return a, "", err
 	}

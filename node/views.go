@@ -107,6 +107,7 @@ type NodeInfo struct {
 	ChainID           string            `json:"chainId"`
 	Adjudicator       string            `json:"adjudicator"`
 	AssetHolders      map[string]string `json:"assetHolders"`
+	Assets            []AssetInfo       `json:"assets"`
 	ChallengeDuration uint64            `json:"challengeDuration"`
 	ResponseTimeout   int64             `json:"responseTimeout"`
 	Sessions          int               `json:"sessions"`

@@ -232,11 +232,11 @@ func parseAddr(field string, s string) (common.Address, error) {
 	return a, nil
 }
 
-func checkAsset(a *string) error {
-	if a != nil && *a != node.AssetETH {
-		return invalidParams("asset", fmt.Sprintf("unknown asset %q (this node supports ETH)", *a))
+func assetParam(a *string) string {
+	if a == nil {
+		return ""
 	}
-	return nil
+	return *a
 }
 
 func nodeInfo(c *call) (any, error) {
@@ -459,9 +459,6 @@ func chainBalance(c *call) (any, error) {
 	if err := decodeParams(c.params, &p); err != nil {
 		return nil, err
 	}
-	if err := checkAsset(p.Asset); err != nil {
-		return nil, err
-	}
 	var addr *common.Address
 	if p.Address != nil {
 		a, err := parseAddr("address", *p.Address)
@@ -470,11 +467,15 @@ func chainBalance(c *call) (any, error) {
 		}
 		addr = &a
 	}
-	a, bal, err := c.session().Balance(c.ctx, addr)
+	sym := assetParam(p.Asset)
+	a, bal, err := c.session().Balance(c.ctx, addr, sym)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{"address": a.Hex(), "asset": node.AssetETH, "balance": bal}, nil
+	if sym == "" {
+		sym = node.AssetETH
+	}
+	return map[string]string{"address": a.Hex(), "asset": sym, "balance": bal}, nil
 }
 
 func channelOpen(c *call) (any, error) {
@@ -505,9 +506,6 @@ func channelOpen(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkAsset(p.Asset); err != nil {
-		return nil, err
-	}
 	var cd uint64
 	if p.ChallengeDuration != nil {
 		if *p.ChallengeDuration == 0 {
@@ -515,7 +513,7 @@ func channelOpen(c *call) (any, error) {
 		}
 		cd = *p.ChallengeDuration
 	}
-	return c.session().OpenChannel(c.ctx, peer, mine, theirs, cd)
+	return c.session().OpenChannel(c.ctx, peer, assetParam(p.Asset), mine, theirs, cd)
 }
 
 func channelList(c *call) (any, error) {
