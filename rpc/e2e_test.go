@@ -17,6 +17,7 @@ import (
 
 type channelView struct {
 	ChannelID string            `json:"channelId"`
+	Asset     string            `json:"asset"`
 	Peer      string            `json:"peer"`
 	Balance   map[string]string `json:"balance"`
 	Version   uint64            `json:"version"`

@@ -41,6 +41,7 @@ type fixture struct {
 	node       *node.Node
 	url        string
 	alice, bob common.Address
+	token      common.Address
 }
 
 // newFixture starts an embedded chain, one node holding alice and bob (each
@@ -60,6 +61,11 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 	cb, dep := chain.DeployerBackend(e, id, e.Faucet())
 	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
 	require.NoError(t, err)
+	token, err := chain.DeployToken(ctx, cb, dep, []common.Address{f.alice, f.bob}, eth(1000))
+	require.NoError(t, err)
+	prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
+	require.NoError(t, err)
+	f.token = token
 	fl := map[string]any{"dataDir": t.TempDir(), "keystore.lightKdf": true, "channel.responseTimeout": "5s", "allowAccountCreation": true}
 	for k, v := range flags {
 		fl[k] = v
@@ -67,7 +73,7 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 	cfg, err := config.Load(config.Sources{Flags: fl})
 	require.NoError(t, err)
 	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Logger: lg,
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Assets: []chain.Asset{prn}, Logger: lg,
 		Fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, eth(100)) }})
 	require.NoError(t, err)
 	f.node = n

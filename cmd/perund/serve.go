@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
@@ -141,6 +141,7 @@ func runDev(args []string) error {
 type backend struct {
 	chain     chain.Backend
 	contracts chain.Contracts
+	assets    []chain.Asset
 	fund      func(ctx context.Context, addr common.Address) error
 	close     func()
 }
@@ -167,7 +168,23 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 			e.Close()
 			return nil, err
 		}
-		return &backend{chain: e, contracts: c, close: func() { e.Close() },
+		var assets []chain.Asset
+		if len(demo) > 0 {
+			// A test token for the demo users: 1000 PRN each.
+			thousand := new(big.Int).Mul(big.NewInt(1000), chain.Ether)
+			token, err := chain.DeployToken(ctx, cb, dep, demo, thousand)
+			if err != nil {
+				e.Close()
+				return nil, err
+			}
+			prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
+			if err != nil {
+				e.Close()
+				return nil, err
+			}
+			assets = append(assets, prn)
+		}
+		return &backend{chain: e, contracts: c, assets: assets, close: func() { e.Close() },
 			fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, hundred) }}, nil
 	}
 	cl, err := chain.DialReconnecting(ctx, cfg.Chain.URL, log)
@@ -183,9 +200,16 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 		cl.Close()
 		return nil, fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
 	}
+	anyHolderMissing := false
+	for _, a := range cfg.Assets {
+		anyHolderMissing = anyHolderMissing || a.AssetHolder == ""
+	}
 	needDeploy := cfg.Contracts.Mode == config.ModeDeploy ||
-		cfg.Contracts.Mode == config.ModeValidateOrDeploy && (cfg.Contracts.Adjudicator == "" || cfg.Contracts.AssetHolderETH == "")
-	var c chain.Contracts
+		cfg.Contracts.Mode == config.ModeValidateOrDeploy && (cfg.Contracts.Adjudicator == "" || cfg.Contracts.AssetHolderETH == "" || anyHolderMissing)
+	var (
+		c   chain.Contracts
+		key *ecdsa.PrivateKey
+	)
 	if needDeploy {
 		if cfg.Contracts.Deployer == "" || cfg.Contracts.DeployerPasswordFile == "" {
 			cl.Close()
@@ -196,30 +220,32 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 			cl.Close()
 			return nil, err
 		}
-		key, err := ks.Unlock(common.HexToAddress(cfg.Contracts.Deployer), pw)
-		if err != nil {
+		if key, err = ks.Unlock(common.HexToAddress(cfg.Contracts.Deployer), pw); err != nil {
 			cl.Close()
 			return nil, fmt.Errorf("unlock deployer: %w", err)
 		}
-		cb, dep := chain.DeployerBackend(cl, id, key)
-		if c, err = chain.SetupContracts(ctx, cb, config.ModeDeploy, given, dep); err != nil {
-			cl.Close()
-			return nil, err
-		}
-	} else {
-		// Validation sends no transaction: any key will do.
-		k, err := crypto.GenerateKey()
-		if err != nil {
-			cl.Close()
-			return nil, err
-		}
-		cb, _ := chain.DeployerBackend(cl, id, k)
-		if c, err = chain.SetupContracts(ctx, cb, config.ModeValidate, given, accounts.Account{}); err != nil {
-			cl.Close()
-			return nil, err
-		}
+	} else if key, err = crypto.GenerateKey(); err != nil { // validation sends no transaction
+		cl.Close()
+		return nil, err
 	}
-	return &backend{chain: cl, contracts: c, close: cl.Close}, nil
+	cb, dep := chain.DeployerBackend(cl, id, key)
+	if c, err = chain.SetupContracts(ctx, cb, cfg.Contracts.Mode, given, dep); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	var assets []chain.Asset
+	for _, a := range cfg.Assets {
+		asset := chain.Asset{Symbol: a.Symbol, Token: common.HexToAddress(a.Token), Decimals: a.Decimals}
+		if a.AssetHolder != "" {
+			asset.Holder = common.HexToAddress(a.AssetHolder)
+		}
+		if asset, err = chain.SetupERC20(ctx, cb, cfg.Contracts.Mode, c.Adjudicator, asset, dep); err != nil {
+			cl.Close()
+			return nil, err
+		}
+		assets = append(assets, asset)
+	}
+	return &backend{chain: cl, contracts: c, assets: assets, close: cl.Close}, nil
 }
 
 func serve(cfg *config.Config, demo []struct{ name, key string }) error {
@@ -254,7 +280,7 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 		return err
 	}
 	defer be.close()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Fund: be.fund, Logger: log, Version: version})
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
