@@ -165,6 +165,13 @@ func gasCost(t *testing.T, c *gethrpc.Client, hashes []string) *big.Int {
 }
 
 func deploy(t *testing.T, a *anvil) chain.Contracts {
+	c, _ := deployWithToken(t, a)
+	return c
+}
+
+// deployWithToken deploys the contracts and a PRN token (1000 PRN for
+// alice and bob) with its asset holder.
+func deployWithToken(t *testing.T, a *anvil) (chain.Contracts, chain.Asset) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cl, err := chain.Dial(ctx, a.url)
@@ -176,8 +183,15 @@ func deploy(t *testing.T, a *anvil) chain.Contracts {
 	cb, dep := chain.DeployerBackend(cl, id, k)
 	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
 	require.NoError(t, err)
+	ka, _ := crypto.HexToECDSA(keyAlice)
+	kb, _ := crypto.HexToECDSA(keyBob)
+	token, err := chain.DeployToken(ctx, cb, dep, []common.Address{crypto.PubkeyToAddress(ka.PublicKey), crypto.PubkeyToAddress(kb.PublicKey)},
+		new(big.Int).Mul(big.NewInt(1000), chain.Ether))
+	require.NoError(t, err)
+	prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
+	require.NoError(t, err)
 	chain.ResetNonce(id, dep.Address)
-	return c
+	return c, prn
 }
 
 // proc is a running perund process.
@@ -193,7 +207,7 @@ type proc struct {
 	pw      string
 }
 
-func newProc(t *testing.T, name, key string, a *anvil, c chain.Contracts) *proc {
+func newProc(t *testing.T, name, key string, a *anvil, c chain.Contracts, extra ...string) *proc {
 	dir := t.TempDir()
 	port := freePort(t)
 	p := &proc{name: name, dir: dir, pw: name, cfgFile: filepath.Join(dir, "perund.yaml"),
@@ -218,7 +232,7 @@ comm:
   host: 127.0.0.1
 log:
   level: debug
-`, port, filepath.Join(dir, "data"), a.url, c.Adjudicator.Hex(), c.AssetHolderETH.Hex(), challenge)
+`, port, filepath.Join(dir, "data"), a.url, c.Adjudicator.Hex(), c.AssetHolderETH.Hex(), challenge) + strings.Join(extra, "")
 	require.NoError(t, os.WriteFile(p.cfgFile, []byte(cfg), 0o600))
 	keyFile, pwFile := filepath.Join(dir, "key"), filepath.Join(dir, "pw")
 	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
@@ -314,9 +328,9 @@ func pair(t *testing.T, a *anvil) (alice, bob *proc, sa, sb *session, ch channel
 }
 
 // pairWith is pair on already deployed contracts.
-func pairWith(t *testing.T, a *anvil, c chain.Contracts) (alice, bob *proc, sa, sb *session, ch channelView) {
-	alice = newProc(t, "alice", keyAlice, a, c)
-	bob = newProc(t, "bob", keyBob, a, c)
+func pairWith(t *testing.T, a *anvil, c chain.Contracts, extra ...string) (alice, bob *proc, sa, sb *session, ch channelView) {
+	alice = newProc(t, "alice", keyAlice, a, c, extra...)
+	bob = newProc(t, "bob", keyBob, a, c, extra...)
 	sa, sb = alice.login(t), bob.login(t)
 	sa.OK("contacts_add", map[string]any{"alias": "bob", "address": bob.addr.Hex(), "commAddress": sb.CommAddress}, nil)
 	sb.OK("contacts_add", map[string]any{"alias": "alice", "address": alice.addr.Hex(), "commAddress": sa.CommAddress}, nil)
