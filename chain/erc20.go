@@ -8,8 +8,8 @@ import (
 	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
-	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	"github.com/perun-network/perun-eth-backend/bindings/peruntoken"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 )
 
 // Asset is an ERC20 token channels can hold, with its asset holder.
