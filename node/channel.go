@@ -381,11 +381,8 @@ func (s *Session) transfer(ctx context.Context, id string, amt *big.Int, pay boo
 	if amt == nil || amt.Sign() <= 0 {
 		return ChannelInfo{}, &InvalidArgError{Field: "amount", Msg: "must be a positive integer"}
 	}
-	e, err := s.entry(id)
+	e, err := s.acquireEntry(ctx, id)
 	if err != nil {
-		return ChannelInfo{}, err
-	}
-	if err := e.acquire(ctx); err != nil {
 		return ChannelInfo{}, err
 	}
 	defer e.release()
@@ -419,11 +416,8 @@ func (s *Session) transfer(ctx context.Context, id string, amt *big.Int, pay boo
 // then conclude and withdraw. When the peer does not agree in time, it falls
 // back to the dispute path.
 func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
-	e, err := s.entry(id)
+	e, err := s.acquireEntry(ctx, id)
 	if err != nil {
-		return s.closedInfo(id, err)
-	}
-	if err := e.acquire(ctx); err != nil {
 		return ChannelInfo{}, err
 	}
 	defer e.release()
@@ -455,11 +449,8 @@ func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
 // ForceClose registers the latest state on-chain without asking the peer,
 // waits out the challenge period, concludes and withdraws.
 func (s *Session) ForceClose(ctx context.Context, id string) (ChannelInfo, error) {
-	e, err := s.entry(id)
+	e, err := s.acquireEntry(ctx, id)
 	if err != nil {
-		return s.closedInfo(id, err)
-	}
-	if err := e.acquire(ctx); err != nil {
 		return ChannelInfo{}, err
 	}
 	defer e.release()
@@ -500,12 +491,20 @@ func (s *Session) waitClosed(ctx context.Context, e *channelEntry) (ChannelInfo,
 	}
 }
 
-func (s *Session) closedInfo(id string, notFound error) (ChannelInfo, error) {
-	ci, err := s.Channel(id)
+// acquireEntry finds a live channel and takes its operation slot; the
+// caller releases it. A channel that is already closed is a StateError.
+func (s *Session) acquireEntry(ctx context.Context, id string) (*channelEntry, error) {
+	e, err := s.entry(id)
 	if err != nil {
-		return ChannelInfo{}, notFound
+		if ci, cerr := s.Channel(id); cerr == nil {
+			return nil, &StateError{State: ci.State, Msg: "channel is already closed"}
+		}
+		return nil, err
 	}
-	return ChannelInfo{}, &StateError{State: ci.State, Msg: "channel is already closed"}
+	if err := e.acquire(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // update runs one go-perun update of the channel, retrying after a

@@ -140,6 +140,10 @@ func TestEndToEnd(t *testing.T) {
 	require.Equal(t, "closed", closed.State)
 	require.Equal(t, "agreement", closed.ClosedBy)
 	require.Equal(t, eth(8).String(), closed.Balance["mine"])
+	// A closed channel takes no more payments or closes: wrong state.
+	e := alice.fail("channel_send", map[string]any{"channelId": opened.ChannelID, "amount": "1"}, 1009)
+	require.Equal(t, "closed", e["data"].(map[string]any)["state"])
+	alice.fail("channel_close", map[string]any{"channelId": opened.ChannelID}, 1009)
 
 	var bobView channelView
 	require.Eventually(t, func() bool {
