@@ -27,7 +27,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
-	"github.com/perund/perund/config"
 	"github.com/perund/perund/perunlog"
 )
 
@@ -55,11 +54,8 @@ func newChain(b testing.TB, addrs ...common.Address) (*chain.Embedded, chain.Con
 	b.Cleanup(func() { e.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	id, _ := e.ChainID(ctx)
-	cb, dep := chain.DeployerBackend(e, id, e.Faucet())
-	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+	_, _, c, err := e.Deploy(ctx)
 	require.NoError(b, err)
-	chain.ResetNonce(id, dep.Address)
 	return e, c
 }
 

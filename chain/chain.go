@@ -244,3 +244,13 @@ func ResetNonce(id *big.Int, addr common.Address) {
 		delete(m, addr)
 	}
 }
+
+// Deploy deploys fresh contracts on the embedded chain, paid by the
+// faucet. It returns the faucet's contract backend and account for further
+// deployments (a token, its asset holder).
+func (e *Embedded) Deploy(ctx context.Context) (ethchannel.ContractBackend, accounts.Account, Contracts, error) {
+	id, _ := e.ChainID(ctx)
+	cb, dep := DeployerBackend(e, id, e.Faucet())
+	c, err := SetupContracts(ctx, cb, "deploy", Contracts{}, dep)
+	return cb, dep, c, err
+}

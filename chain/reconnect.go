@@ -138,13 +138,6 @@ func (r *Reconnecting) redialLoop() {
 	}
 }
 
-// Down reports whether the connection is currently lost.
-func (r *Reconnecting) Down() bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.down
-}
-
 // subscription forwards a subscription's error and triggers a redial.
 type subscription struct {
 	inner ethereum.Subscription

@@ -397,3 +397,15 @@ func closeWhileTimePasses(t *testing.T, a *anvil, ethc *gethrpc.Client, s *sessi
 		}
 	}
 }
+
+// closedWhileTimePasses moves chain time on until the node, settling on its
+// own, shows the channel closed.
+func closedWhileTimePasses(t *testing.T, a *anvil, ethc *gethrpc.Client, s *session, ch string) channelView {
+	var v channelView
+	require.Eventually(t, func() bool {
+		a.passTime(t, ethc, challenge/4)
+		s.OK("channel_get", map[string]any{"channelId": ch}, &v)
+		return v.State == "closed"
+	}, 2*time.Minute, 500*time.Millisecond)
+	return v
+}

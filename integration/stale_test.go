@@ -105,12 +105,7 @@ func TestStaleStateRefuted(t *testing.T) {
 	require.NotEmpty(t, ref["timeout"])
 
 	// Let the challenge period pass; alice's node concludes and withdraws.
-	var closed channelView
-	require.Eventually(t, func() bool {
-		a.passTime(t, ethc, challenge/4)
-		sa.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, &closed)
-		return closed.State == "closed"
-	}, 2*time.Minute, 500*time.Millisecond)
+	closed := closedWhileTimePasses(t, a, ethc, sa, ch.ChannelID)
 	require.Equal(t, eth(15).String(), closed.Balance["mine"])
 	require.Equal(t, "dispute", closed.ClosedBy)
 	want := new(big.Int).Add(start, eth(15))
@@ -185,11 +180,6 @@ func TestChainRestart(t *testing.T) {
 	registerStale(t, a, bob, c, ch.ChannelID, 1, [2]*big.Int{eth(11), eth(9)})
 	ev := sa.Note(time.Minute, func(r map[string]any) bool { return r["event"] == "registered" && r["version"] == float64(1) })
 	require.Equal(t, "refuted with version 3", ev["response"])
-	var closed channelView
-	require.Eventually(t, func() bool {
-		a.passTime(t, ethc, challenge/4)
-		sa.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, &closed)
-		return closed.State == "closed"
-	}, 2*time.Minute, 500*time.Millisecond)
+	closed := closedWhileTimePasses(t, a, ethc, sa, ch.ChannelID)
 	require.Equal(t, eth(13).String(), closed.Balance["mine"])
 }

@@ -281,13 +281,6 @@ func (n *Node) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// SessionCount returns the number of running sessions.
-func (n *Node) SessionCount() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.sessions)
-}
-
 func (n *Node) sessionDir(addr common.Address) string {
 	return filepath.Join(n.cfg.DataDir, strings.ToLower(addr.Hex()))
 }

@@ -44,9 +44,7 @@ func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
 	t.Cleanup(func() { e.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	id, _ := e.ChainID(ctx)
-	cb, dep := chain.DeployerBackend(e, id, e.Faucet())
-	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+	_, _, c, err := e.Deploy(ctx)
 	require.NoError(t, err)
 	return &env{chain: e, c: c}, addrs
 }

@@ -198,9 +198,6 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey) (_ *Sessi
 // ID returns the session id.
 func (s *Session) ID() string { return s.id }
 
-// Token returns the session's secret token for session_resume.
-func (s *Session) Token() string { return s.token }
-
 // Address returns the user's address.
 func (s *Session) Address() common.Address { return s.addr }
 

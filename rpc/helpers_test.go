@@ -57,9 +57,7 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 	f.chain = e
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	id, _ := e.ChainID(ctx)
-	cb, dep := chain.DeployerBackend(e, id, e.Faucet())
-	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+	cb, dep, c, err := e.Deploy(ctx)
 	require.NoError(t, err)
 	token, err := chain.DeployToken(ctx, cb, dep, []common.Address{f.alice, f.bob}, eth(1000))
 	require.NoError(t, err)

@@ -161,9 +161,7 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 		if err != nil {
 			return nil, err
 		}
-		id, _ := e.ChainID(ctx)
-		cb, dep := chain.DeployerBackend(e, id, e.Faucet())
-		c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+		cb, dep, c, err := e.Deploy(ctx)
 		if err != nil {
 			e.Close()
 			return nil, err
