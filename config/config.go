@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -59,7 +60,21 @@ type RPC struct {
 	MaxConnections int      `koanf:"maxConnections"`
 	MaxPending     int      `koanf:"maxPending"`
 	MaxBatch       int      `koanf:"maxBatch"`
+	// HandshakeTimeout bounds reading a request's headers and the
+	// WebSocket upgrade (slow-loris clients are dropped after it).
+	HandshakeTimeout time.Duration `koanf:"handshakeTimeout"`
+	// TLS serves https:// and wss:// when both files are set.
+	TLS TLS `koanf:"tls"`
 }
+
+// TLS names a PEM certificate (chain) and its private key.
+type TLS struct {
+	Cert string `koanf:"cert"`
+	Key  string `koanf:"key"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" }
 
 // Keystore configures where keys live.
 type Keystore struct {
@@ -128,6 +143,9 @@ func Defaults() map[string]any {
 		"rpc.maxConnections":             1000,
 		"rpc.maxPending":                 64,
 		"rpc.maxBatch":                   100,
+		"rpc.handshakeTimeout":           "10s",
+		"rpc.tls.cert":                   "",
+		"rpc.tls.key":                    "",
 		"dataDir":                        "./perund-data",
 		"keystore.dir":                   "",
 		"keystore.lightKdf":              false,
@@ -314,6 +332,20 @@ func (c *Config) Validate() error {
 	}
 	if c.RPC.MaxBatch < 1 {
 		return &KeyError{"rpc.maxBatch", "must be at least 1"}
+	}
+	if c.RPC.HandshakeTimeout < 100*time.Millisecond {
+		return &KeyError{"rpc.handshakeTimeout", "must be at least 100ms (write durations like 10s)"}
+	}
+	if (c.RPC.TLS.Cert == "") != (c.RPC.TLS.Key == "") {
+		return &KeyError{"rpc.tls.cert", "rpc.tls.cert and rpc.tls.key are set together"}
+	}
+	for key, path := range map[string]string{"rpc.tls.cert": c.RPC.TLS.Cert, "rpc.tls.key": c.RPC.TLS.Key} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			return &KeyError{key, fmt.Sprintf("cannot read %s: %v", path, err)}
+		}
 	}
 	if c.DataDir == "" {
 		return &KeyError{"dataDir", "must not be empty"}

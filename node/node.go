@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
@@ -61,6 +62,7 @@ type Node struct {
 	sessions  map[common.Address]*Session
 	byID      map[string]*Session
 	opening   map[common.Address]chan struct{}
+	passwords *passwordGuard
 	closed    bool
 	sessionWG sync.WaitGroup
 }
@@ -107,6 +109,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		sessions:  map[common.Address]*Session{},
 		byID:      map[string]*Session{},
 		opening:   map[common.Address]chan struct{}{},
+		passwords: newPasswordGuard(),
 	}, nil
 }
 
@@ -184,11 +187,16 @@ func (n *Node) OpenSession(ctx context.Context, account common.Address, password
 	if !n.keys.Has(account) {
 		return nil, &NotFoundError{Resource: "account", ID: account.Hex()}
 	}
-	key, err := n.keys.Unlock(account, password)
-	if err != nil {
+	var key *ecdsa.PrivateKey
+	err := n.passwords.check(account, func() (bool, error) {
+		var err error
+		key, err = n.keys.Unlock(account, password)
 		if errors.Is(err, keys.ErrWrongPassword) {
-			return nil, fmt.Errorf("open session of %s: wrong password: %w", account.Hex(), ErrUnauthorized)
+			return true, fmt.Errorf("wrong password: %w", ErrUnauthorized)
 		}
+		return false, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("open session of %s: %w", account.Hex(), err)
 	}
 	for {

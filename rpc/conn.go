@@ -26,6 +26,8 @@ type conn struct {
 	session atomic.Pointer[node.Session]
 	slots   chan struct{}
 	calls   sync.WaitGroup
+	// draining is set when the server shuts down.
+	draining atomic.Bool
 
 	subMu sync.Mutex
 	subs  map[string]*subscriptions.Subscription
@@ -62,7 +64,7 @@ func (c *conn) serve() {
 	go c.pinger()
 	for {
 		typ, data, err := c.ws.ReadMessage()
-		if err != nil {
+		if err != nil || c.draining.Load() {
 			return // read limit: gorilla already sent close 1009
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
@@ -80,6 +82,13 @@ func (c *conn) serve() {
 			c.handleFrame(data)
 		}()
 	}
+}
+
+// drain stops reading new messages; the calls in flight still answer and
+// the connection is then closed with 1001 going away.
+func (c *conn) drain() {
+	c.draining.Store(true)
+	_ = c.ws.SetReadDeadline(time.Now())
 }
 
 func (c *conn) pinger() {
@@ -103,7 +112,6 @@ func (c *conn) pinger() {
 
 func (c *conn) cleanup() {
 	c.cancel()
-	c.ws.Close()
 	c.subMu.Lock()
 	subs := c.subs
 	c.subs = map[string]*subscriptions.Subscription{}
@@ -113,13 +121,12 @@ func (c *conn) cleanup() {
 			s.Hub().Unsubscribe(id)
 		}
 	}
-	c.calls.Wait()
-}
-
-func (c *conn) closeGoingAway() {
-	c.writeMu.Lock()
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
-	c.writeMu.Unlock()
+	c.calls.Wait() // their answers still go out if the client is there
+	if c.draining.Load() {
+		c.writeMu.Lock()
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		c.writeMu.Unlock()
+	}
 	c.ws.Close()
 }
 
@@ -269,10 +276,18 @@ func (c *conn) run(m *method, cl *call) (res any, err error) {
 	if m.needsSession && c.session.Load() == nil {
 		return nil, errNoSessionErr()
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), m.timeout)
+	// A call outlives its connection (a channel_open goes on when the
+	// browser tab closes) but not the server's shutdown.
+	ctx, cancel := context.WithTimeout(c.srv.callCtx, m.timeout)
 	defer cancel()
 	cl.ctx = ctx
-	return m.fn(cl)
+	res, err = m.fn(cl)
+	if err != nil && c.srv.callCtx.Err() != nil {
+		if je := toError(err, c.srv.log, cl.name); je.Code == jsonrpc2.CodeInternalError {
+			return nil, newError(CodeTimeout, "node is shutting down: the call was interrupted", map[string]int64{"timeout": 0})
+		}
+	}
+	return res, err
 }
 
 func validID(raw json.RawMessage) bool {

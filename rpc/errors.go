@@ -55,10 +55,13 @@ func toError(err error, log *slog.Logger, method string) *jsonrpc2.Error {
 		se  *node.StateError
 		ia  *node.InvalidArgError
 		ci  *contacts.InvalidError
+		tm  *node.TooManyAttemptsError
 	)
 	switch {
 	case errors.As(err, &je):
 		return je
+	case errors.As(err, &tm):
+		return newError(CodeUnauthorized, "unauthorized: "+tm.Error(), map[string]int64{"retryAfter": int64(tm.RetryAfter.Seconds() + 0.999)})
 	case errors.Is(err, node.ErrUnauthorized):
 		return newError(CodeUnauthorized, "unauthorized: "+trimUnauthorized(err), nil)
 	case errors.As(err, &ia):

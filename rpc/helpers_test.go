@@ -5,7 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net/http/httptest"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -42,6 +42,7 @@ type fixture struct {
 	url        string
 	alice, bob common.Address
 	token      common.Address
+	srv        *rpc.Server
 }
 
 // newFixture starts an embedded chain, one node holding alice and bob (each
@@ -89,13 +90,20 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 	require.NoError(t, err)
 
 	srv := rpc.NewServer(n, cfg.RPC, lg, nil)
-	hs := httptest.NewServer(srv.Handler())
-	f.url = "ws" + strings.TrimPrefix(hs.URL, "http") + "/rpc"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	f.srv = srv
+	f.url = "ws://" + ln.Addr().String() + "/rpc"
+	if cfg.RPC.TLS.Enabled() {
+		f.url = "wss://" + ln.Addr().String() + "/rpc"
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		hs.Close()
+		require.NoError(t, <-served)
 		require.NoError(t, n.Close(ctx))
 	})
 	return f

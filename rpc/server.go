@@ -11,6 +11,10 @@ package rpc
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -43,7 +47,13 @@ type Server struct {
 	conns    atomic.Int64
 	methods  map[string]*method
 
+	// callCtx is the parent of every call's context, cancelled when a
+	// shutdown's grace period for calls in flight ends.
+	callCtx   context.Context
+	stopCalls context.CancelFunc
+
 	mu      sync.Mutex
+	hs      *http.Server
 	active  map[*conn]struct{}
 	closing bool
 	wg      sync.WaitGroup
@@ -52,10 +62,14 @@ type Server struct {
 // NewServer returns the API server of n. web may be nil.
 func NewServer(n *node.Node, cfg config.RPC, log *slog.Logger, web http.Handler) *Server {
 	s := &Server{node: n, cfg: cfg, log: log, web: web, active: map[*conn]struct{}{}}
+	s.callCtx, s.stopCalls = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
 		CheckOrigin:     s.checkOrigin,
+		// HandshakeTimeout applies to the upgrade response; reading the
+		// request headers is bounded by the http.Server (see Serve).
+		HandshakeTimeout: cfg.HandshakeTimeout,
 	}
 	s.methods = methodTable()
 	return s
@@ -159,22 +173,78 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// Shutdown closes every connection (going away) and waits for them.
+// Serve answers HTTP requests on ln, or HTTPS when rpc.tls is configured,
+// until Shutdown; it returns nil after a Shutdown. Clients that do not send
+// their request headers within rpc.handshakeTimeout are disconnected.
+func (s *Server) Serve(ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if s.cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.Cert, s.cfg.TLS.Key)
+		if err != nil {
+			return fmt.Errorf("config key rpc.tls: load certificate: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.hs = hs
+	s.mu.Unlock()
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and stops reading from the open
+// ones. Calls in flight get until ctx's deadline less a second (at most
+// DrainTimeout) to answer; the rest are interrupted and answer 1006. Then
+// every connection is closed with 1001 going away.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.closing = true
+	hs := s.hs
+	s.mu.Unlock()
+	if hs != nil {
+		_ = hs.Shutdown(ctx) // stops the listener; hijacked WebSockets are ours to close
+	}
+	s.mu.Lock()
 	list := make([]*conn, 0, len(s.active))
 	for c := range s.active {
 		list = append(list, c)
 	}
 	s.mu.Unlock()
 	for _, c := range list {
-		c.closeGoingAway()
+		c.drain()
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	grace := DrainTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-time.Second < grace {
+		grace = max(time.Until(dl)-time.Second, 0)
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	s.stopCalls()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
 }
+
+// DrainTimeout is the longest a shutdown waits for calls in flight before
+// interrupting them.
+const DrainTimeout = 10 * time.Second

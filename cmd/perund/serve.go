@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -292,14 +291,18 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	if err != nil {
 		return fmt.Errorf("config key rpc.listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	url := "http://" + ln.Addr().String()
-	log.Info("perund listening", "url", url, "rpc", "ws://"+ln.Addr().String()+"/rpc",
+	go func() { errc <- srv.Serve(ln) }()
+	httpScheme, wsScheme := "http", "ws"
+	if cfg.RPC.TLS.Enabled() {
+		httpScheme, wsScheme = "https", "wss"
+	}
+	url := httpScheme + "://" + ln.Addr().String()
+	wsURL := wsScheme + "://" + ln.Addr().String() + "/rpc"
+	log.Info("perund listening", "url", url, "rpc", wsURL,
 		"chain", cfg.Chain.URL, "adjudicator", be.contracts.Adjudicator.Hex(), "assetHolderETH", be.contracts.AssetHolderETH.Hex())
 	if len(demo) > 0 {
-		fmt.Printf("\nperund dev is running.\n  web wallet: %s/\n  JSON-RPC:   ws://%s/rpc\n  data dir:   %s\n  demo accounts (password = name):\n", url, ln.Addr(), cfg.DataDir)
+		fmt.Printf("\nperund dev is running.\n  web wallet: %s/\n  JSON-RPC:   %s\n  data dir:   %s\n  demo accounts (password = name):\n", url, wsURL, cfg.DataDir)
 		for i, u := range demo {
 			fmt.Printf("    %-6s %s  password %q\n", u.name, demoAddrs[i].Hex(), u.name)
 		}
@@ -308,12 +311,12 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
+		_ = n.Close(context.Background())
 		return fmt.Errorf("rpc server: %w", err)
 	}
 	log.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
-	_ = hs.Shutdown(sctx)
 	srv.Shutdown(sctx)
 	return n.Close(sctx)
 }

@@ -34,7 +34,14 @@ type Client struct {
 // Dial connects to url; the connection is closed at the end of the test.
 func Dial(t testing.TB, url string) *Client {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	return DialWith(t, websocket.DefaultDialer, url)
+}
+
+// DialWith connects to url with d (for TLS settings or headers); the
+// connection is closed at the end of the test.
+func DialWith(t testing.TB, d *websocket.Dialer, url string) *Client {
+	t.Helper()
+	ws, _, err := d.Dial(url, nil)
 	require.NoError(t, err)
 	c := &Client{t: t, WS: ws, wait: map[string]chan map[string]any{}, Raw: make(chan []byte, 100), Notes: make(chan map[string]any, 100000)}
 	go c.read()
