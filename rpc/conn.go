@@ -26,6 +26,9 @@ type conn struct {
 	session atomic.Pointer[node.Session]
 	slots   chan struct{}
 	calls   sync.WaitGroup
+	// sink, when set, receives the frames instead of ws (fuzzing calls
+	// handleFrame without a socket).
+	sink func([]byte)
 	// draining is set when the server shuts down.
 	draining atomic.Bool
 
@@ -138,6 +141,10 @@ func (c *conn) write(v any) {
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	if c.sink != nil {
+		c.sink(data)
+		return
+	}
 	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
 	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
 		c.ws.Close()
