@@ -130,10 +130,13 @@ func (s *Session) mapOpenErr(err error, peer, commAddr string, timeout time.Dura
 	case errors.As(err, &fund):
 		chain.ResetNonce(s.n.chainID, s.addr)
 		return chainErr(fmt.Errorf("fund channel: %w", err), rec)
-	case errors.As(err, &rto), errors.Is(err, context.DeadlineExceeded):
-		return &TimeoutError{What: "opening the channel", Timeout: timeout}
+	case errors.As(err, &rto):
+		return &TimeoutError{What: "waiting for the peer's answer to the proposal", Timeout: s.n.cfg.Channel.ResponseTimeout}
 	case strings.Contains(err.Error(), "publishing") || strings.Contains(err.Error(), "dial"):
+		// Before the deadline case: a dial that timed out wraps it too.
 		return &PeerUnreachableError{Peer: peer, CommAddress: commAddr, Err: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &TimeoutError{What: "opening the channel", Timeout: timeout}
 	}
 	return fmt.Errorf("open channel with %s: %w", peer, err)
 }

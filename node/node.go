@@ -182,7 +182,8 @@ func (n *Node) Balance(ctx context.Context, addr common.Address) (*big.Int, erro
 }
 
 // OpenSession unlocks account with password and starts its session, or
-// attaches to the running one (same session id).
+// attaches to the running one (same session id). manualAccept applies to a
+// new session; SetManualAccept changes it later.
 func (n *Node) OpenSession(ctx context.Context, account common.Address, password string, manualAccept bool) (*Session, error) {
 	if !n.keys.Has(account) {
 		return nil, &NotFoundError{Resource: "account", ID: account.Hex()}
@@ -214,7 +215,7 @@ func (n *Node) OpenSession(ctx context.Context, account common.Address, password
 			done := make(chan struct{})
 			n.opening[account] = done
 			n.mu.Unlock()
-			s, err := startSession(ctx, n, key)
+			s, err := startSession(ctx, n, key, manualAccept)
 			n.mu.Lock()
 			delete(n.opening, account)
 			close(done)

@@ -88,10 +88,10 @@ type channelMeta struct {
 	TxHashes []string  `json:"txHashes"`
 }
 
-func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey) (_ *Session, err error) {
+func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err error) {
 	addr := crypto.PubkeyToAddress(key.PublicKey)
 	s := &Session{
-		n: n, id: randomHex(16), token: randomHex(32), addr: addr, key: key,
+		manual: manual, n: n, id: randomHex(16), token: randomHex(32), addr: addr, key: key,
 		wireAcc:   wireid.NewAccount(key),
 		dir:       n.sessionDir(addr),
 		hub:       subscriptions.NewHub(subscriptions.DefaultBuffer),
