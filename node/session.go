@@ -69,11 +69,13 @@ type Session struct {
 	mu        sync.Mutex
 	channels  map[channel.ID]*channelEntry
 	proposals map[string]*pendingProposal
-	updates   map[string]*pendingUpdate
-	meta      sessionMeta
-	stopping  bool
-	handlers  sync.WaitGroup
-	stop      chan struct{}
+	// syncWait holds the channels waiting for a sync answer (sync.go).
+	syncWait map[channel.ID]syncWaiter
+	updates  map[string]*pendingUpdate
+	meta     sessionMeta
+	stopping bool
+	handlers sync.WaitGroup
+	stop     chan struct{}
 }
 
 // sessionMeta is what the session keeps beside go-perun's database.
@@ -99,6 +101,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 		proposals: map[string]*pendingProposal{},
 		updates:   map[string]*pendingUpdate{},
 		stop:      make(chan struct{}),
+		syncWait:  map[channel.ID]syncWaiter{},
 	}
 	var cleanup []func()
 	defer func() {
@@ -160,7 +163,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	if err != nil {
 		return nil, fmt.Errorf("start watcher: %w", err)
 	}
-	bus := &observingBus{Bus: s.bus, onUpdate: s.observeIncomingUpdate}
+	bus := &observingBus{Bus: s.bus, onUpdate: s.observeIncomingUpdate, onSync: s.takeSyncReply}
 	s.client, err = client.New(wireid.NewAddress(addr).Map(), bus, funder, s.adj,
 		map[wallet.BackendID]wallet.Wallet{ethwallet.BackendID: w}, watcher)
 	if err != nil {
@@ -179,6 +182,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	s.client.OnNewChannel(s.onNewChannel)
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	s.syncPersisted(rctx)
 	if err := s.client.Restore(rctx); err != nil {
 		return nil, fmt.Errorf("restore channels: %w", err)
 	}

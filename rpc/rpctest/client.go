@@ -29,7 +29,14 @@ type Client struct {
 	Notes chan map[string]any
 	// ReadErr is the error that ended the connection (valid once Raw is closed).
 	ReadErr error
+	closed  bool
 }
+
+// CodeConnectionClosed is the error code Call reports when the connection
+// ended before the answer came (not a JSON-RPC code).
+const CodeConnectionClosed = -1
+
+var closedAnswer = map[string]any{"error": map[string]any{"code": float64(CodeConnectionClosed), "message": "connection closed"}}
 
 // Dial connects to url; the connection is closed at the end of the test.
 func Dial(t testing.TB, url string) *Client {
@@ -53,7 +60,14 @@ func (c *Client) read() {
 	for {
 		_, data, err := c.WS.ReadMessage()
 		if err != nil {
+			c.mu.Lock()
 			c.ReadErr = err
+			c.closed = true
+			for id, ch := range c.wait {
+				ch <- closedAnswer
+				delete(c.wait, id)
+			}
+			c.mu.Unlock()
 			close(c.Raw)
 			return
 		}
@@ -102,6 +116,10 @@ func (c *Client) Call(method string, params any) map[string]any {
 	id := fmt.Sprintf("c-%d", c.nextID.Add(1))
 	ch := make(chan map[string]any, 1)
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return closedAnswer
+	}
 	c.wait[id] = ch
 	c.mu.Unlock()
 	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
@@ -109,7 +127,12 @@ func (c *Client) Call(method string, params any) map[string]any {
 		req["params"] = params
 	}
 	b, _ := json.Marshal(req)
-	c.Send(string(b))
+	c.wmu.Lock()
+	err := c.WS.WriteMessage(websocket.TextMessage, b)
+	c.wmu.Unlock()
+	if err != nil {
+		return closedAnswer
+	}
 	select {
 	case m := <-ch:
 		return m

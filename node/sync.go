@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"perun.network/go-perun/channel"
+	"perun.network/go-perun/channel/persistence"
+	"perun.network/go-perun/client"
+	"perun.network/go-perun/wallet"
+	"perun.network/go-perun/wire"
+
+	"github.com/perund/perund/wireid"
+)
+
+// syncTimeout bounds one channel's sync exchange beyond the dial timeout.
+const syncTimeout = 15 * time.Second
+
+// syncPersisted brings every persisted open channel up to date with its
+// peer before go-perun restores it. go-perun (at our version) does not sync
+// on restore, and a node killed during an update comes back in one of these
+// states:
+//   - it proposed version v+1 and the peer signed and enabled it, but the
+//     answer never reached the disk: the peer holds v+1 signed by both;
+//   - it staged v+1 (Signing phase) that the peer never signed;
+//   - it was asked to sign v+1 and died before enabling it.
+//
+// A ChannelSyncMsg is sent to the peer, whose go-perun answers with its
+// current transaction and drops an update it was signing. A newer
+// transaction from the peer, carrying valid signatures of both parties,
+// replaces ours; an unfinished update of ours is discarded. The result is
+// written to the database, which Restore then reads. Peers that cannot be
+// reached leave the channel as persisted (logged).
+func (s *Session) syncPersisted(ctx context.Context) {
+	it, err := s.pr.RestoreAll()
+	if err != nil {
+		s.n.log.Warn("read persisted channels for sync", "err", err)
+		return
+	}
+	var chans []*persistence.Channel
+	for it.Next(ctx) {
+		chans = append(chans, it.Channel())
+	}
+	if err := it.Close(); err != nil {
+		s.n.log.Warn("read persisted channels for sync", "err", err)
+	}
+	var wg sync.WaitGroup
+	for _, pch := range chans {
+		if pch.PhaseV != channel.Acting && pch.PhaseV != channel.Signing {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			before := pch.CurrentTXV.Version
+			if err := s.syncChannel(ctx, pch); err != nil {
+				s.n.log.Warn("channel not synced with peer", "channel", idHex(pch.ID()), "err", err)
+				return
+			}
+			s.n.log.Info("channel synced with peer", "channel", idHex(pch.ID()), "version", pch.CurrentTXV.Version, "before", before)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel) error {
+	if len(pch.PeersV) != 2 || int(pch.IdxV) > 1 {
+		return errors.New("not a two-party channel")
+	}
+	peer := pch.PeersV[1-pch.IdxV]
+	id := pch.ID()
+	reply := make(chan *client.ChannelSyncMsg, 1)
+	s.mu.Lock()
+	s.syncWait[id] = syncWaiter{peer: peer, reply: reply}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.syncWait, id)
+		s.mu.Unlock()
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.Comm.DialTimeout+syncTimeout)
+	defer cancel()
+	err := s.bus.Publish(ctx, &wire.Envelope{
+		Sender:    wireid.NewAddress(s.addr).Map(),
+		Recipient: peer,
+		Msg:       &client.ChannelSyncMsg{Phase: pch.PhaseV, CurrentTX: pch.CurrentTXV.Clone()},
+	})
+	if err != nil {
+		return fmt.Errorf("send sync message: %w", err)
+	}
+	var msg *client.ChannelSyncMsg
+	select {
+	case msg = <-reply:
+	case <-ctx.Done():
+		return fmt.Errorf("no sync answer from the peer: %w", ctx.Err())
+	}
+	return s.mergeSync(ctx, pch, msg)
+}
+
+// mergeSync applies the peer's sync answer to the persisted channel.
+func (s *Session) mergeSync(ctx context.Context, pch *persistence.Channel, msg *client.ChannelSyncMsg) error {
+	v, mv := pch.CurrentTXV.Version, msg.CurrentTX.Version
+	switch {
+	case mv > v:
+		if err := verifyAllSigs(pch.ParamsV, msg.CurrentTX); err != nil {
+			return fmt.Errorf("peer's version %d: %w", mv, err)
+		}
+		pch.CurrentTXV = msg.CurrentTX.Clone()
+		pch.StagingTXV = msg.CurrentTX.Clone()
+		pch.PhaseV = channel.Acting
+		if msg.CurrentTX.State.IsFinal {
+			pch.PhaseV = channel.Final
+		}
+		if err := s.pr.Enabled(ctx, pch); err != nil {
+			return fmt.Errorf("persist the peer's version %d: %w", mv, err)
+		}
+		return nil
+	case mv == v:
+		if err := msg.CurrentTX.State.Equal(pch.CurrentTXV.State); err != nil {
+			return fmt.Errorf("peer has another state at version %d: %w", v, err)
+		}
+	default:
+		s.n.log.Warn("peer is behind on a channel", "channel", idHex(pch.ID()), "ours", v, "theirs", mv)
+	}
+	if pch.PhaseV == channel.Signing { // the update in flight died with us
+		pch.PhaseV = channel.Acting
+		pch.StagingTXV = channel.Transaction{}
+		if err := s.pr.PhaseChanged(ctx, pch); err != nil {
+			return fmt.Errorf("persist discarded update: %w", err)
+		}
+	}
+	return nil
+}
+
+// verifyAllSigs checks that tx carries a valid signature of every
+// participant of params.
+func verifyAllSigs(params *channel.Params, tx channel.Transaction) error {
+	if tx.State == nil || tx.State.ID != params.ID() {
+		return errors.New("state of another channel")
+	}
+	if len(tx.Sigs) != len(params.Parts) {
+		return errors.New("signatures missing")
+	}
+	for i, part := range params.Parts {
+		if tx.Sigs[i] == nil {
+			return fmt.Errorf("signature %d missing", i)
+		}
+		for _, addr := range part {
+			ok, err := channel.Verify(addr, tx.State, tx.Sigs[i])
+			if err != nil || !ok {
+				return fmt.Errorf("signature %d invalid", i)
+			}
+		}
+	}
+	return nil
+}
+
+// syncWaiter waits for one channel's sync answer from peer.
+type syncWaiter struct {
+	peer  map[wallet.BackendID]wire.Address
+	reply chan *client.ChannelSyncMsg
+}
+
+// takeSyncReply hands a ChannelSyncMsg from the awaited peer to the waiting
+// sync; it reports whether the message was taken.
+func (s *Session) takeSyncReply(e *wire.Envelope) bool {
+	m, ok := e.Msg.(*client.ChannelSyncMsg)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	w, ok := s.syncWait[m.ID()]
+	s.mu.Unlock()
+	if !ok || wire.Keys(w.peer) != wire.Keys(e.Sender) {
+		return false
+	}
+	select {
+	case w.reply <- m:
+	default:
+	}
+	return true
+}
