@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/perund/perund/perunlog"
+)
+
+// TestLoadSmall runs the load program with a small bound: payments flow,
+// notifications arrive, closing the connections returns the node to its
+// idle goroutines, and once the node is closed no goroutine is left.
+func TestLoadSmall(t *testing.T) {
+	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	opts := []goleak.Option{goleak.IgnoreCurrent()}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{Sessions: 4, Conns: 40, Duration: 2 * time.Second}, io.Discard)
+	require.NoError(t, err)
+	rep.Print(os.Stdout)
+	require.Positive(t, rep.Payments)
+	require.Zero(t, rep.Failed)
+	require.Positive(t, rep.Notifications)
+	require.Equal(t, 72, rep.Subscriptions)
+	require.Zero(t, rep.Leaked)
+	// goleveldb's mpoolDrain ends up to a second after its DB closed.
+	var leak error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if leak = goleak.Find(opts...); leak == nil {
+			break
+		}
+	}
+	require.NoError(t, leak)
+}

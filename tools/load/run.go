@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/config"
+	"github.com/perund/perund/node"
+	"github.com/perund/perund/rpc"
+)
+
+// Config bounds a load run.
+type Config struct {
+	Sessions int
+	Conns    int
+	Duration time.Duration
+	Payers   int
+}
+
+// Report is what a run measured.
+type Report struct {
+	Sessions      int     `json:"sessions"`
+	Channels      int     `json:"channels"`
+	Conns         int     `json:"conns"`
+	Subscriptions int     `json:"subscriptions"`
+	SetupSeconds  float64 `json:"setupSeconds"`
+	Seconds       float64 `json:"seconds"`
+	Payments      int64   `json:"payments"`
+	Failed        int64   `json:"failed"`
+	PerSecond     float64 `json:"paymentsPerSecond"`
+	Notifications int64   `json:"notifications"`
+	LatencyMs     struct {
+		P50, P90, P99, Max float64
+	} `json:"latencyMs"`
+	HeapMiB struct {
+		Idle, Loaded, AfterClose float64
+	} `json:"heapMiB"`
+	Goroutines struct {
+		Idle, Loaded, AfterClose int
+	} `json:"goroutines"`
+	// Leaked counts goroutines still running after every connection closed
+	// beyond those of the idle node (sessions and channels still open).
+	Leaked int `json:"leaked"`
+}
+
+// Print writes the report as a table.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "sessions %d, channels %d, WebSocket connections %d, subscriptions %d (setup %.1f s)\n",
+		r.Sessions, r.Channels, r.Conns, r.Subscriptions, r.SetupSeconds)
+	fmt.Fprintf(w, "payments  %d in %.1f s = %.0f/s (%d failed), notifications delivered %d\n",
+		r.Payments, r.Seconds, r.PerSecond, r.Failed, r.Notifications)
+	fmt.Fprintf(w, "latency   p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+		r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)
+	fmt.Fprintf(w, "heap      idle %.1f MiB  loaded %.1f MiB  after close %.1f MiB\n",
+		r.HeapMiB.Idle, r.HeapMiB.Loaded, r.HeapMiB.AfterClose)
+	fmt.Fprintf(w, "goroutines idle %d  loaded %d  after close %d  leaked %d\n",
+		r.Goroutines.Idle, r.Goroutines.Loaded, r.Goroutines.AfterClose, r.Leaked)
+}
+
+// Run starts a node with cfg.Sessions accounts on the embedded chain, opens
+// a channel between each pair, attaches cfg.Conns subscribed connections,
+// pays for cfg.Duration and closes everything again. Progress goes to log.
+func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
+	if cfg.Sessions < 2 || cfg.Sessions%2 != 0 {
+		return nil, errors.New("-sessions must be an even number of at least 2")
+	}
+	if cfg.Conns < cfg.Sessions {
+		cfg.Conns = cfg.Sessions
+	}
+	pairs := cfg.Sessions / 2
+	if cfg.Payers <= 0 {
+		cfg.Payers = pairs
+	}
+	progress := func(format string, a ...any) { fmt.Fprintf(logw, "load: "+format+"\n", a...) }
+	rep := &Report{Sessions: cfg.Sessions, Channels: pairs, Conns: cfg.Conns}
+	start := time.Now()
+
+	keys := make([]*ecdsa.PrivateKey, cfg.Sessions)
+	alloc := map[common.Address]*big.Int{}
+	for i := range keys {
+		k, err := crypto.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = k
+		alloc[crypto.PubkeyToAddress(k.PublicKey)] = new(big.Int).Mul(big.NewInt(100), chain.Ether)
+	}
+	e, err := chain.NewEmbedded(alloc, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	_, _, contracts, err := e.Deploy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := tempDir()
+	if err != nil {
+		return nil, err
+	}
+	defer removeAll(dir)
+	ncfg, err := config.Load(config.Sources{Flags: map[string]any{
+		"dataDir": dir, "keystore.lightKdf": true, "rpc.maxConnections": cfg.Conns + 10,
+		"channel.responseTimeout": "30s",
+	}})
+	if err != nil {
+		return nil, err
+	}
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := node.New(ctx, node.Options{Config: ncfg, Chain: e, Contracts: contracts, Logger: lg})
+	if err != nil {
+		return nil, err
+	}
+	nodeClosed := false
+	defer func() {
+		if !nodeClosed {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = n.Close(cctx)
+		}
+	}()
+	for i, k := range keys {
+		if _, err := n.Keys().Import(k, "pw"+strconv.Itoa(i)); err != nil {
+			return nil, err
+		}
+	}
+	srv := rpc.NewServer(n, ncfg.RPC, lg, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	url := "ws://" + ln.Addr().String() + "/rpc"
+
+	// One connection per session opens it; the pairs open their channels.
+	type user struct {
+		c       *client
+		addr    common.Address
+		sid     string
+		tok     string
+		comm    string
+		channel string
+	}
+	users := make([]*user, cfg.Sessions)
+	var all []*client
+	closeAll := func() {
+		for _, c := range all {
+			c.close()
+		}
+		all = nil
+	}
+	defer closeAll()
+	for i, k := range keys {
+		c, err := dial(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, c)
+		var s struct {
+			SessionID   string `json:"sessionId"`
+			Token       string `json:"token"`
+			CommAddress string `json:"commAddress"`
+		}
+		addr := crypto.PubkeyToAddress(k.PublicKey)
+		if err := c.call(ctx, "session_open", map[string]any{"account": addr.Hex(), "password": "pw" + strconv.Itoa(i)}, &s); err != nil {
+			return nil, fmt.Errorf("session %d: %w", i, err)
+		}
+		users[i] = &user{c: c, addr: addr, sid: s.SessionID, tok: s.Token, comm: s.CommAddress}
+	}
+	progress("%d sessions open", len(users))
+	var wg sync.WaitGroup
+	errc := make(chan error, pairs)
+	for p := 0; p < pairs; p++ {
+		a, b := users[2*p], users[2*p+1]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.c.call(ctx, "contacts_add", map[string]any{"alias": "peer", "address": b.addr.Hex(), "commAddress": b.comm}, nil); err != nil {
+				errc <- err
+				return
+			}
+			if err := b.c.call(ctx, "contacts_add", map[string]any{"alias": "peer", "address": a.addr.Hex(), "commAddress": a.comm}, nil); err != nil {
+				errc <- err
+				return
+			}
+			var sub string
+			if err := b.c.call(ctx, "perun_subscribe", []string{"proposals"}, &sub); err != nil {
+				errc <- err
+				return
+			}
+			go func() {
+				for ev := range b.c.notes {
+					if id, ok := ev["proposalId"].(string); ok && ev["status"] == "pending" {
+						_ = b.c.call(ctx, "proposal_respond", map[string]any{"proposalId": id, "accept": true}, nil)
+						return
+					}
+				}
+			}()
+			var ch struct {
+				ChannelID string `json:"channelId"`
+			}
+			one := new(big.Int).Mul(big.NewInt(1), chain.Ether).String()
+			if err := a.c.call(ctx, "channel_open", map[string]any{"peer": "peer", "balance": map[string]string{"mine": one, "theirs": one}}, &ch); err != nil {
+				errc <- fmt.Errorf("open channel %d: %w", p, err)
+				return
+			}
+			a.channel = ch.ChannelID
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	progress("%d channels open", pairs)
+	for _, u := range users {
+		u.c.countOnly()
+	}
+
+	runtime.GC()
+	rep.Goroutines.Idle = runtime.NumGoroutine()
+	rep.HeapMiB.Idle = heapMiB()
+
+	// The other connections resume a session each and subscribe.
+	var extra []*client
+	for i := cfg.Sessions; i < cfg.Conns; i++ {
+		u := users[i%cfg.Sessions]
+		c, err := dial(ctx, url)
+		if err != nil {
+			return nil, fmt.Errorf("connection %d: %w", i, err)
+		}
+		extra = append(extra, c)
+		all = append(all, c)
+		c.countOnly()
+		if err := c.call(ctx, "session_resume", map[string]any{"sessionId": u.sid, "token": u.tok}, nil); err != nil {
+			return nil, fmt.Errorf("connection %d: %w", i, err)
+		}
+		for _, topic := range []string{"channels", "updates"} {
+			if err := c.call(ctx, "perun_subscribe", []string{topic}, nil); err != nil {
+				return nil, fmt.Errorf("connection %d: %w", i, err)
+			}
+			rep.Subscriptions++
+		}
+	}
+	rep.SetupSeconds = time.Since(start).Seconds()
+	progress("%d connections, %d subscriptions; paying for %s", len(all), rep.Subscriptions, cfg.Duration)
+
+	// Pay: each payer loops on one channel (both directions alternate by
+	// channel so that every session both pays and gets paid).
+	var (
+		payments, failed atomic.Int64
+		latMu            sync.Mutex
+		lats             []time.Duration
+	)
+	pctx, pcancel := context.WithTimeout(ctx, cfg.Duration)
+	t0 := time.Now()
+	for i := 0; i < cfg.Payers; i++ {
+		p := i % pairs
+		payer, ch := users[2*p], users[2*p].channel
+		if (i/pairs)%2 == 1 {
+			payer = users[2*p+1]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for pctx.Err() == nil {
+				s := time.Now()
+				err := payer.c.call(ctx, "channel_send", map[string]any{"channelId": ch, "amount": "1"}, nil)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				mine = append(mine, time.Since(s))
+				payments.Add(1)
+			}
+			latMu.Lock()
+			lats = append(lats, mine...)
+			latMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	pcancel()
+	rep.Seconds = time.Since(t0).Seconds()
+	rep.Payments, rep.Failed = payments.Load(), failed.Load()
+	rep.PerSecond = float64(rep.Payments) / rep.Seconds
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	pct := func(q float64) float64 {
+		if len(lats) == 0 {
+			return 0
+		}
+		return float64(lats[min(int(q*float64(len(lats))), len(lats)-1)].Microseconds()) / 1000
+	}
+	rep.LatencyMs.P50, rep.LatencyMs.P90, rep.LatencyMs.P99 = pct(0.5), pct(0.9), pct(0.99)
+	if len(lats) > 0 {
+		rep.LatencyMs.Max = float64(lats[len(lats)-1].Microseconds()) / 1000
+	}
+	time.Sleep(500 * time.Millisecond) // the last notifications
+	for _, c := range all {
+		rep.Notifications += c.notified.Load()
+	}
+	rep.Goroutines.Loaded = runtime.NumGoroutine()
+	rep.HeapMiB.Loaded = heapMiB()
+
+	// Every extra connection closes: the node must return to its idle
+	// goroutine count (the sessions and channels stay).
+	for _, c := range extra {
+		c.close()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && runtime.NumGoroutine() > rep.Goroutines.Idle {
+		time.Sleep(50 * time.Millisecond)
+	}
+	runtime.GC()
+	rep.Goroutines.AfterClose = runtime.NumGoroutine()
+	rep.HeapMiB.AfterClose = heapMiB()
+	rep.Leaked = max(rep.Goroutines.AfterClose-rep.Goroutines.Idle, 0)
+	progress("done")
+
+	closeAll()
+	sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
+	defer scancel()
+	srv.Shutdown(sctx)
+	if err := <-served; err != nil {
+		return nil, err
+	}
+	nodeClosed = true
+	if err := n.Close(sctx); err != nil {
+		return nil, fmt.Errorf("close node: %w", err)
+	}
+	return rep, nil
+}
+
+func heapMiB() float64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapAlloc) / (1 << 20)
+}
