@@ -127,7 +127,11 @@ func (s *Session) mapOpenErr(err error, peer, commAddr string, timeout time.Dura
 	switch {
 	case errors.As(err, &rej):
 		return &PeerRejectedError{Peer: peer, Reason: rej.Reason}
-	case errors.As(err, &fund):
+	case strings.Contains(err.Error(), "did not fund channel in time"):
+		// The peer's deposit did not come within the challenge duration
+		// (of block time); our own deposit is refunded by a dispute.
+		return &TimeoutError{What: "waiting for the peer's deposit", Timeout: timeout}
+	case errors.As(err, &fund) || strings.Contains(err.Error(), "funding"):
 		chain.ResetNonce(s.n.chainID, s.addr)
 		return chainErr(fmt.Errorf("fund channel: %w", err), rec)
 	case errors.As(err, &rto):

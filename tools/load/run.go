@@ -122,7 +122,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lg := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelError}))
 	n, err := node.New(ctx, node.Options{Config: ncfg, Chain: e, Contracts: contracts, Logger: lg})
 	if err != nil {
 		return nil, err
@@ -217,7 +217,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 				ChannelID string `json:"channelId"`
 			}
 			one := new(big.Int).Mul(big.NewInt(1), chain.Ether).String()
-			if err := a.c.call(ctx, "channel_open", map[string]any{"peer": "peer", "balance": map[string]string{"mine": one, "theirs": one}}, &ch); err != nil {
+			// Every transaction is a block of 10 s on the embedded chain, and
+			// the funding timeout is the challenge duration of block time:
+			// many channels opening at once need a long one.
+			if err := a.c.call(ctx, "channel_open", map[string]any{"peer": "peer", "balance": map[string]string{"mine": one, "theirs": one},
+				"challengeDuration": 100000}, &ch); err != nil {
 				errc <- fmt.Errorf("open channel %d: %w", p, err)
 				return
 			}
