@@ -43,6 +43,9 @@ type Options struct {
 	Fund    func(ctx context.Context, addr common.Address) error
 	Logger  *slog.Logger
 	Version string
+	// Demo lists the demo accounts of perund dev, shown by node_info so the
+	// web wallet can offer them.
+	Demo []DemoAccount
 }
 
 // Node is a multi-user perund node.
@@ -56,6 +59,7 @@ type Node struct {
 	fund      func(ctx context.Context, addr common.Address) error
 	log       *slog.Logger
 	version   string
+	demo      []DemoAccount
 	commCert  tls.Certificate
 
 	mu        sync.Mutex
@@ -105,6 +109,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		fund:      o.Fund,
 		log:       lg,
 		version:   o.Version,
+		demo:      o.Demo,
 		commCert:  cert,
 		sessions:  map[common.Address]*Session{},
 		byID:      map[string]*Session{},
@@ -137,6 +142,8 @@ func (n *Node) Info() NodeInfo {
 		ChallengeDuration: n.cfg.Channel.ChallengeDuration,
 		ResponseTimeout:   int64(n.cfg.Channel.ResponseTimeout / time.Second),
 		Sessions:          count,
+		AccountCreation:   n.cfg.AllowAccountCreation,
+		DemoAccounts:      n.demo,
 	}
 }
 

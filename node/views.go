@@ -111,6 +111,17 @@ type NodeInfo struct {
 	ChallengeDuration uint64            `json:"challengeDuration"`
 	ResponseTimeout   int64             `json:"responseTimeout"`
 	Sessions          int               `json:"sessions"`
+	// AccountCreation tells whether account_new is allowed (dev mode).
+	AccountCreation bool `json:"accountCreation"`
+	// DemoAccounts are perund dev's demo users (their passwords are public).
+	DemoAccounts []DemoAccount `json:"demoAccounts,omitempty"`
+}
+
+// DemoAccount is a demo user of perund dev.
+type DemoAccount struct {
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	Password string `json:"password"`
 }
 
 func amount(v *big.Int) string {

@@ -277,7 +277,12 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 		return err
 	}
 	defer be.close()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund, Logger: log, Version: version})
+	var demoInfo []node.DemoAccount
+	for i, u := range demo {
+		demoInfo = append(demoInfo, node.DemoAccount{Name: u.name, Address: demoAddrs[i].Hex(), Password: u.name})
+	}
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund,
+		Logger: log, Version: version, Demo: demoInfo})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,415 @@
+// perund JavaScript client: JSON-RPC 2.0 over WebSocket for perund's user
+// API (../../docs/api-notes.md, and the contract in shared/api.md). An ES
+// module without dependencies; it runs in browsers and in Node.js (pass a
+// WebSocket implementation such as the `ws` package where there is no
+// global one).
+
+/**
+ * @typedef {{mine: string, theirs: string}} Balance
+ *   Amounts are decimal strings in the asset's base unit (wei for ETH).
+ * @typedef {{alias: string, address: string, commAddress: string}} Contact
+ * @typedef {'opening'|'open'|'closing'|'registered'|'closed'} ChannelState
+ * @typedef {{channelId: string, peer: string, asset: string, balance: Balance,
+ *   version: number, state: ChannelState, challengeDuration: number,
+ *   openedAt: string, closedAt?: string, closedBy?: string, txHashes: string[]}} Channel
+ * @typedef {{proposalId: string, peer: string, asset: string, balance: Balance,
+ *   challengeDuration: number, expiresAt: string, status?: string}} Proposal
+ * @typedef {{updateId: string, channelId: string, peer: string,
+ *   kind: 'payment'|'request'|'close', amount: string, version: number,
+ *   balance: Balance, expiresAt: string, status?: string}} Update
+ * @typedef {{channelId: string, event: 'registered'|'progressed'|'concluded',
+ *   version: number, timeout: string, byPeer: boolean, response: string}} DisputeEvent
+ * @typedef {{sessionId: string, token?: string, address: string, commAddress: string,
+ *   channels: Channel[], pending?: {proposals: number, updates: number}}} Session
+ * @typedef {{symbol: string, decimals: number, assetHolder: string, token?: string}} AssetInfo
+ * @typedef {{name: string, address: string, password: string}} DemoAccount
+ * @typedef {{version: string, chainId: string, adjudicator: string,
+ *   assetHolders: Object<string, string>, assets: AssetInfo[], challengeDuration: number,
+ *   responseTimeout: number, sessions: number, accountCreation: boolean,
+ *   demoAccounts?: DemoAccount[]}} NodeInfo
+ * @typedef {'proposals'|'updates'|'channels'|'disputes'} Topic
+ *
+ * @typedef {Object} ClientOptions
+ * @property {typeof WebSocket} [WebSocket] WebSocket constructor (default: globalThis.WebSocket)
+ * @property {number} [timeout] default call timeout in ms (30 000; calls that wait for a peer
+ *   or the chain — channel_open, _send, _request, _close, _forceClose, *_respond — get 10 min)
+ * @property {boolean} [reconnect] reconnect after a lost connection (default true)
+ * @property {number} [reconnectDelay] first delay before reconnecting, ms (500; doubles up to 10 s)
+ * @property {string} [token] node token (rpc.authToken), sent as ?token=
+ */
+
+/** Error code of a call that failed because the connection was lost. */
+export const ERR_CONNECTION = -32000;
+/** Error code of a call that got no answer within its timeout. */
+export const ERR_TIMEOUT = -32001;
+
+/** Application error codes of the API. */
+export const Codes = Object.freeze({
+  UNAUTHORIZED: 1001, NOT_FOUND: 1002, CONFLICT: 1003, PEER_UNREACHABLE: 1004,
+  PEER_REJECTED: 1005, TIMED_OUT: 1006, INSUFFICIENT_FUNDS: 1007, CHAIN: 1008, WRONG_STATE: 1009,
+  PARSE: -32700, INVALID_REQUEST: -32600, METHOD_NOT_FOUND: -32601, INVALID_PARAMS: -32602, INTERNAL: -32603,
+});
+
+/** An error answer of the node (or of the transport): message, JSON-RPC code and data. */
+export class PerundError extends Error {
+  /**
+   * @param {string} message
+   * @param {number} code
+   * @param {any} [data]
+   * @param {string} [method]
+   */
+  constructor(message, code, data, method) {
+    super(message);
+    this.name = 'PerundError';
+    /** @type {number} */ this.code = code;
+    /** @type {any} */ this.data = data;
+    /** @type {string|undefined} */ this.method = method;
+  }
+}
+
+const LONG_CALLS = new Set(['channel_open', 'channel_send', 'channel_request', 'channel_close',
+  'channel_forceClose', 'proposal_respond', 'update_respond']);
+const LONG_TIMEOUT = 10 * 60 * 1000;
+
+/**
+ * A connection to perund's /rpc. Calls return promises; subscriptions call
+ * a handler per event. After a lost connection the client reconnects,
+ * resumes the session (session_resume) and subscribes again.
+ */
+export class PerundClient {
+  /**
+   * @param {string} url ws:// or wss:// URL of /rpc
+   * @param {ClientOptions} [options]
+   */
+  constructor(url, options = {}) {
+    this.url = options.token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(options.token)}` : url;
+    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (!this.WebSocket) throw new Error('no WebSocket implementation: pass options.WebSocket');
+    this.timeout = options.timeout ?? 30000;
+    this.reconnectEnabled = options.reconnect ?? true;
+    this.reconnectDelay = options.reconnectDelay ?? 500;
+    /** @type {WebSocket|null} */ this.ws = null;
+    this.nextId = 1;
+    /** @type {Map<string, {resolve: Function, reject: Function, timer: any, method: string}>} */
+    this.pending = new Map();
+    /** Subscriptions by local key; each remembers its topic, handler and current server id. */
+    /** @type {Map<number, {topic: string, handler: Function, serverId: string|null}>} */
+    this.subs = new Map();
+    this.nextSub = 1;
+    /** @type {{sessionId: string, token: string}|null} */ this.session = null;
+    /** @type {Map<string, Set<Function>>} */ this.listeners = new Map();
+    this.closedByUser = false;
+    this.reconnecting = false;
+    this.connected = false;
+    /** @type {Promise<void>|null} */ this.ready = null;
+  }
+
+  /**
+   * Opens the connection (calls do this on their own).
+   * @returns {Promise<void>}
+   */
+  connect() {
+    if (!this.ready) {
+      this.closedByUser = false;
+      this.ready = this.#open();
+      this.ready.catch(() => { this.ready = null; });
+    }
+    return this.ready;
+  }
+
+  /** Closes the connection for good (no reconnect). */
+  close() {
+    this.closedByUser = true;
+    this.ready = null;
+    if (this.ws) this.ws.close(1000, 'client closed');
+    this.#failPending(new PerundError('connection closed by the client', ERR_CONNECTION));
+  }
+
+  /**
+   * Listens to client events: 'open', 'close' ({code, reason}), 'reconnect'
+   * (after the session and subscriptions are back), 'error'.
+   * @param {'open'|'close'|'reconnect'|'error'} event
+   * @param {(detail?: any) => void} fn
+   * @returns {() => void} removes the listener
+   */
+  on(event, fn) {
+    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
+    this.listeners.get(event).add(fn);
+    return () => this.listeners.get(event)?.delete(fn);
+  }
+
+  #emit(event, detail) {
+    for (const fn of this.listeners.get(event) ?? []) {
+      try { fn(detail); } catch (e) { console.error(e); }
+    }
+  }
+
+  #open() {
+    return new Promise((resolve, reject) => {
+      let opened = false;
+      const ws = new this.WebSocket(this.url);
+      this.ws = ws;
+      ws.onopen = () => {
+        opened = true;
+        this.connected = true;
+        this.#emit('open');
+        resolve();
+      };
+      ws.onmessage = (ev) => this.#onMessage(typeof ev.data === 'string' ? ev.data : String(ev.data));
+      ws.onerror = () => {
+        if (!opened) reject(new PerundError(`cannot connect to ${this.url}`, ERR_CONNECTION));
+        this.#emit('error');
+      };
+      ws.onclose = (ev) => {
+        this.connected = false;
+        if (!opened) {
+          reject(new PerundError(`cannot connect to ${this.url} (${ev.code})`, ERR_CONNECTION));
+          return;
+        }
+        if (this.ws !== ws) return;
+        this.#emit('close', { code: ev.code, reason: ev.reason });
+        this.#failPending(new PerundError(`connection lost (${ev.code}${ev.reason ? ' ' + ev.reason : ''})`, ERR_CONNECTION, { code: ev.code }));
+        for (const s of this.subs.values()) s.serverId = null;
+        if (this.reconnecting) return; // the running reconnect loop tries again
+        if (this.closedByUser || !this.reconnectEnabled) {
+          this.ready = null;
+          return;
+        }
+        this.ready = this.#reconnect();
+        this.ready.catch(() => { this.ready = null; });
+      };
+    });
+  }
+
+  async #reconnect() {
+    this.reconnecting = true;
+    try {
+      await this.#reconnectLoop();
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
+  async #reconnectLoop() {
+    let delay = this.reconnectDelay;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, delay));
+      if (this.closedByUser) throw new PerundError('connection closed by the client', ERR_CONNECTION);
+      try {
+        await this.#open();
+        if (this.session) {
+          await this.#send('session_resume', { sessionId: this.session.sessionId, token: this.session.token }, this.timeout);
+        }
+        for (const s of this.subs.values()) {
+          s.serverId = await this.#send('perun_subscribe', [s.topic], this.timeout);
+        }
+        this.#emit('reconnect');
+        return;
+      } catch (e) {
+        if (e instanceof PerundError && e.code === Codes.UNAUTHORIZED) {
+          this.session = null; // the session is gone (node restarted): log in again
+          this.#emit('reconnect');
+          return;
+        }
+        delay = Math.min(delay * 2, 10000);
+      }
+    }
+  }
+
+  #failPending(err) {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new PerundError(err.message, err.code, err.data, p.method));
+      this.pending.delete(id);
+    }
+  }
+
+  #onMessage(text) {
+    let msg;
+    try { msg = JSON.parse(text); } catch { return; }
+    for (const m of Array.isArray(msg) ? msg : [msg]) {
+      if (m.method === 'perun_subscription' && m.params) {
+        for (const s of this.subs.values()) {
+          if (s.serverId === m.params.subscription) {
+            try { s.handler(m.params.result); } catch (e) { console.error(e); }
+          }
+        }
+        continue;
+      }
+      const p = this.pending.get(String(m.id));
+      if (!p) continue;
+      this.pending.delete(String(m.id));
+      clearTimeout(p.timer);
+      if (m.error) p.reject(new PerundError(m.error.message, m.error.code, m.error.data, p.method));
+      else p.resolve(m.result);
+    }
+  }
+
+  /** Sends on the current socket without waiting for readiness. */
+  #send(method, params, timeout) {
+    return new Promise((resolve, reject) => {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== 1) {
+        reject(new PerundError('not connected', ERR_CONNECTION, undefined, method));
+        return;
+      }
+      const id = String(this.nextId++);
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new PerundError(`${method}: no answer within ${timeout} ms`, ERR_TIMEOUT, { timeout }, method));
+      }, timeout);
+      this.pending.set(id, { resolve, reject, timer, method });
+      const req = { jsonrpc: '2.0', id, method };
+      if (params !== undefined) req.params = params;
+      ws.send(JSON.stringify(req));
+    });
+  }
+
+  /**
+   * Calls a method. Waits for the connection (and a reconnect) first.
+   * @param {string} method
+   * @param {any} [params] object (by name) or array
+   * @param {{timeout?: number}} [opts] timeout in ms
+   * @returns {Promise<any>} the result; rejects with a PerundError
+   */
+  async call(method, params, opts = {}) {
+    const timeout = opts.timeout ?? (LONG_CALLS.has(method) ? LONG_TIMEOUT : this.timeout);
+    const deadline = Date.now() + timeout;
+    let timer;
+    try {
+      await Promise.race([this.connect(), new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new PerundError(`${method}: not connected within ${timeout} ms`, ERR_TIMEOUT, { timeout }, method)), timeout);
+      })]);
+    } finally {
+      clearTimeout(timer);
+    }
+    const result = await this.#send(method, params, Math.max(deadline - Date.now(), 1));
+    if (method === 'session_open' || method === 'session_resume') {
+      this.session = { sessionId: result.sessionId, token: result.token ?? params.token };
+    } else if (method === 'session_close') {
+      this.session = null;
+    }
+    return result;
+  }
+
+  /**
+   * Subscribes to a topic; the subscription is renewed after reconnects.
+   * @param {Topic} topic
+   * @param {(event: any) => void} handler
+   * @returns {Promise<() => Promise<boolean>>} unsubscribe
+   */
+  async subscribe(topic, handler) {
+    const key = this.nextSub++;
+    const s = { topic, handler, serverId: null };
+    this.subs.set(key, s);
+    try {
+      s.serverId = await this.call('perun_subscribe', [topic]);
+    } catch (e) {
+      this.subs.delete(key);
+      throw e;
+    }
+    return async () => {
+      this.subs.delete(key);
+      if (!s.serverId || !this.connected) return false;
+      return this.call('perun_unsubscribe', [s.serverId]);
+    };
+  }
+
+  // Typed wrappers, one per method of the API.
+
+  /** @returns {Promise<object>} the OpenRPC document */
+  rpcDiscover() { return this.call('rpc_discover'); }
+  /** @returns {Promise<NodeInfo>} */
+  nodeInfo() { return this.call('node_info'); }
+  /** @param {string} password @returns {Promise<{address: string}>} */
+  accountNew(password) { return this.call('account_new', { password }); }
+  /** @returns {Promise<string[]>} */
+  accountList() { return this.call('account_list'); }
+  /**
+   * @param {string} account @param {string} password @param {{manualAccept?: boolean}} [opts]
+   * @returns {Promise<Session>}
+   */
+  sessionOpen(account, password, opts = {}) { return this.call('session_open', { account, password, ...opts }); }
+  /** @param {string} sessionId @param {string} token @returns {Promise<Session>} */
+  sessionResume(sessionId, token) { return this.call('session_resume', { sessionId, token }); }
+  /** @param {{force?: boolean}} [opts] @returns {Promise<{}>} */
+  sessionClose(opts = {}) { return this.call('session_close', opts); }
+  /** @returns {Promise<Session>} */
+  sessionInfo() { return this.call('session_info'); }
+  /** @param {Contact} contact @returns {Promise<Contact>} */
+  contactsAdd(contact) { return this.call('contacts_add', contact); }
+  /** @returns {Promise<Contact[]>} */
+  contactsList() { return this.call('contacts_list'); }
+  /** @param {string} alias @returns {Promise<Contact>} */
+  contactsGet(alias) { return this.call('contacts_get', { alias }); }
+  /** @param {string} alias @returns {Promise<{}>} */
+  contactsRemove(alias) { return this.call('contacts_remove', { alias }); }
+  /**
+   * @param {{address?: string, asset?: string}} [opts]
+   * @returns {Promise<{address: string, asset: string, balance: string}>}
+   */
+  chainBalance(opts = {}) { return this.call('chain_balance', opts); }
+  /**
+   * @param {{peer: string, balance: Balance, asset?: string, challengeDuration?: number}} p
+   * @returns {Promise<Channel>} once the peer accepted and both deposits are confirmed
+   */
+  channelOpen(p) { return this.call('channel_open', p); }
+  /** @param {{state?: ChannelState}} [opts] @returns {Promise<Channel[]>} */
+  channelList(opts = {}) { return this.call('channel_list', opts); }
+  /** @param {string} channelId @returns {Promise<Channel>} */
+  channelGet(channelId) { return this.call('channel_get', { channelId }); }
+  /** @param {string} channelId @param {string} amount in base units @returns {Promise<Channel>} */
+  channelSend(channelId, amount) { return this.call('channel_send', { channelId, amount }); }
+  /** @param {string} channelId @param {string} amount in base units @returns {Promise<Channel>} */
+  channelRequest(channelId, amount) { return this.call('channel_request', { channelId, amount }); }
+  /** @param {string} channelId @returns {Promise<Channel>} */
+  channelClose(channelId) { return this.call('channel_close', { channelId }); }
+  /** @param {string} channelId @returns {Promise<Channel>} */
+  channelForceClose(channelId) { return this.call('channel_forceClose', { channelId }); }
+  /** @returns {Promise<Proposal[]>} */
+  proposalList() { return this.call('proposal_list'); }
+  /**
+   * @param {string} proposalId @param {boolean} accept @param {string} [reason]
+   * @returns {Promise<Channel|{}>}
+   */
+  proposalRespond(proposalId, accept, reason) { return this.call('proposal_respond', { proposalId, accept, ...(reason ? { reason } : {}) }); }
+  /** @returns {Promise<Update[]>} */
+  updateList() { return this.call('update_list'); }
+  /**
+   * @param {string} updateId @param {boolean} accept @param {string} [reason]
+   * @returns {Promise<Channel|{}>}
+   */
+  updateRespond(updateId, accept, reason) { return this.call('update_respond', { updateId, accept, ...(reason ? { reason } : {}) }); }
+}
+
+/**
+ * Formats an amount in base units as a decimal string in whole units
+ * (e.g. wei → ETH), without rounding.
+ * @param {string|bigint} amount @param {number} [decimals] 18 for ETH
+ * @returns {string}
+ */
+export function formatUnits(amount, decimals = 18) {
+  let v = BigInt(amount);
+  const neg = v < 0n;
+  if (neg) v = -v;
+  const base = 10n ** BigInt(decimals);
+  const whole = v / base;
+  let frac = (v % base).toString().padStart(decimals, '0').replace(/0+$/, '');
+  return `${neg ? '-' : ''}${whole}${frac ? '.' + frac : ''}`;
+}
+
+/**
+ * Parses a decimal string in whole units (e.g. "1.5" ETH) into base units.
+ * Throws a RangeError for anything but a non-negative decimal number with at
+ * most `decimals` fractional digits.
+ * @param {string} text @param {number} [decimals] 18 for ETH
+ * @returns {bigint}
+ */
+export function parseUnits(text, decimals = 18) {
+  const s = String(text).trim();
+  const m = /^(\d*)(?:\.(\d*))?$/.exec(s);
+  if (!m || s === '' || s === '.' ) throw new RangeError(`"${text}" is not a non-negative number`);
+  const [, whole = '', frac = ''] = m;
+  if (frac.length > decimals) throw new RangeError(`at most ${decimals} decimal places`);
+  return BigInt(whole || '0') * 10n ** BigInt(decimals) + BigInt((frac || '').padEnd(decimals, '0') || '0');
+}

@@ -1,0 +1,547 @@
+// perund's web wallet: a page over the JS client (/client/perund.js). No
+// framework and no build step; everything is served by perund itself.
+import { PerundClient, PerundError, Codes, ERR_CONNECTION, ERR_TIMEOUT, formatUnits, parseUnits } from '/client/perund.js';
+
+const $ = (id) => document.getElementById(id);
+const rpcURL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/rpc';
+const client = new PerundClient(rpcURL);
+
+const state = {
+  info: null,
+  session: null,
+  channels: new Map(),
+  proposals: new Map(),
+  updates: new Map(),
+  contacts: [],
+  balances: {},
+  busy: new Set(), // channel ids with a call in flight
+};
+
+// ---------- formatting ----------
+
+function decimalsOf(symbol) {
+  const a = state.info?.assets?.find((x) => x.symbol === symbol);
+  return a ? a.decimals : 18;
+}
+
+/** An amount element: whole units shown, exact base units on hover. */
+function amountEl(base, symbol = 'ETH') {
+  const span = document.createElement('span');
+  span.className = 'amount';
+  span.textContent = `${trimUnits(formatUnits(base, decimalsOf(symbol)))} ${symbol}`;
+  span.title = `${BigInt(base).toLocaleString('en-US')} ${symbol === 'ETH' ? 'wei' : 'base units'} (exact)`;
+  span.dataset.base = String(base);
+  return span;
+}
+
+function trimUnits(s) {
+  const [w, f] = s.split('.');
+  if (!f) return w;
+  return f.length > 6 ? `${w}.${f.slice(0, 6)}…` : s;
+}
+
+function short(addr) { return addr ? `${addr.slice(0, 8)}…${addr.slice(-6)}` : ''; }
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+// ---------- messages ----------
+
+/** A sentence for an error of the node, by its code. */
+function explain(err) {
+  if (!(err instanceof PerundError)) return String(err?.message ?? err);
+  const d = err.data ?? {};
+  const fmt = (v) => { try { return `${trimUnits(formatUnits(v))} ETH`; } catch { return v; } };
+  switch (err.code) {
+    case Codes.UNAUTHORIZED:
+      if (d.retryAfter) return `Too many wrong passwords: try again in ${d.retryAfter} s.`;
+      if (/wrong password/.test(err.message)) return 'Wrong password for this account.';
+      if (/no session bound/.test(err.message)) return 'Please log in again.';
+      return err.message.replace(/^unauthorized: /, 'Not allowed: ');
+    case Codes.NOT_FOUND: return `Not found: ${d.resource ?? ''} ${d.id ?? ''}`.trim();
+    case Codes.CONFLICT: return `Conflict: ${err.message}`;
+    case Codes.PEER_UNREACHABLE: return `Your peer ${d.peer ?? ''} cannot be reached${d.commAddress ? ` at ${d.commAddress}` : ''}. Are they online?`;
+    case Codes.PEER_REJECTED: return `${d.peer ?? 'The peer'} said no${d.reason ? `: ${d.reason}` : ''}.`;
+    case Codes.TIMED_OUT: return `Timed out${d.timeout ? ` after ${d.timeout} s` : ''}: ${err.message}`;
+    case Codes.INSUFFICIENT_FUNDS: return `Not enough funds: ${fmt(d.available)} available, ${fmt(d.needed)} needed.`;
+    case Codes.CHAIN: return `The chain did not take the transaction${d.txHash ? ` (${short(d.txHash)})` : ''}.`;
+    case Codes.WRONG_STATE: return `Not possible while the channel is ${d.state}.`;
+    case Codes.INVALID_PARAMS: return `Invalid ${d.field ?? 'input'}: ${err.message.replace(/^invalid params: /, '')}`;
+    case ERR_CONNECTION: return 'Lost the connection to the node; reconnecting…';
+    case ERR_TIMEOUT: return 'The node did not answer in time.';
+    default: return err.message;
+  }
+}
+
+function toast(text, kind = 'info', ms = 6000) {
+  const t = el('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
+  $('toasts').append(t);
+  setTimeout(() => t.remove(), ms);
+}
+
+function log(text) {
+  const list = $('log');
+  list.querySelector('.empty')?.remove();
+  list.prepend(el('li', {}, el('time', {}, new Date().toLocaleTimeString()), text));
+  while (list.children.length > 200) list.lastChild.remove();
+}
+
+/** Runs fn with the button disabled; errors become toasts. */
+async function busy(button, fn) {
+  if (button) button.disabled = true;
+  try {
+    return await fn();
+  } catch (e) {
+    toast(explain(e), 'error', 9000);
+    return undefined;
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+// ---------- connection ----------
+
+function setConn(cls, text) {
+  $('conn').className = `conn ${cls}`;
+  $('conn-text').textContent = text;
+}
+client.on('open', () => setConn('up', 'connected'));
+client.on('close', () => setConn('down', 'reconnecting…'));
+client.on('reconnect', async () => {
+  setConn('up', 'connected');
+  if (state.session && !client.session) { // the node forgot the session
+    sessionStorage.removeItem('perund.session');
+    state.session = null;
+    toast('The node restarted: please log in again.', 'error');
+    showLogin();
+    return;
+  }
+  if (state.session) await refreshAll();
+});
+
+// ---------- login ----------
+
+async function showLogin() {
+  $('wallet-view').hidden = true;
+  $('login-view').hidden = false;
+  const [accounts] = await Promise.all([client.accountList()]);
+  const demo = new Map((state.info.demoAccounts ?? []).map((d) => [d.address.toLowerCase(), d]));
+  const sel = $('login-account');
+  const name = (a) => demo.get(a.toLowerCase())?.name ?? '~' + a;
+  accounts.sort((a, b) => name(a).localeCompare(name(b)));
+  sel.replaceChildren(...accounts.map((a) => {
+    const d = demo.get(a.toLowerCase());
+    return el('option', { value: a }, d ? `${d.name} — ${short(a)}` : a);
+  }));
+  if (demo.size) {
+    const hint = $('demo-hint');
+    hint.hidden = false;
+    hint.replaceChildren('Demo accounts: ', ...[...demo.values()].flatMap((d, i) => [i ? ', ' : '',
+      el('button', { type: 'button', class: 'link', onclick: () => { sel.value = d.address; $('login-password').value = d.password; } },
+        `${d.name} (password “${d.password}”)`)]), '. Open a second window to be the other one.');
+  }
+  $('create-account').hidden = !state.info.accountCreation;
+  $('login-password').focus();
+}
+
+$('login-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const account = $('login-account').value;
+  const password = $('login-password').value;
+  if (!account) return toast('Choose an account.', 'error');
+  if (!password) return toast('Enter the password.', 'error');
+  busy(ev.submitter, async () => {
+    const s = await client.sessionOpen(account, password, { manualAccept: $('login-manual').checked });
+    $('login-password').value = '';
+    await enterWallet(s);
+  });
+});
+
+$('create-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const p1 = $('create-password').value;
+  const p2 = $('create-password2').value;
+  if (p1.length < 4) return toast('Use a password of at least 4 characters.', 'error');
+  if (p1 !== p2) return toast('The passwords differ.', 'error');
+  busy(ev.submitter, async () => {
+    const { address } = await client.accountNew(p1);
+    toast(`Account ${short(address)} created.`, 'ok');
+    await showLogin();
+    $('login-account').value = address;
+    $('login-password').value = p1;
+  });
+});
+
+$('logout').addEventListener('click', (ev) => busy(ev.target, async () => {
+  // The session stays on the node (its channels keep being watched); this
+  // window only forgets it.
+  sessionStorage.removeItem('perund.session');
+  location.reload();
+}));
+
+function myName() {
+  const d = (state.info.demoAccounts ?? []).find((x) => x.address.toLowerCase() === state.session.address.toLowerCase());
+  return d ? d.name : short(state.session.address);
+}
+
+async function enterWallet(s) {
+  state.session = s;
+  sessionStorage.setItem('perund.session', JSON.stringify({ sessionId: s.sessionId, token: s.token ?? client.session?.token }));
+  $('login-view').hidden = true;
+  $('wallet-view').hidden = false;
+  $('me-name').textContent = myName();
+  $('me-address').textContent = s.address;
+  $('me-comm').textContent = s.commAddress;
+  document.title = `${myName()} · perund wallet`;
+  await Promise.all([
+    client.subscribe('proposals', onProposal),
+    client.subscribe('updates', onUpdate),
+    client.subscribe('channels', onChannel),
+    client.subscribe('disputes', onDispute),
+  ]);
+  log(`Logged in as ${myName()}.`);
+  await refreshAll();
+}
+
+$('copy-me').addEventListener('click', async () => {
+  const line = `${myName()} ${state.session.address} ${state.session.commAddress}`;
+  try { await navigator.clipboard.writeText(line); toast('Copied: ' + line, 'ok'); } catch { toast(line); }
+});
+
+// ---------- data ----------
+
+async function refreshAll() {
+  const [channels, proposals, updates, contacts] = await Promise.all([
+    client.channelList(), client.proposalList(), client.updateList(), client.contactsList()]);
+  state.channels = new Map(channels.map((c) => [c.channelId, c]));
+  state.proposals = new Map(proposals.map((p) => [p.proposalId, p]));
+  state.updates = new Map(updates.map((u) => [u.updateId, u]));
+  state.contacts = contacts;
+  renderChannels();
+  renderIncoming();
+  renderContacts();
+  await refreshBalances();
+}
+
+async function refreshBalances() {
+  const symbols = ['ETH', ...(state.info.assets ?? []).map((a) => a.symbol).filter((s) => s !== 'ETH')];
+  const results = await Promise.all(symbols.map((asset) => client.chainBalance({ asset }).catch(() => null)));
+  const box = $('balances');
+  box.replaceChildren(...results.filter(Boolean).map((r) => {
+    state.balances[r.asset] = r.balance;
+    return el('div', { dataset: { asset: r.asset, testid: `balance-${r.asset}` } }, el('div', { class: 'label' }, `on-chain ${r.asset}`), amountEl(r.balance, r.asset));
+  }));
+}
+
+// ---------- events ----------
+
+function onProposal(p) {
+  if (p.status === 'pending') {
+    state.proposals.set(p.proposalId, p);
+    log(`${p.peer} proposes a channel: they put in ${fmtAmt(p.balance.theirs, p.asset)}, you ${fmtAmt(p.balance.mine, p.asset)}.`);
+  } else {
+    state.proposals.delete(p.proposalId);
+    if (p.status === 'expired') log(`The channel proposal of ${p.peer} expired.`);
+  }
+  renderIncoming();
+}
+
+function fmtAmt(v, asset = 'ETH') { return `${trimUnits(formatUnits(v, decimalsOf(asset)))} ${asset}`; }
+
+function onUpdate(u) {
+  const ch = state.channels.get(u.channelId);
+  const asset = ch?.asset ?? 'ETH';
+  if (u.status === 'pending') {
+    state.updates.set(u.updateId, u);
+  } else {
+    state.updates.delete(u.updateId);
+  }
+  const what = { payment: `pays you ${fmtAmt(u.amount, asset)}`, request: `asks you for ${fmtAmt(u.amount, asset)}`, close: 'wants to close the channel' }[u.kind];
+  const status = { pending: '', accepted: ' — accepted', rejected: ' — rejected', expired: ' — expired' }[u.status] ?? '';
+  log(`${u.peer} ${what}${status}.`);
+  if (u.kind === 'payment' && u.status === 'accepted') toast(`${u.peer} paid you ${fmtAmt(u.amount, asset)}`, 'ok');
+  renderIncoming();
+}
+
+function onChannel(c) {
+  const before = state.channels.get(c.channelId);
+  state.channels.set(c.channelId, c);
+  if (!before || before.state !== c.state) {
+    log(`Channel with ${c.peer} is ${c.state}${c.state === 'closed' && c.closedBy ? ` (${c.closedBy})` : ''}.`);
+    if (c.state === 'open' || c.state === 'closed') refreshBalances();
+  }
+  renderChannels();
+}
+
+function onDispute(d) {
+  const list = $('disputes');
+  list.querySelector('.empty')?.remove();
+  const ch = state.channels.get(d.channelId);
+  list.prepend(el('li', { dataset: { event: d.event } }, el('time', {}, new Date().toLocaleTimeString()),
+    `${d.event} version ${d.version} of the channel with ${ch?.peer ?? short(d.channelId)}`,
+    d.byPeer ? ' by the peer' : '', d.response ? ` — ${d.response}` : '',
+    d.timeout ? ` (timeout ${new Date(d.timeout).toLocaleString()})` : ''));
+  toast(`Dispute: ${d.event} (version ${d.version})`, d.byPeer ? 'error' : 'info');
+}
+
+// ---------- rendering ----------
+
+function renderIncoming() {
+  const box = $('incoming');
+  const items = [];
+  for (const p of state.proposals.values()) {
+    items.push(el('div', { class: 'item', dataset: { testid: 'proposal', id: p.proposalId } },
+      el('div', {}, el('strong', {}, p.peer), ' proposes a ', p.asset, ' channel: you put in ', amountEl(p.balance.mine, p.asset),
+        ', they put in ', amountEl(p.balance.theirs, p.asset), '. ', countdown(p.expiresAt)),
+      el('div', { class: 'buttons' },
+        el('button', { class: 'good', 'data-testid': 'accept', onclick: (e) => busy(e.target, async () => {
+          const ch = await client.proposalRespond(p.proposalId, true);
+          state.proposals.delete(p.proposalId);
+          if (ch.channelId) { state.channels.set(ch.channelId, ch); renderChannels(); }
+          renderIncoming();
+          toast(`Channel with ${p.peer} open.`, 'ok');
+          refreshBalances();
+        }) }, 'Accept'),
+        el('button', { class: 'danger', 'data-testid': 'reject', onclick: (e) => busy(e.target, async () => {
+          await client.proposalRespond(p.proposalId, false, 'rejected in the wallet');
+          state.proposals.delete(p.proposalId);
+          renderIncoming();
+        }) }, 'Reject'))));
+  }
+  for (const u of state.updates.values()) {
+    const ch = state.channels.get(u.channelId);
+    const asset = ch?.asset ?? 'ETH';
+    const text = {
+      payment: ['pays you ', amountEl(u.amount, asset)],
+      request: ['asks you to pay ', amountEl(u.amount, asset)],
+      close: ['wants to close the channel; you get ', amountEl(u.balance.mine, asset)],
+    }[u.kind];
+    items.push(el('div', { class: 'item', dataset: { testid: `update-${u.kind}`, id: u.updateId } },
+      el('div', {}, el('strong', {}, u.peer), ' ', ...text, '. ', countdown(u.expiresAt)),
+      el('div', { class: 'buttons' },
+        el('button', { class: 'good', 'data-testid': 'accept', onclick: (e) => busy(e.target, async () => {
+          await client.updateRespond(u.updateId, true);
+          state.updates.delete(u.updateId);
+          renderIncoming();
+        }) }, u.kind === 'request' ? 'Pay' : 'Accept'),
+        el('button', { class: 'danger', 'data-testid': 'reject', onclick: (e) => busy(e.target, async () => {
+          await client.updateRespond(u.updateId, false, 'rejected in the wallet');
+          state.updates.delete(u.updateId);
+          renderIncoming();
+        }) }, 'Reject'))));
+  }
+  box.replaceChildren(...(items.length ? items : [el('p', { class: 'empty' }, 'Nothing to answer.')]));
+  $('incoming-count').textContent = items.length ? String(items.length) : '';
+  tick();
+}
+
+function countdown(expiresAt) {
+  return el('span', { class: 'countdown', dataset: { expires: expiresAt } });
+}
+
+function tick() {
+  for (const c of document.querySelectorAll('.countdown')) {
+    const left = Math.max(0, Math.round((Date.parse(c.dataset.expires) - Date.now()) / 1000));
+    c.textContent = left > 0 ? `expires in ${left} s` : 'expired';
+  }
+}
+setInterval(tick, 1000);
+
+function renderChannels() {
+  const box = $('channels');
+  const list = [...state.channels.values()].sort((a, b) => {
+    const rank = (c) => (c.state === 'closed' ? 1 : 0);
+    return rank(a) - rank(b) || Date.parse(b.openedAt) - Date.parse(a.openedAt);
+  });
+  if (!list.length) {
+    box.replaceChildren(el('p', { class: 'empty' }, 'No channels yet. Open one with a contact.'));
+    return;
+  }
+  // Keep typed amounts across re-renders.
+  const typed = new Map([...box.querySelectorAll('input[data-amount-for]')].map((i) => [i.dataset.amountFor, i.value]));
+  box.replaceChildren(...list.map((c) => channelCard(c, typed.get(c.channelId) ?? '')));
+}
+
+function channelCard(c, typed) {
+  const closed = c.state === 'closed';
+  const inFlight = state.busy.has(c.channelId);
+  const amount = el('input', { inputmode: 'decimal', placeholder: `amount in ${c.asset}`, value: typed, 'data-testid': 'amount',
+    'data-amount-for': c.channelId, 'aria-label': 'amount' });
+  const act = (label, cls, testid, fn) => el('button', { class: cls, 'data-testid': testid, disabled: closed || inFlight || c.state !== 'open',
+    onclick: (e) => run(c, e.target, fn) }, label);
+  const validAmount = (limit) => {
+    let v;
+    try { v = parseUnits(amount.value, decimalsOf(c.asset)); } catch (e) {
+      amount.classList.add('invalid');
+      throw new Error(`Enter an amount in ${c.asset}: ${e.message}`);
+    }
+    if (v <= 0n) { amount.classList.add('invalid'); throw new Error('The amount must be more than 0.'); }
+    if (limit !== undefined && v > BigInt(limit)) {
+      amount.classList.add('invalid');
+      throw new Error(`Only ${fmtAmt(limit, c.asset)} available in this channel.`);
+    }
+    amount.classList.remove('invalid');
+    return v.toString();
+  };
+  return el('article', { class: `channel ${c.state}`, dataset: { testid: 'channel', id: c.channelId, state: c.state, peer: c.peer } },
+    el('header', {}, el('strong', {}, c.peer), ' ', el('span', { class: `state ${c.state}`, 'data-testid': 'state' }, c.state),
+      el('span', { class: 'small' }, ` ${c.asset} · version ${c.version}`)),
+    el('div', { class: 'bal' },
+      el('div', { 'data-testid': 'mine' }, el('span', { class: 'label' }, 'mine'), amountEl(c.balance.mine, c.asset)),
+      el('div', { 'data-testid': 'theirs' }, el('span', { class: 'label' }, 'theirs'), amountEl(c.balance.theirs, c.asset))),
+    closed
+      ? el('div', { class: 'small' }, `Closed${c.closedAt ? ' ' + new Date(c.closedAt).toLocaleString() : ''}${c.closedBy ? ` by ${c.closedBy}` : ''}.`)
+      : el('div', { class: 'actions' }, amount,
+        act('Send', '', 'send', async () => {
+          const v = validAmount(c.balance.mine);
+          const r = await client.channelSend(c.channelId, v);
+          amount.value = '';
+          log(`You paid ${c.peer} ${fmtAmt(v, c.asset)}.`);
+          return r;
+        }),
+        act('Request', 'secondary', 'request', async () => {
+          const v = validAmount(c.balance.theirs);
+          const r = await client.channelRequest(c.channelId, v);
+          amount.value = '';
+          log(`${c.peer} paid your request of ${fmtAmt(v, c.asset)}.`);
+          return r;
+        }),
+        act('Close', 'secondary', 'close', async () => {
+          log(`Closing the channel with ${c.peer}…`);
+          const r = await client.channelClose(c.channelId);
+          toast(`Channel with ${c.peer} closed${r.closedBy === 'dispute' ? ' through a dispute' : ''}.`, 'ok');
+          return r;
+        }),
+        act('Force close', 'danger', 'force-close', async () => {
+          if (!confirm(`Force close registers the latest state on-chain without asking ${c.peer}; the money is paid out after the challenge period (${c.challengeDuration} s). Go on?`)) return undefined;
+          log(`Force-closing the channel with ${c.peer}; waiting for the challenge period…`);
+          return client.channelForceClose(c.channelId);
+        }),
+        inFlight ? el('span', { class: 'small' }, 'working…') : null));
+}
+
+async function run(c, button, fn) {
+  state.busy.add(c.channelId);
+  renderChannels();
+  try {
+    const r = await busy(button, fn);
+    if (r && r.channelId) state.channels.set(r.channelId, r);
+  } finally {
+    state.busy.delete(c.channelId);
+    renderChannels();
+    if (state.channels.get(c.channelId)?.state === 'closed') refreshBalances();
+  }
+}
+
+function renderContacts() {
+  const ul = $('contacts');
+  ul.replaceChildren(...(state.contacts.length ? state.contacts.map((c) => el('li', { dataset: { alias: c.alias } },
+    el('div', {}, el('strong', {}, c.alias), el('div', { class: 'mono small', title: `${c.address} at ${c.commAddress}` }, `${short(c.address)} · ${c.commAddress}`)),
+    el('button', { class: 'danger', title: `remove ${c.alias}`, onclick: (e) => busy(e.target, async () => {
+      if (!confirm(`Remove ${c.alias} from your contacts?`)) return;
+      await client.contactsRemove(c.alias);
+      state.contacts = await client.contactsList();
+      renderContacts();
+    }) }, 'Remove'))) : [el('li', { class: 'empty' }, 'No contacts yet.')]));
+  const sel = $('open-peer');
+  const prev = sel.value;
+  sel.replaceChildren(...state.contacts.map((c) => el('option', { value: c.alias }, c.alias)));
+  if (prev) sel.value = prev;
+}
+
+$('contact-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const alias = $('contact-alias').value.trim();
+  const address = $('contact-address').value.trim();
+  const commAddress = $('contact-comm').value.trim();
+  const bad = (id, msg) => { $(id).classList.add('invalid'); toast(msg, 'error'); };
+  for (const id of ['contact-alias', 'contact-address', 'contact-comm']) $(id).classList.remove('invalid');
+  if (!alias) return bad('contact-alias', 'Give the contact an alias.');
+  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) return bad('contact-address', 'The address is 0x followed by 40 hex digits.');
+  if (!/^[^\s:]+:\d{1,5}$/.test(commAddress)) return bad('contact-comm', 'The comm address is host:port, e.g. 127.0.0.1:5750.');
+  busy(ev.submitter, async () => {
+    await client.contactsAdd({ alias, address, commAddress });
+    state.contacts = await client.contactsList();
+    renderContacts();
+    ev.target.reset();
+    toast(`${alias} added.`, 'ok');
+  });
+});
+
+$('open-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const peer = $('open-peer').value;
+  const asset = $('open-asset').value || 'ETH';
+  const dec = decimalsOf(asset);
+  const field = (id) => {
+    const input = $(id);
+    try {
+      const v = parseUnits(input.value || '0', dec);
+      input.classList.remove('invalid');
+      return v;
+    } catch (e) {
+      input.classList.add('invalid');
+      throw e;
+    }
+  };
+  let mine;
+  let theirs;
+  try {
+    mine = field('open-mine');
+    theirs = field('open-theirs');
+  } catch (e) {
+    return toast(`Enter the deposits in ${asset}: ${e.message}`, 'error');
+  }
+  if (!peer) return toast('Add a contact first.', 'error');
+  if (mine + theirs === 0n) return toast('At least one deposit must be more than 0.', 'error');
+  const have = state.balances[asset];
+  if (have !== undefined && mine > BigInt(have)) return toast(`You have only ${fmtAmt(have, asset)} on-chain.`, 'error');
+  log(`Proposing a ${asset} channel to ${peer}…`);
+  busy(ev.submitter, async () => {
+    const ch = await client.channelOpen({ peer, asset, balance: { mine: mine.toString(), theirs: theirs.toString() } });
+    state.channels.set(ch.channelId, ch);
+    renderChannels();
+    toast(`Channel with ${peer} open.`, 'ok');
+    $('open-mine').value = '';
+    refreshBalances();
+  });
+});
+
+// ---------- start ----------
+
+async function start() {
+  $('endpoint').textContent = rpcURL;
+  try {
+    state.info = await client.nodeInfo();
+  } catch (e) {
+    setConn('down', 'node unreachable');
+    toast(explain(e), 'error', 60000);
+    setTimeout(start, 3000);
+    return;
+  }
+  $('node-line').textContent = `perund ${state.info.version} · chain ${state.info.chainId}`;
+  const assets = ['ETH', ...(state.info.assets ?? []).map((a) => a.symbol).filter((s) => s !== 'ETH')];
+  $('open-asset').replaceChildren(...assets.map((s) => el('option', { value: s }, s)));
+  const saved = sessionStorage.getItem('perund.session');
+  if (saved) {
+    try {
+      const { sessionId, token } = JSON.parse(saved);
+      const s = await client.sessionResume(sessionId, token);
+      await enterWallet({ ...s, token });
+      return;
+    } catch {
+      sessionStorage.removeItem('perund.session');
+    }
+  }
+  await showLogin();
+}
+start();
