@@ -247,7 +247,7 @@ async function refreshBalances() {
 function onProposal(p) {
   if (p.status === 'pending') {
     state.proposals.set(p.proposalId, p);
-    log(`${p.peer} proposes a channel: they put in ${fmtAmt(p.balance.theirs, p.asset)}, you ${fmtAmt(p.balance.mine, p.asset)}.`);
+    log(`${p.peer} proposes a channel in ${p.asset}: they put in ${fmtAmt(p.balance.theirs, p.asset)}, you ${fmtAmt(p.balance.mine, p.asset)}.`);
   } else {
     state.proposals.delete(p.proposalId);
     if (p.status === 'expired') log(`The channel proposal of ${p.peer} expired.`);
@@ -286,11 +286,12 @@ function onDispute(d) {
   const list = $('disputes');
   list.querySelector('.empty')?.remove();
   const ch = state.channels.get(d.channelId);
+  const what = { registered: 'registered on-chain', progressed: 'progressed on-chain', concluded: 'concluded on-chain' }[d.event] ?? d.event;
+  const until = Date.parse(d.timeout) > 0 && d.event === 'registered' ? ` (challenge period ends ${new Date(d.timeout).toLocaleString()})` : '';
   list.prepend(el('li', { dataset: { event: d.event } }, el('time', {}, new Date().toLocaleTimeString()),
-    `${d.event} version ${d.version} of the channel with ${ch?.peer ?? short(d.channelId)}`,
-    d.byPeer ? ' by the peer' : '', d.response ? ` — ${d.response}` : '',
-    d.timeout ? ` (timeout ${new Date(d.timeout).toLocaleString()})` : ''));
-  toast(`Dispute: ${d.event} (version ${d.version})`, d.byPeer ? 'error' : 'info');
+    `Version ${d.version} of the channel with ${ch?.peer ?? short(d.channelId)} ${what}`,
+    d.byPeer ? ' by the peer' : ' by you', d.response ? ` — ${d.response}` : '', until));
+  if (d.event === 'registered') toast(`Dispute: ${ch?.peer ?? 'a channel'} ${d.byPeer ? 'registered' : 'is registered at'} version ${d.version} on-chain${d.response ? ` — ${d.response}` : ''}`, d.byPeer ? 'error' : 'info', 12000);
 }
 
 // ---------- rendering ----------
@@ -300,7 +301,7 @@ function renderIncoming() {
   const items = [];
   for (const p of state.proposals.values()) {
     items.push(el('div', { class: 'item', dataset: { testid: 'proposal', id: p.proposalId } },
-      el('div', {}, el('strong', {}, p.peer), ' proposes a ', p.asset, ' channel: you put in ', amountEl(p.balance.mine, p.asset),
+      el('div', {}, el('strong', {}, p.peer), ` proposes a channel in ${p.asset}: you put in `, amountEl(p.balance.mine, p.asset),
         ', they put in ', amountEl(p.balance.theirs, p.asset), '. ', countdown(p.expiresAt)),
       el('div', { class: 'buttons' },
         el('button', { class: 'good', 'data-testid': 'accept', onclick: (e) => busy(e.target, async () => {
@@ -505,13 +506,14 @@ $('open-form').addEventListener('submit', (ev) => {
   if (mine + theirs === 0n) return toast('At least one deposit must be more than 0.', 'error');
   const have = state.balances[asset];
   if (have !== undefined && mine > BigInt(have)) return toast(`You have only ${fmtAmt(have, asset)} on-chain.`, 'error');
-  log(`Proposing a ${asset} channel to ${peer}…`);
+  log(`Proposing a channel in ${asset} to ${peer}…`);
   busy(ev.submitter, async () => {
     const ch = await client.channelOpen({ peer, asset, balance: { mine: mine.toString(), theirs: theirs.toString() } });
     state.channels.set(ch.channelId, ch);
     renderChannels();
     toast(`Channel with ${peer} open.`, 'ok');
     $('open-mine').value = '';
+    $('open-theirs').value = '0';
     refreshBalances();
   });
 });
