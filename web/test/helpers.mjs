@@ -16,7 +16,7 @@ export function perundBin() {
   if (!built) {
     const dir = mkdtempSync(join(tmpdir(), 'perund-js-'));
     built = join(dir, 'perund');
-    execFileSync('go', ['build', '-o', built, './cmd/perund'], { cwd: root, stdio: 'inherit' });
+    execFileSync('go', ['build', '-o', built, './cmd/perund'], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   }
   return built;
 }
