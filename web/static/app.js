@@ -210,6 +210,7 @@ async function enterWallet(s) {
   ]);
   log(`Logged in as ${myName()}.`);
   await refreshAll();
+  document.body.dataset.ready = 'true'; // subscribed and loaded (tests wait for it)
 }
 
 $('copy-me').addEventListener('click', async () => {

@@ -28,14 +28,17 @@ after(async () => {
   dev.cleanup();
 });
 
-/** Resolves with the first event for which pred holds. */
-function nextEvent(client, topic, pred) {
-  return new Promise((resolve, reject) => {
-    let off;
-    client.subscribe(topic, (ev) => {
-      if (pred(ev)) { off?.(); resolve(ev); }
-    }).then((o) => { off = o; }, reject);
-  });
+/**
+ * Subscribes (and waits until the subscription is in place); `next`
+ * resolves with the first event for which pred holds, within 60 s.
+ */
+async function watch(client, topic, pred) {
+  let resolve;
+  let reject;
+  const next = new Promise((res, rej) => { resolve = res; reject = rej; });
+  const off = await client.subscribe(topic, (ev) => { if (pred(ev)) resolve(ev); });
+  const timer = setTimeout(() => reject(new Error(`no ${topic} event in time`)), 60_000);
+  return { next: next.finally(() => { clearTimeout(timer); off(); }) };
 }
 
 test('units', () => {
@@ -75,7 +78,7 @@ test('subscriptions: a channel opened, paid and closed between two clients', { t
   const bob = newClient();
   await alice.sessionOpen(demo.alice.address, demo.alice.password);
   await bob.sessionOpen(demo.bob.address, demo.bob.password);
-  const proposal = nextEvent(bob, 'proposals', (p) => p.status === 'pending');
+  const proposal = (await watch(bob, 'proposals', (p) => p.status === 'pending')).next;
   const opening = alice.channelOpen({ peer: 'bob', balance: { mine: '1000', theirs: '1000' } });
   const p = await proposal;
   assert.equal(p.peer, 'alice');
@@ -86,14 +89,14 @@ test('subscriptions: a channel opened, paid and closed between two clients', { t
 
   const seen = [];
   const unsubscribe = await bob.subscribe('channels', (c) => { if (c.channelId === ch.channelId) seen.push(c); });
-  const paid = nextEvent(bob, 'updates', (u) => u.kind === 'payment' && u.status === 'accepted');
+  const paid = (await watch(bob, 'updates', (u) => u.kind === 'payment' && u.status === 'accepted')).next;
   const after = await alice.channelSend(ch.channelId, '100');
   assert.equal(after.balance.mine, '900');
   assert.equal((await paid).amount, '100');
   await waitFor(() => seen.some((c) => c.balance.mine === '1100'));
   assert.equal(await unsubscribe(), true);
 
-  const closeAsk = nextEvent(bob, 'updates', (u) => u.kind === 'close' && u.status === 'pending');
+  const closeAsk = (await watch(bob, 'updates', (u) => u.kind === 'close' && u.status === 'pending')).next;
   const closing = alice.channelClose(ch.channelId);
   await bob.updateRespond((await closeAsk).updateId, true);
   const closed = await closing;
@@ -138,7 +141,7 @@ test('reconnect: the session is resumed and subscriptions renewed', { timeout: 1
     assert.equal(reconnects, 1);
 
     // The renewed subscription delivers: alice opens and pays.
-    const proposal = nextEvent(bob, 'proposals', (p) => p.status === 'pending');
+    const proposal = (await watch(bob, 'proposals', (p) => p.status === 'pending')).next;
     const opening = alice.channelOpen({ peer: 'bob', balance: { mine: '500', theirs: '0' } });
     await bob.proposalRespond((await proposal).proposalId, true);
     const ch = await opening;

@@ -47,6 +47,7 @@ async function login(page, name) {
   await page.getByRole('button', { name: new RegExp(`^${name} \\(password`) }).click();
   await page.getByTestId('login-submit').click();
   await page.getByTestId('me-name').filter({ hasText: name }).waitFor();
+  await page.locator('body[data-ready=true]').waitFor();
 }
 
 const channel = (page, peer) => page.locator(`[data-testid=channel][data-peer=${peer}]`);
