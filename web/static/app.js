@@ -436,7 +436,11 @@ async function run(c, button, fn) {
   renderChannels();
   try {
     const r = await busy(button, fn);
-    if (r && r.channelId) state.channels.set(r.channelId, r);
+    if (r && r.channelId) {
+      state.channels.set(r.channelId, r);
+      const input = document.querySelector(`input[data-amount-for="${c.channelId}"]`);
+      if (input) input.value = ''; // done: do not keep the amount for the next render
+    }
   } finally {
     state.busy.delete(c.channelId);
     renderChannels();

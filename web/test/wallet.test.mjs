@@ -103,6 +103,7 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
     await channel(alice, 'bob').getByTestId('send').click();
     await waitMine(bob, 'alice', (5n + BigInt(i)) * ETH);
     await waitMine(alice, 'bob', (10n - BigInt(i)) * ETH);
+    await alice.waitForFunction(() => document.querySelector('[data-testid=channel][data-peer=bob] [data-testid=amount]')?.value === '');
     await shot(bob, `bob-sees-payment-${i}`);
   }
   assert.match(await bob.getByTestId('log').textContent(), /alice pays you 1 ETH — accepted/);
