@@ -97,10 +97,7 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	require.NoError(t, err)
 	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
 	require.NoError(t, err)
-	_, err = alice.AddContact(contacts.Contact{Alias: "bob", Address: addrs[1], CommAddress: bob.CommAddress()})
-	require.NoError(t, err)
-	_, err = bob.AddContact(contacts.Contact{Alias: "alice", Address: addrs[0], CommAddress: alice.CommAddress()})
-	require.NoError(t, err)
+	introduce(t, alice, bob)
 
 	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
 	require.NoError(t, err)
@@ -182,6 +179,15 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	require.Equal(t, new(big.Int).Sub(eth(9), big.NewInt(2e17)).String(), closed.Balance.Mine)
 }
 
+// introduce puts alice and bob in each other's contacts.
+func introduce(t *testing.T, alice, bob *node.Session) {
+	t.Helper()
+	_, err := alice.AddContact(contacts.Contact{Alias: "bob", Address: bob.Address(), CommAddress: bob.CommAddress()})
+	require.NoError(t, err)
+	_, err = bob.AddContact(contacts.Contact{Alias: "alice", Address: alice.Address(), CommAddress: alice.CommAddress()})
+	require.NoError(t, err)
+}
+
 func TestMain(m *testing.M) {
 	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	os.Exit(m.Run())
@@ -205,10 +211,7 @@ func TestRestart(t *testing.T) {
 		return na, nb, a, b
 	}
 	na, nb, alice, bob := start()
-	_, err := alice.AddContact(contacts.Contact{Alias: "bob", Address: addrs[1], CommAddress: bob.CommAddress()})
-	require.NoError(t, err)
-	_, err = bob.AddContact(contacts.Contact{Alias: "alice", Address: addrs[0], CommAddress: alice.CommAddress()})
-	require.NoError(t, err)
+	introduce(t, alice, bob)
 	commA := alice.CommAddress()
 	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
 	require.NoError(t, err)

@@ -76,10 +76,7 @@ func TestPeerFaults(t *testing.T) {
 	require.NoError(t, err)
 	bob, err := nb.OpenSession(ctx, addrs[1], "bob", true)
 	require.NoError(t, err)
-	_, err = alice.AddContact(contacts.Contact{Alias: "bob", Address: addrs[1], CommAddress: bob.CommAddress()})
-	require.NoError(t, err)
-	_, err = bob.AddContact(contacts.Contact{Alias: "alice", Address: addrs[0], CommAddress: alice.CommAddress()})
-	require.NoError(t, err)
+	introduce(t, alice, bob)
 	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
 	require.NoError(t, err)
 	go func() {
