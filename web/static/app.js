@@ -4,7 +4,8 @@ import { PerundClient, PerundError, Codes, ERR_CONNECTION, ERR_TIMEOUT, formatUn
 
 const $ = (id) => document.getElementById(id);
 const rpcURL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/rpc';
-const client = new PerundClient(rpcURL);
+// A node with rpc.authToken: open the wallet as /?token=T.
+const client = new PerundClient(rpcURL, { token: new URLSearchParams(location.search).get('token') ?? undefined });
 
 const state = {
   info: null,
