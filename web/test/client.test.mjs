@@ -105,8 +105,17 @@ test('subscriptions: a channel opened, paid and closed between two clients', { t
 });
 
 test('a call that gets no answer in time rejects with ERR_TIMEOUT', async () => {
+  // carol proposes a channel to bob, who does not answer (the node waits
+  // for him for the 5 s response timeout); the client gives up after 300 ms.
   const c = newClient();
-  await assert.rejects(c.call('node_info', undefined, { timeout: 0.001 }), (e) => e.code === ERR_TIMEOUT);
+  const { address } = await c.accountNew('carol-pw');
+  await c.sessionOpen(address, 'carol-pw');
+  const bob = (await c.nodeInfo()).demoAccounts.find((d) => d.name === 'bob');
+  const probe = newClient();
+  const bs = await probe.sessionOpen(bob.address, bob.password);
+  await c.contactsAdd({ alias: 'bob', address: bob.address, commAddress: bs.commAddress });
+  await assert.rejects(c.call('channel_open', { peer: 'bob', balance: { mine: '1', theirs: '0' } }, { timeout: 300 }),
+    (e) => e.code === ERR_TIMEOUT && e.data.timeout === 300);
   await c.nodeInfo(); // the connection is still fine
 });
 
