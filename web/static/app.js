@@ -86,6 +86,7 @@ function explain(err) {
 function toast(text, kind = 'info', ms = 6000) {
   const t = el('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
   $('toasts').append(t);
+  while ($('toasts').children.length > 3) $('toasts').firstChild.remove();
   setTimeout(() => t.remove(), ms);
 }
 
