@@ -42,8 +42,7 @@ func TestCrashLoop(t *testing.T) {
 	rng := rand.New(rand.NewSource(seed))
 	a := startAnvil(t)
 	ethc := a.rpc(t)
-	alice, bob, sa, sb, ch := pairWith(t, a, deploy(t, a))
-	_ = bob
+	alice, _, sa, sb, ch := pairWith(t, a, deploy(t, a))
 	const amount = 1000
 	id := map[string]any{"channelId": ch.ChannelID}
 	wantMine := func(version uint64) string {

@@ -99,25 +99,9 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	require.NoError(t, err)
 	introduce(t, alice, bob)
 
-	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
-	require.NoError(t, err)
-	var bobCh *node.ChannelInfo
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ev := (<-props.Events()).(node.ProposalInfo)
-		ci, err := bob.RespondProposal(ctx, ev.ProposalID, true, "")
-		if err == nil {
-			bobCh = ci
-		}
-	}()
-	ci, err := alice.OpenChannel(ctx, "bob", "ETH", eth(10), eth(10), 0)
-	require.NoError(t, err)
-	wg.Wait()
-	require.NotNil(t, bobCh)
-	require.Equal(t, ci.ChannelID, bobCh.ChannelID)
+	ci := openAccepted(ctx, t, alice, bob, eth(10), eth(10))
 	require.Equal(t, "open", ci.State)
+	var wg sync.WaitGroup
 
 	for i := 0; i < 20; i++ {
 		_, err = alice.Send(ctx, ci.ChannelID, big.NewInt(1e16))
@@ -179,6 +163,27 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	require.Equal(t, new(big.Int).Sub(eth(9), big.NewInt(2e17)).String(), closed.Balance.Mine)
 }
 
+// openAccepted opens a channel from alice to bob, who accepts it; it
+// checks that both have the channel and returns alice's view.
+func openAccepted(ctx context.Context, t *testing.T, alice, bob *node.Session, mine, theirs *big.Int) node.ChannelInfo {
+	t.Helper()
+	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
+	require.NoError(t, err)
+	defer bob.Hub().Unsubscribe(props.ID())
+	accepted := make(chan *node.ChannelInfo, 1)
+	go func() {
+		ev := (<-props.Events()).(node.ProposalInfo)
+		ci, _ := bob.RespondProposal(ctx, ev.ProposalID, true, "")
+		accepted <- ci
+	}()
+	ci, err := alice.OpenChannel(ctx, "bob", "ETH", mine, theirs, 0)
+	require.NoError(t, err)
+	bobCh := <-accepted
+	require.NotNil(t, bobCh)
+	require.Equal(t, ci.ChannelID, bobCh.ChannelID)
+	return ci
+}
+
 // introduce puts alice and bob in each other's contacts.
 func introduce(t *testing.T, alice, bob *node.Session) {
 	t.Helper()
@@ -213,17 +218,9 @@ func TestRestart(t *testing.T) {
 	na, nb, alice, bob := start()
 	introduce(t, alice, bob)
 	commA := alice.CommAddress()
-	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
-	require.NoError(t, err)
-	go func() {
-		ev := (<-props.Events()).(node.ProposalInfo)
-		_, _ = bob.RespondProposal(ctx, ev.ProposalID, true, "")
-	}()
-	ci, err := alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(5), 0)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { _, err := bob.Channel(ci.ChannelID); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
 	for i := 0; i < 10; i++ {
-		_, err = alice.Send(ctx, ci.ChannelID, big.NewInt(1000))
+		_, err := alice.Send(ctx, ci.ChannelID, big.NewInt(1000))
 		require.NoError(t, err)
 	}
 	require.Error(t, na.CloseSession(ctx, alice, false), "open channels block a plain close")
@@ -241,7 +238,7 @@ func TestRestart(t *testing.T) {
 			require.Equal(t, ci.OpenedAt, got.OpenedAt, "metadata survives a restart")
 		}
 	}
-	_, err = bob.Send(ctx, ci.ChannelID, big.NewInt(500))
+	_, err := bob.Send(ctx, ci.ChannelID, big.NewInt(500))
 	require.NoError(t, err)
 	done := make(chan struct{})
 	ups, err := bob.Hub().Subscribe(subscriptions.Updates)

@@ -77,14 +77,7 @@ func TestPeerFaults(t *testing.T) {
 	bob, err := nb.OpenSession(ctx, addrs[1], "bob", true)
 	require.NoError(t, err)
 	introduce(t, alice, bob)
-	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
-	require.NoError(t, err)
-	go func() {
-		ev := (<-props.Events()).(node.ProposalInfo)
-		_, _ = bob.RespondProposal(ctx, ev.ProposalID, true, "")
-	}()
-	ci, err := alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(5), 0)
-	require.NoError(t, err)
+	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
 	version := uint64(0)
 	pay := func(s *node.Session) {
 		t.Helper()

@@ -289,10 +289,9 @@ func (c *conn) run(m *method, cl *call) (res any, err error) {
 	defer cancel()
 	cl.ctx = ctx
 	res, err = m.fn(cl)
-	if err != nil && c.srv.callCtx.Err() != nil {
-		if je := toError(err, c.srv.log, cl.name); je.Code == jsonrpc2.CodeInternalError {
-			return nil, newError(CodeTimeout, "node is shutting down: the call was interrupted", map[string]int64{"timeout": 0})
-		}
+	if err != nil && c.srv.callCtx.Err() != nil && classify(err) == nil {
+		// The shutdown cancelled the call; whatever go-perun made of that.
+		return nil, newError(CodeTimeout, "node is shutting down: the call was interrupted", map[string]int64{"timeout": 0})
 	}
 	return res, err
 }

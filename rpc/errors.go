@@ -43,6 +43,15 @@ func invalidParams(field, msg string) *jsonrpc2.Error {
 // toError maps an error of the node to a JSON-RPC error. Unknown errors
 // become -32603 without internals in the message; they are logged.
 func toError(err error, log *slog.Logger, method string) *jsonrpc2.Error {
+	if je := classify(err); je != nil {
+		return je
+	}
+	log.Error("internal error", "method", method, "err", err)
+	return newError(jsonrpc2.CodeInternalError, "internal error", nil)
+}
+
+// classify maps the errors the API knows; it returns nil for any other.
+func classify(err error) *jsonrpc2.Error {
 	var (
 		je  *jsonrpc2.Error
 		nf  *node.NotFoundError
@@ -95,8 +104,7 @@ func toError(err error, log *slog.Logger, method string) *jsonrpc2.Error {
 	case errors.Is(err, subscriptions.ErrUnknownTopic):
 		return invalidParams("topic", err.Error())
 	}
-	log.Error("internal error", "method", method, "err", err)
-	return newError(jsonrpc2.CodeInternalError, "internal error", nil)
+	return nil
 }
 
 func trimUnauthorized(err error) string {

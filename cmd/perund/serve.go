@@ -316,7 +316,9 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		_ = n.Close(context.Background())
+		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer ccancel()
+		_ = n.Close(cctx)
 		return fmt.Errorf("rpc server: %w", err)
 	}
 	log.Info("shutting down")

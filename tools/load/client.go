@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -139,7 +138,3 @@ func (c *client) close() {
 	_ = c.ws.Close()
 	<-c.done
 }
-
-func tempDir() (string, error) { return os.MkdirTemp("", "perund-load-*") }
-
-func removeAll(dir string) { _ = os.RemoveAll(dir) }

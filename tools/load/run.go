@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
 	"runtime"
 	"sort"
 	"strconv"
@@ -110,11 +111,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := tempDir()
+	dir, err := os.MkdirTemp("", "perund-load-*")
 	if err != nil {
 		return nil, err
 	}
-	defer removeAll(dir)
+	defer os.RemoveAll(dir)
 	ncfg, err := config.Load(config.Sources{Flags: map[string]any{
 		"dataDir": dir, "keystore.lightKdf": true, "rpc.maxConnections": cfg.Conns + 10,
 		"channel.responseTimeout": "30s",

@@ -135,7 +135,7 @@ client.on('reconnect', async () => {
 async function showLogin() {
   $('wallet-view').hidden = true;
   $('login-view').hidden = false;
-  const [accounts] = await Promise.all([client.accountList()]);
+  const accounts = await client.accountList();
   const demo = new Map((state.info.demoAccounts ?? []).map((d) => [d.address.toLowerCase(), d]));
   const sel = $('login-account');
   const name = (a) => demo.get(a.toLowerCase())?.name ?? '~' + a;
@@ -183,12 +183,12 @@ $('create-form').addEventListener('submit', (ev) => {
   });
 });
 
-$('logout').addEventListener('click', (ev) => busy(ev.target, async () => {
+$('logout').addEventListener('click', () => {
   // The session stays on the node (its channels keep being watched); this
   // window only forgets it.
   sessionStorage.removeItem('perund.session');
   location.reload();
-}));
+});
 
 function myName() {
   const d = (state.info.demoAccounts ?? []).find((x) => x.address.toLowerCase() === state.session.address.toLowerCase());

@@ -70,7 +70,11 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   const alice = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   // bob is on a phone-sized screen.
   const bob = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
-  for (const p of [alice, bob]) p.on('pageerror', (e) => assert.fail(`page error: ${e.message}`));
+  const urls = [];
+  for (const p of [alice, bob]) {
+    p.on('pageerror', (e) => assert.fail(`page error: ${e.message}`));
+    p.on('request', (r) => urls.push(r.url()));
+  }
 
   await login(alice, 'alice');
   await login(bob, 'bob');
@@ -96,6 +100,15 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   await waitMine(bob, 'alice', 5n * ETH);
   await shot(alice, 'alice-channel-open');
   await shot(bob, 'bob-channel-open');
+
+  // Bad amounts are refused in the page, before anything is sent.
+  for (const [bad, message] of [['-1', /Enter an amount in ETH/], ['1000', /Only 10 ETH available/], ['0', /more than 0/]]) {
+    await channel(alice, 'bob').getByTestId('amount').fill(bad);
+    await channel(alice, 'bob').getByTestId('send').click();
+    await alice.locator('.toast.error', { hasText: message }).first().waitFor();
+  }
+  assert.equal(await channel(alice, 'bob').getAttribute('data-state'), 'open');
+  assert.match(await channel(alice, 'bob').textContent(), /version 0/);
 
   // Three payments of 1 ETH; bob's page shows each.
   for (let i = 1; i <= 3; i++) {
@@ -143,4 +156,7 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   }
   await shot(alice, 'alice-closed');
   await shot(bob, 'bob-closed');
+  // Works offline: every request went to the node itself.
+  const foreign = urls.filter((u) => !u.startsWith(dev.url + '/') && !u.startsWith(`ws://127.0.0.1:${dev.port}/`));
+  assert.deepEqual(foreign, [], 'requests beyond the node');
 });
