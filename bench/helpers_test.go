@@ -49,7 +49,7 @@ func newChain(b testing.TB, addrs ...common.Address) (*chain.Embedded, chain.Con
 	for _, a := range addrs {
 		alloc[a] = eth(1000)
 	}
-	e, err := chain.NewEmbedded(alloc, time.Second)
+	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: time.Second})
 	require.NoError(b, err)
 	b.Cleanup(func() { e.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

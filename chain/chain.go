@@ -5,16 +5,11 @@ package chain
 import (
 	"context"
 	"crypto/ecdsa"
-	"errors"
 	"fmt"
 	"math/big"
-	"sync"
-	"time"
 
 	"github.com/ethereum/go-ethereum/accounts"
-	"github.com/ethereum/go-ethereum/accounts/abi/bind/backends"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/core"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
@@ -33,154 +28,25 @@ type Backend interface {
 // Ether is 10^18 wei.
 var Ether = big.NewInt(params.Ether)
 
-// EmbeddedGasLimit is the block gas limit of the embedded chain.
-const EmbeddedGasLimit = 30_000_000
-
-// ErrRejected wraps a transaction the embedded chain refuses before mining.
-var ErrRejected = errors.New("transaction rejected")
-
-// Embedded is an in-process simulated chain (go-ethereum's simulated
-// backend). Every transaction is mined in a block of its own at once, and an
-// empty block is mined every block interval, so timeouts measured in block
-// time keep running. Each block advances block time by 10 seconds.
-type Embedded struct {
-	*backends.SimulatedBackend
-	mu     sync.Mutex
-	signer types.Signer
-	faucet *ecdsa.PrivateKey
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-// NewEmbedded starts an embedded chain whose genesis funds alloc, plus a
-// faucet account used for deployments and Fund.
-func NewEmbedded(alloc map[common.Address]*big.Int, blockInterval time.Duration) (*Embedded, error) {
-	faucet, err := crypto.GenerateKey()
+// Fees returns a dynamic-fee transaction's tip and fee cap from the
+// chain's own suggestions: the suggested tip, and a cap of twice the head's
+// base fee plus the tip, which stays valid for several full blocks.
+func Fees(ctx context.Context, b interface {
+	SuggestGasTipCap(context.Context) (*big.Int, error)
+	HeaderByNumber(context.Context, *big.Int) (*types.Header, error)
+}) (tip, feeCap *big.Int, err error) {
+	if tip, err = b.SuggestGasTipCap(ctx); err != nil {
+		return nil, nil, fmt.Errorf("suggested gas tip: %w", err)
+	}
+	head, err := b.HeaderByNumber(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("faucet key: %w", err)
+		return nil, nil, fmt.Errorf("head block: %w", err)
 	}
-	genesis := core.GenesisAlloc{}
-	for a, v := range alloc {
-		genesis[a] = core.GenesisAccount{Balance: new(big.Int).Set(v)}
+	feeCap = new(big.Int).Set(tip)
+	if head.BaseFee != nil {
+		feeCap.Add(feeCap, new(big.Int).Mul(head.BaseFee, big.NewInt(2)))
 	}
-	faucetFunds := new(big.Int).Mul(big.NewInt(1_000_000_000), Ether)
-	genesis[crypto.PubkeyToAddress(faucet.PublicKey)] = core.GenesisAccount{Balance: faucetFunds}
-	sb := backends.NewSimulatedBackend(genesis, EmbeddedGasLimit)
-	e := &Embedded{
-		SimulatedBackend: sb,
-		signer:           types.LatestSignerForChainID(sb.Blockchain().Config().ChainID),
-		faucet:           faucet,
-		stop:             make(chan struct{}),
-		done:             make(chan struct{}),
-	}
-	go e.mine(blockInterval)
-	return e, nil
-}
-
-func (e *Embedded) mine(interval time.Duration) {
-	defer close(e.done)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-t.C:
-			e.mu.Lock()
-			e.SimulatedBackend.Commit()
-			e.mu.Unlock()
-		}
-	}
-}
-
-// Close stops mining and closes the chain.
-func (e *Embedded) Close() error {
-	select {
-	case <-e.stop:
-		return nil
-	default:
-	}
-	close(e.stop)
-	<-e.done
-	return e.SimulatedBackend.Close()
-}
-
-// ChainID returns the chain id (1337).
-func (e *Embedded) ChainID(context.Context) (*big.Int, error) {
-	return e.SimulatedBackend.Blockchain().Config().ChainID, nil
-}
-
-// Signer returns the London signer of the chain.
-func (e *Embedded) Signer() types.Signer { return e.signer }
-
-// Faucet returns the faucet's key (the deployer of the embedded contracts).
-func (e *Embedded) Faucet() *ecdsa.PrivateKey { return e.faucet }
-
-// SendTransaction checks tx as a node's transaction pool would, then mines
-// it in a block of its own. The simulated backend panics on an invalid
-// transaction; here such a transaction is an error and nothing changes.
-func (e *Embedded) SendTransaction(ctx context.Context, tx *types.Transaction) (err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	from, err := types.Sender(e.signer, tx)
-	if err != nil {
-		return fmt.Errorf("%w: bad signature: %v", ErrRejected, err)
-	}
-	nonce, err := e.SimulatedBackend.PendingNonceAt(ctx, from)
-	if err != nil {
-		return fmt.Errorf("send transaction: %w", err)
-	}
-	if tx.Nonce() != nonce {
-		return fmt.Errorf("%w: nonce %d of %s, want %d", ErrRejected, tx.Nonce(), from.Hex(), nonce)
-	}
-	bal, err := e.SimulatedBackend.BalanceAt(ctx, from, nil)
-	if err != nil {
-		return fmt.Errorf("send transaction: %w", err)
-	}
-	if bal.Cmp(tx.Cost()) < 0 {
-		return fmt.Errorf("%w: insufficient funds for gas * price + value: %s has %s, needs %s",
-			ErrRejected, from.Hex(), bal, tx.Cost())
-	}
-	if tx.Gas() > EmbeddedGasLimit {
-		return fmt.Errorf("%w: gas limit %d above block gas limit", ErrRejected, tx.Gas())
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrRejected, r)
-		}
-	}()
-	if err := e.SimulatedBackend.SendTransaction(ctx, tx); err != nil {
-		return fmt.Errorf("send transaction: %w", err)
-	}
-	e.SimulatedBackend.Commit()
-	return nil
-}
-
-// Fund sends amount wei from the faucet to addr and waits until it is mined.
-func (e *Embedded) Fund(ctx context.Context, addr common.Address, amount *big.Int) error {
-	from := crypto.PubkeyToAddress(e.faucet.PublicKey)
-	e.mu.Lock()
-	nonce, err := e.SimulatedBackend.PendingNonceAt(ctx, from)
-	e.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("fund %s: %w", addr.Hex(), err)
-	}
-	head, err := e.HeaderByNumber(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("fund %s: %w", addr.Hex(), err)
-	}
-	feeCap := new(big.Int).Mul(head.BaseFee, big.NewInt(2))
-	tx, err := types.SignNewTx(e.faucet, e.signer, &types.DynamicFeeTx{
-		ChainID: e.signer.ChainID(), Nonce: nonce, GasTipCap: big.NewInt(1), GasFeeCap: feeCap,
-		Gas: params.TxGas, To: &addr, Value: amount,
-	})
-	if err != nil {
-		return fmt.Errorf("fund %s: %w", addr.Hex(), err)
-	}
-	if err := e.SendTransaction(ctx, tx); err != nil {
-		return fmt.Errorf("fund %s: %w", addr.Hex(), err)
-	}
-	return nil
+	return tip, feeCap, nil
 }
 
 // Dial connects to an Ethereum node by WebSocket URL.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -19,7 +20,7 @@ func TestEmbeddedDeployAndReject(t *testing.T) {
 	k, err := crypto.GenerateKey()
 	require.NoError(t, err)
 	user := crypto.PubkeyToAddress(k.PublicKey)
-	e, err := NewEmbedded(map[common.Address]*big.Int{user: Ether}, 50*time.Millisecond)
+	e, err := NewEmbedded(EmbeddedOptions{Alloc: map[common.Address]*big.Int{user: Ether}, BlockInterval: 50*time.Millisecond})
 	require.NoError(t, err)
 	defer e.Close()
 	id, err := e.ChainID(ctx)
@@ -47,9 +48,16 @@ func TestEmbeddedDeployAndReject(t *testing.T) {
 		nonce uint64
 		value *big.Int
 	}{
-		{"nonce gap", 5, big.NewInt(1)},
-		{"more than the balance", 0, new(big.Int).Mul(Ether, big.NewInt(2))},
+		{"more than the balance", 1, new(big.Int).Mul(Ether, big.NewInt(2))},
+		{"nonce already used", 0, big.NewInt(1)},
 	}
+	to0 := common.HexToAddress("0x02")
+	first, err := types.SignNewTx(k, e.Signer(), &types.DynamicFeeTx{ChainID: id, Nonce: 0,
+		GasFeeCap: big.NewInt(params.GWei * 10), GasTipCap: big.NewInt(params.GWei), Gas: params.TxGas, To: &to0, Value: big.NewInt(1)})
+	require.NoError(t, err)
+	require.NoError(t, e.SendTransaction(ctx, first))
+	_, err = bind.WaitMinedHash(ctx, e, first.Hash())
+	require.NoError(t, err)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tx, err := types.SignNewTx(k, e.Signer(), &types.DynamicFeeTx{ChainID: id, Nonce: tc.nonce,
@@ -58,8 +66,10 @@ func TestEmbeddedDeployAndReject(t *testing.T) {
 			require.ErrorIs(t, e.SendTransaction(ctx, tx), ErrRejected)
 		})
 	}
+	before, err := e.BalanceAt(ctx, user, nil)
+	require.NoError(t, err)
 	require.NoError(t, e.Fund(ctx, user, Ether))
 	bal, err := e.BalanceAt(ctx, user, nil)
 	require.NoError(t, err)
-	require.Equal(t, new(big.Int).Mul(Ether, big.NewInt(2)), bal)
+	require.Equal(t, new(big.Int).Add(before, Ether), bal)
 }

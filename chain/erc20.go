@@ -14,10 +14,10 @@ import (
 
 // Asset is an ERC20 token channels can hold, with its asset holder.
 type Asset struct {
-	Symbol   string
-	Token    common.Address
-	Holder   common.Address
-	Decimals uint8
+	Symbol   string         `json:"symbol"`
+	Token    common.Address `json:"token"`
+	Holder   common.Address `json:"holder"`
+	Decimals uint8          `json:"decimals"`
 }
 
 // SetupERC20 validates the asset holder of a token, or deploys one when

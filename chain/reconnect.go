@@ -311,4 +311,9 @@ func (r *Reconnecting) SubscribeNewHead(ctx context.Context, ch chan<- *types.He
 	return r.wrap(r.client().SubscribeNewHead(ctx, ch))
 }
 
+// SubscribeTransactionReceipts subscribes to the receipts of transactions.
+func (r *Reconnecting) SubscribeTransactionReceipts(ctx context.Context, q *ethereum.TransactionReceiptsQuery, ch chan<- []*types.Receipt) (ethereum.Subscription, error) {
+	return r.wrap(r.client().SubscribeTransactionReceipts(ctx, q, ch))
+}
+
 var _ Backend = (*Reconnecting)(nil)

@@ -95,6 +95,10 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if err := os.MkdirAll(o.Config.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	dep := chain.Deployment{ChainID: id.Uint64(), Contracts: o.Contracts, Assets: o.Assets}
+	if err := bindDataDir(ctx, o.Config.DataDir, dep); err != nil {
+		return nil, err
+	}
 	cert, err := loadOrCreateCert(o.Config.DataDir)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -151,38 +152,7 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 		AssetHolderETH: common.HexToAddress(cfg.Contracts.AssetHolderETH),
 	}
 	if cfg.Chain.URL == config.Embedded {
-		alloc := map[common.Address]*big.Int{}
-		hundred := new(big.Int).Mul(big.NewInt(100), chain.Ether)
-		for _, a := range demo {
-			alloc[a] = hundred
-		}
-		e, err := chain.NewEmbedded(alloc, cfg.Chain.BlockInterval)
-		if err != nil {
-			return nil, err
-		}
-		cb, dep, c, err := e.Deploy(ctx)
-		if err != nil {
-			e.Close()
-			return nil, err
-		}
-		var assets []chain.Asset
-		if len(demo) > 0 {
-			// A test token for the demo users: 1000 PRN each.
-			thousand := new(big.Int).Mul(big.NewInt(1000), chain.Ether)
-			token, err := chain.DeployToken(ctx, cb, dep, demo, thousand)
-			if err != nil {
-				e.Close()
-				return nil, err
-			}
-			prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
-			if err != nil {
-				e.Close()
-				return nil, err
-			}
-			assets = append(assets, prn)
-		}
-		return &backend{chain: e, contracts: c, assets: assets, close: func() { e.Close() },
-			fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, hundred) }}, nil
+		return connectEmbedded(ctx, cfg, demo)
 	}
 	cl, err := chain.DialReconnecting(ctx, cfg.Chain.URL, log)
 	if err != nil {
@@ -243,6 +213,76 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 		assets = append(assets, asset)
 	}
 	return &backend{chain: cl, contracts: c, assets: assets, close: cl.Close}, nil
+}
+
+// connectEmbedded starts the embedded chain, keeping its state in the data
+// dir. On the first start it deploys the contracts (and for the demo users
+// the PRN test token); later starts find them on the chain again through
+// the data dir's deployment record.
+func connectEmbedded(ctx context.Context, cfg *config.Config, demo []common.Address) (*backend, error) {
+	alloc := map[common.Address]*big.Int{}
+	hundred := new(big.Int).Mul(big.NewInt(100), chain.Ether)
+	for _, a := range demo {
+		alloc[a] = hundred
+	}
+	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: cfg.Chain.BlockInterval,
+		DataDir: filepath.Join(cfg.DataDir, "chain")})
+	if err != nil {
+		return nil, err
+	}
+	be, err := embeddedContracts(ctx, e, cfg.DataDir, demo)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	be.chain, be.close = e, func() { e.Close() }
+	be.fund = func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, hundred) }
+	return be, nil
+}
+
+func embeddedContracts(ctx context.Context, e *chain.Embedded, dataDir string, demo []common.Address) (*backend, error) {
+	id, _ := e.ChainID(ctx)
+	cb, dep := chain.DeployerBackend(e, id, e.Faucet())
+	rec, ok, err := chain.LoadDeployment(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if code, err := e.CodeAt(ctx, rec.Contracts.Adjudicator, nil); err == nil && len(code) > 0 {
+			c, err := chain.SetupContracts(ctx, cb, config.ModeValidate, rec.Contracts, dep)
+			if err != nil {
+				return nil, err
+			}
+			for _, a := range rec.Assets {
+				if _, err := chain.SetupERC20(ctx, cb, config.ModeValidate, c.Adjudicator, a, dep); err != nil {
+					return nil, err
+				}
+			}
+			return &backend{contracts: c, assets: rec.Assets}, nil
+		}
+		// The chain is not the one the data dir was written for (it predates
+		// the chain's own persistence): deploy afresh, and the node refuses
+		// the data dir, naming its channels.
+	}
+	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+	if err != nil {
+		return nil, err
+	}
+	var assets []chain.Asset
+	if len(demo) > 0 {
+		// A test token for the demo users: 1000 PRN each.
+		thousand := new(big.Int).Mul(big.NewInt(1000), chain.Ether)
+		token, err := chain.DeployToken(ctx, cb, dep, demo, thousand)
+		if err != nil {
+			return nil, err
+		}
+		prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
+		if err != nil {
+			return nil, err
+		}
+		assets = append(assets, prn)
+	}
+	return &backend{contracts: c, assets: assets}, nil
 }
 
 func serve(cfg *config.Config, demo []struct{ name, key string }) error {

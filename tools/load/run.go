@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		keys[i] = k
 		alloc[crypto.PubkeyToAddress(k.PublicKey)] = new(big.Int).Mul(big.NewInt(100), chain.Ether)
 	}
-	e, err := chain.NewEmbedded(alloc, time.Second)
+	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: time.Second})
 	if err != nil {
 		return nil, err
 	}
