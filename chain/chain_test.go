@@ -20,7 +20,7 @@ func TestEmbeddedDeployAndReject(t *testing.T) {
 	k, err := crypto.GenerateKey()
 	require.NoError(t, err)
 	user := crypto.PubkeyToAddress(k.PublicKey)
-	e, err := NewEmbedded(EmbeddedOptions{Alloc: map[common.Address]*big.Int{user: Ether}, BlockInterval: 50*time.Millisecond})
+	e, err := NewEmbedded(EmbeddedOptions{Alloc: map[common.Address]*big.Int{user: Ether}, BlockInterval: 50 * time.Millisecond})
 	require.NoError(t, err)
 	defer e.Close()
 	id, err := e.ChainID(ctx)

@@ -69,8 +69,8 @@ type Embedded struct {
 	mu       sync.Mutex // serialises sealing
 	faucetMu sync.Mutex // one faucet transaction at a time
 	kick     chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // embeddedConfig is mainnet's fork set as of go-ethereum 1.17 (Osaka with

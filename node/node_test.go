@@ -39,7 +39,7 @@ func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
 		alloc[a] = eth(100)
 		addrs = append(addrs, a)
 	}
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: 100*time.Millisecond})
+	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: 100 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -30,7 +30,7 @@ func fuzzConn(tb testing.TB) (*conn, func() [][]byte) {
 	key, _ := crypto.GenerateKey()
 	addr := crypto.PubkeyToAddress(key.PublicKey)
 	hundred := new(big.Int).Mul(big.NewInt(100), chain.Ether)
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: map[common.Address]*big.Int{addr: hundred}, BlockInterval: 100*time.Millisecond})
+	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: map[common.Address]*big.Int{addr: hundred}, BlockInterval: 100 * time.Millisecond})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 	ka, _ := crypto.HexToECDSA(keyAlice)
 	kb, _ := crypto.HexToECDSA(keyBob)
 	f := &fixture{alice: crypto.PubkeyToAddress(ka.PublicKey), bob: crypto.PubkeyToAddress(kb.PublicKey)}
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: map[common.Address]*big.Int{f.alice: eth(100), f.bob: eth(100)}, BlockInterval: 100*time.Millisecond})
+	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: map[common.Address]*big.Int{f.alice: eth(100), f.bob: eth(100)}, BlockInterval: 100 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
 	f.chain = e
