@@ -60,11 +60,12 @@ type EmbeddedOptions struct {
 // second ahead of the clock (bursts of transactions share a block then).
 type Embedded struct {
 	*ethclient.Client
-	stack  *node.Node
-	eth    *eth.Ethereum
-	beacon *catalyst.SimulatedBeacon
-	signer types.Signer
-	faucet *ecdsa.PrivateKey
+	stack   *node.Node
+	eth     *eth.Ethereum
+	beacon  *catalyst.SimulatedBeacon
+	signer  types.Signer
+	faucet  *ecdsa.PrivateKey
+	durable bool
 
 	mu       sync.Mutex // serialises sealing
 	faucetMu sync.Mutex // one faucet transaction at a time
@@ -147,15 +148,16 @@ func NewEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		return nil, fmt.Errorf("embedded chain: beacon: %w", err)
 	}
 	e := &Embedded{
-		Client: ethclient.NewClient(stack.Attach()),
-		stack:  stack,
-		eth:    backend,
-		beacon: beacon,
-		signer: types.LatestSignerForChainID(big.NewInt(EmbeddedChainID)),
-		faucet: faucet,
-		kick:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		Client:  ethclient.NewClient(stack.Attach()),
+		stack:   stack,
+		eth:     backend,
+		beacon:  beacon,
+		signer:  types.LatestSignerForChainID(big.NewInt(EmbeddedChainID)),
+		faucet:  faucet,
+		durable: opts.DataDir != "",
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	go e.mine(opts.BlockInterval)
 	return e, nil
@@ -221,10 +223,15 @@ func (e *Embedded) mine(interval time.Duration) {
 	}
 }
 
+// commit seals a block and, for a chain on disk, syncs the database, so
+// that a process killed right after a transaction finds its block again.
 func (e *Embedded) commit() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.beacon.Commit()
+	if e.durable {
+		_ = e.eth.ChainDb().SyncKeyValue() // an error shows on the next write
+	}
 }
 
 // Close stops mining and closes the chain.

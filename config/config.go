@@ -116,9 +116,13 @@ type Asset struct {
 // Channel configures channel defaults.
 type Channel struct {
 	// ChallengeDuration is in seconds of block time.
-	ChallengeDuration uint64        `koanf:"challengeDuration"`
-	ResponseTimeout   time.Duration `koanf:"responseTimeout"`
-	AutoAcceptClose   bool          `koanf:"autoAcceptClose"`
+	ChallengeDuration uint64 `koanf:"challengeDuration"`
+	// MinChallengeDuration is the shortest challenge duration (seconds)
+	// a channel may have: the funding of a channel must complete within
+	// one challenge duration of block time, which takes a few blocks.
+	MinChallengeDuration uint64        `koanf:"minChallengeDuration"`
+	ResponseTimeout      time.Duration `koanf:"responseTimeout"`
+	AutoAcceptClose      bool          `koanf:"autoAcceptClose"`
 }
 
 // Comm configures the peer-to-peer listener of every session.
@@ -159,6 +163,7 @@ func Defaults() map[string]any {
 		"contracts.deployer":             "",
 		"contracts.deployerPasswordFile": "",
 		"channel.challengeDuration":      uint64(600),
+		"channel.minChallengeDuration":   uint64(10),
 		"channel.responseTimeout":        "30s",
 		"channel.autoAcceptClose":        false,
 		"comm.host":                      "127.0.0.1",
@@ -410,8 +415,11 @@ func (c *Config) Validate() error {
 			return &KeyError{key + ".decimals", "must be at most 36"}
 		}
 	}
-	if c.Channel.ChallengeDuration == 0 {
-		return &KeyError{"channel.challengeDuration", "must be at least 1 (seconds)"}
+	if c.Channel.MinChallengeDuration == 0 {
+		return &KeyError{"channel.minChallengeDuration", "must be at least 1 (seconds)"}
+	}
+	if c.Channel.ChallengeDuration < c.Channel.MinChallengeDuration {
+		return &KeyError{"channel.challengeDuration", fmt.Sprintf("must be at least channel.minChallengeDuration (%d seconds)", c.Channel.MinChallengeDuration)}
 	}
 	if c.Channel.ResponseTimeout < time.Second {
 		return &KeyError{"channel.responseTimeout", "must be at least 1s (write durations like 30s)"}

@@ -74,6 +74,10 @@ func (s *Session) OpenChannel(ctx context.Context, peerRef, symbol string, mine,
 	if challenge == 0 {
 		challenge = s.n.cfg.Channel.ChallengeDuration
 	}
+	if minimum := s.n.cfg.Channel.MinChallengeDuration; challenge < minimum {
+		return ChannelInfo{}, &InvalidArgError{Field: "challengeDuration",
+			Msg: fmt.Sprintf("must be at least %d seconds: funding must complete within one challenge duration of block time", minimum)}
+	}
 	onChain, err := s.n.AssetBalance(ctx, asset.symbol, s.addr)
 	if err != nil {
 		return ChannelInfo{}, err
@@ -269,6 +273,9 @@ func (s *Session) validProposal(lcp *client.LedgerChannelProposalMsg) (common.Ad
 	}
 	if lcp.FundingAgreement != nil && !lcp.FundingAgreement.Equal(lcp.InitBals.Balances) {
 		return peer, nil, errors.New("funding agreement must equal the initial balances")
+	}
+	if minimum := s.n.cfg.Channel.MinChallengeDuration; lcp.ChallengeDuration < minimum {
+		return peer, nil, fmt.Errorf("challenge duration %d s is below this node's minimum of %d s", lcp.ChallengeDuration, minimum)
 	}
 	return peer, asset, nil
 }
