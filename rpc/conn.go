@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +28,9 @@ type conn struct {
 	session atomic.Pointer[node.Session]
 	slots   chan struct{}
 	calls   sync.WaitGroup
+	// tasks counts the pinger and the subscriptions' notifiers; cleanup
+	// waits for them once it has ended their subscriptions.
+	tasks sync.WaitGroup
 	// sink, when set, receives the frames instead of ws (fuzzing calls
 	// handleFrame without a socket).
 	sink func([]byte)
@@ -33,13 +38,17 @@ type conn struct {
 	draining atomic.Bool
 
 	subMu sync.Mutex
-	subs  map[string]*subscriptions.Subscription
+	// subs maps the connection's subscription ids to the hub each belongs
+	// to (that of the session bound when it was made).
+	subs map[string]*subscriptions.Hub
+	// closed is set by cleanup: no subscription registers any more.
+	closed bool
 }
 
 func newConn(s *Server, ws *websocket.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{srv: s, ws: ws, ctx: ctx, cancel: cancel,
-		slots: make(chan struct{}, s.cfg.MaxPending), subs: map[string]*subscriptions.Subscription{}}
+		slots: make(chan struct{}, s.cfg.MaxPending), subs: map[string]*subscriptions.Hub{}}
 }
 
 // response is a JSON-RPC 2.0 response; ID is echoed verbatim.
@@ -64,7 +73,11 @@ func (c *conn) serve() {
 	c.ws.SetReadLimit(c.srv.cfg.MaxMessageSize)
 	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
-	go c.pinger()
+	c.tasks.Add(1)
+	go func() {
+		defer c.tasks.Done()
+		c.pinger()
+	}()
 	for {
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil || c.draining.Load() {
@@ -113,16 +126,19 @@ func (c *conn) pinger() {
 	}
 }
 
+// cleanup ends the connection once its read loop has stopped: it ends the
+// subscriptions (a subscribe still in flight then fails, see
+// addSubscription), waits for the calls in flight to answer, closes the
+// socket and waits for the pinger and the notifiers.
 func (c *conn) cleanup() {
 	c.cancel()
 	c.subMu.Lock()
+	c.closed = true
 	subs := c.subs
-	c.subs = map[string]*subscriptions.Subscription{}
+	c.subs = map[string]*subscriptions.Hub{}
 	c.subMu.Unlock()
-	if s := c.session.Load(); s != nil {
-		for id := range subs {
-			s.Hub().Unsubscribe(id)
-		}
+	for id, hub := range subs {
+		hub.Unsubscribe(id)
 	}
 	c.calls.Wait() // their answers still go out if the client is there
 	if c.draining.Load() {
@@ -131,6 +147,69 @@ func (c *conn) cleanup() {
 		c.writeMu.Unlock()
 	}
 	c.ws.Close()
+	c.tasks.Wait() // their writes fail at once on the closed socket
+}
+
+// errSubscriptionOrphaned is the answer to a perun_subscribe whose
+// connection closed, or was bound to another session, while it ran.
+var errSubscriptionOrphaned = fmt.Errorf("subscribe: the connection closed or was bound to another session during the call: %w", node.ErrUnauthorized)
+
+// addSubscription registers sub, made on session s, with the connection.
+// When the connection has closed or is no longer bound to s, nothing would
+// ever end sub: it ends sub at once and fails.
+func (c *conn) addSubscription(s *node.Session, sub *subscriptions.Subscription) error {
+	c.subMu.Lock()
+	ok := !c.closed && c.session.Load() == s
+	if ok {
+		c.subs[sub.ID()] = s.Hub()
+	}
+	c.subMu.Unlock()
+	if !ok {
+		s.Hub().Unsubscribe(sub.ID())
+		return errSubscriptionOrphaned
+	}
+	return nil
+}
+
+// removeSubscription ends the connection's subscription id and reports
+// whether it existed.
+func (c *conn) removeSubscription(id string) bool {
+	c.subMu.Lock()
+	hub, ok := c.subs[id]
+	delete(c.subs, id)
+	c.subMu.Unlock()
+	return ok && hub.Unsubscribe(id)
+}
+
+// dropSubscriptions ends the connection's subscriptions on session s.
+func (c *conn) dropSubscriptions(s *node.Session) {
+	hub := s.Hub()
+	var ids []string
+	c.subMu.Lock()
+	for id, h := range c.subs {
+		if h == hub {
+			ids = append(ids, id)
+			delete(c.subs, id)
+		}
+	}
+	c.subMu.Unlock()
+	for _, id := range ids {
+		hub.Unsubscribe(id)
+	}
+}
+
+// startNotifier forwards sub's events to the client until sub ends.
+func (c *conn) startNotifier(sub *subscriptions.Subscription) {
+	c.tasks.Add(1)
+	go func() {
+		defer c.tasks.Done()
+		for ev := range sub.Events() {
+			c.notify(sub.ID(), ev)
+		}
+		if errors.Is(sub.Err(), subscriptions.ErrOverflow) {
+			c.srv.log.Warn("subscription dropped: client too slow", "subscription", sub.ID())
+		}
+	}()
 }
 
 func (c *conn) write(v any) {

@@ -57,11 +57,13 @@ type Server struct {
 	active  map[*conn]struct{}
 	closing bool
 	wg      sync.WaitGroup
+	// connGone is closed (and replaced) each time a connection has ended.
+	connGone chan struct{}
 }
 
 // NewServer returns the API server of n. web may be nil.
 func NewServer(n *node.Node, cfg config.RPC, log *slog.Logger, web http.Handler) *Server {
-	s := &Server{node: n, cfg: cfg, log: log, web: web, active: map[*conn]struct{}{}}
+	s := &Server{node: n, cfg: cfg, log: log, web: web, active: map[*conn]struct{}{}, connGone: make(chan struct{})}
 	s.callCtx, s.stopCalls = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
@@ -166,11 +168,31 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.wg.Done()
 		c.serve()
+		s.conns.Add(-1)
 		s.mu.Lock()
 		delete(s.active, c)
+		close(s.connGone)
+		s.connGone = make(chan struct{})
 		s.mu.Unlock()
-		s.conns.Add(-1)
 	}()
+}
+
+// waitConns waits until at most n connections are open (each one closed
+// with its goroutines ended) or ctx ends.
+func (s *Server) waitConns(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		open, gone := len(s.active), s.connGone
+		s.mu.Unlock()
+		if open <= n {
+			return nil
+		}
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			return fmt.Errorf("%d connections still open, want at most %d: %w", open, n, ctx.Err())
+		}
+	}
 }
 
 // Serve answers HTTP requests on ln, or HTTPS when rpc.tls is configured,
