@@ -26,13 +26,17 @@ type conn struct {
 	cancel  context.CancelFunc
 	writeMu sync.Mutex
 	session atomic.Pointer[node.Session]
-	slots   chan struct{}
-	calls   sync.WaitGroup
+	// slots holds one token per request in flight (a batch member counts
+	// as one): at most rpc.maxPending.
+	slots chan struct{}
+	// calls counts the requests in flight and the batches waiting for
+	// their members.
+	calls sync.WaitGroup
 	// tasks counts the pinger and the subscriptions' notifiers; cleanup
 	// waits for them once it has ended their subscriptions.
 	tasks sync.WaitGroup
 	// sink, when set, receives the frames instead of ws (fuzzing calls
-	// handleFrame without a socket).
+	// dispatch without a socket).
 	sink func([]byte)
 	// draining is set when the server shuts down.
 	draining atomic.Bool
@@ -87,17 +91,30 @@ func (c *conn) serve() {
 		if typ != websocket.TextMessage && typ != websocket.BinaryMessage {
 			continue
 		}
-		select {
-		case c.slots <- struct{}{}:
-		case <-c.ctx.Done():
+		if !c.dispatch(data) {
 			return
 		}
-		c.calls.Add(1)
-		go func() {
-			defer func() { <-c.slots; c.calls.Done() }()
-			c.handleFrame(data)
-		}()
 	}
+}
+
+// acquire takes a slot for one request; it waits while rpc.maxPending
+// requests are in flight and reports false if the connection ends first.
+func (c *conn) acquire() bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// start runs f as a request in flight holding a slot taken by acquire.
+func (c *conn) start(f func()) {
+	c.calls.Add(1)
+	go func() {
+		defer func() { <-c.slots; c.calls.Done() }()
+		f()
+	}()
 }
 
 // drain stops reading new messages; the calls in flight still answer and
@@ -230,61 +247,100 @@ func (c *conn) write(v any) {
 	}
 }
 
-// handleFrame answers one WebSocket message: a request, a notification or
-// a batch.
-func (c *conn) handleFrame(data []byte) {
+// dispatch starts answering one WebSocket message: a request, a
+// notification or a batch. Every request object, alone or a member of a
+// batch, takes one slot of rpc.maxPending; dispatch waits for the slots as
+// they free up, so the connection is not read from while it is at its
+// limit. It reports false if the connection ended first.
+func (c *conn) dispatch(data []byte) bool {
 	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var elems []json.RawMessage
-		if err := json.Unmarshal(trimmed, &elems); err != nil {
-			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: "+err.Error(), nil)))
-			return
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		if !c.acquire() {
+			return false
 		}
-		if len(elems) == 0 {
-			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: empty batch", nil)))
-			return
-		}
-		if len(elems) > c.srv.cfg.MaxBatch {
-			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: batch too large", map[string]int{"maxBatch": c.srv.cfg.MaxBatch})))
-			return
-		}
-		out := make([]any, len(elems))
-		var afters []func()
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for i, el := range elems {
-			wg.Add(1)
-			go func(i int, el json.RawMessage) {
-				defer wg.Done()
-				resp, after := c.handleOne(el)
-				out[i] = resp
-				if after != nil {
-					mu.Lock()
-					afters = append(afters, after)
-					mu.Unlock()
-				}
-			}(i, el)
-		}
-		wg.Wait()
-		resps := make([]any, 0, len(out))
-		for _, r := range out {
-			if r != nil {
-				resps = append(resps, r)
-			}
-		}
-		if len(resps) > 0 {
-			c.write(resps)
-		}
-		for _, f := range afters {
-			f()
-		}
-		return
+		c.start(func() { c.handleSingle(trimmed) })
+		return true
 	}
-	if !json.Valid(trimmed) {
+	var elems []json.RawMessage
+	var answer *response
+	switch err := json.Unmarshal(trimmed, &elems); {
+	case err != nil:
+		answer = errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: "+err.Error(), nil))
+	case len(elems) == 0:
+		answer = errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: empty batch", nil))
+	case len(elems) > c.srv.cfg.MaxBatch:
+		answer = errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: batch too large", map[string]int{"maxBatch": c.srv.cfg.MaxBatch}))
+	}
+	if answer != nil {
+		if !c.acquire() {
+			return false
+		}
+		c.start(func() { c.write(answer) })
+		return true
+	}
+	b := &batch{out: make([]any, len(elems))}
+	ok := true
+	for i, el := range elems {
+		if ok = c.acquire(); !ok {
+			break // the connection ended; nobody waits for the answer
+		}
+		b.wg.Add(1)
+		c.start(func() {
+			defer b.wg.Done()
+			resp, after := c.handleOne(el)
+			b.set(i, resp, after)
+		})
+	}
+	c.calls.Add(1)
+	go func() {
+		defer c.calls.Done()
+		b.wg.Wait()
+		c.finishBatch(b)
+	}()
+	return ok
+}
+
+// batch collects the answers of a batch's members.
+type batch struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	out    []any
+	afters []func()
+}
+
+func (b *batch) set(i int, resp any, after func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.out[i] = resp
+	if after != nil {
+		b.afters = append(b.afters, after)
+	}
+}
+
+// finishBatch writes the answers of a batch whose members have all
+// finished, in request order, then runs their afters.
+func (c *conn) finishBatch(b *batch) {
+	resps := make([]any, 0, len(b.out))
+	for _, r := range b.out {
+		if r != nil {
+			resps = append(resps, r)
+		}
+	}
+	if len(resps) > 0 {
+		c.write(resps)
+	}
+	for _, f := range b.afters {
+		f()
+	}
+}
+
+// handleSingle answers a message that is not a batch.
+func (c *conn) handleSingle(data []byte) {
+	if !json.Valid(data) {
 		c.write(errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: invalid JSON", nil)))
 		return
 	}
-	resp, after := c.handleOne(trimmed)
+	resp, after := c.handleOne(data)
 	if resp != nil {
 		c.write(resp)
 	}
