@@ -77,15 +77,37 @@ func NewServer(n *node.Node, cfg config.RPC, log *slog.Logger, web http.Handler)
 	return s
 }
 
-// Handler returns the HTTP handler of the server.
+// Handler returns the HTTP handler of the server. The API's own HTTP
+// answers (health check, refused upgrades, unknown paths without a web
+// wallet) carry the headers of apiHeaders; the web handler sets its own.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/rpc", s.serveWS)
-	mux.HandleFunc("/healthz", s.serveHealth)
+	mux.Handle("/rpc", apiHeaders(http.HandlerFunc(s.serveWS)))
+	mux.Handle("/healthz", apiHeaders(http.HandlerFunc(s.serveHealth)))
 	if s.web != nil {
 		mux.Handle("/", s.web)
+	} else {
+		mux.Handle("/", apiHeaders(http.NotFoundHandler()))
 	}
 	return mux
+}
+
+// apiCSP lets nothing that the API answers over HTTP load or run anything,
+// nor be framed.
+const apiCSP = "default-src 'none'; frame-ancestors 'none'"
+
+// apiHeaders sets a Content-Security-Policy that allows nothing, forbids
+// framing, referrers and content-type sniffing on every response of h. A
+// successful upgrade does not carry them: gorilla writes the 101 itself.
+func apiHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", apiCSP)
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
