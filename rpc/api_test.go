@@ -50,6 +50,9 @@ func TestHealthAndDiscover(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "ok\n", string(body))
+	require.Equal(t, "default-src 'none'; frame-ancestors 'none'", resp.Header.Get("Content-Security-Policy"))
+	require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"))
+	require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
 
 	c := dial(t, f.url)
 	var doc struct {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,22 +26,33 @@ type conn struct {
 	cancel  context.CancelFunc
 	writeMu sync.Mutex
 	session atomic.Pointer[node.Session]
-	slots   chan struct{}
-	calls   sync.WaitGroup
+	// slots holds one token per request in flight (a batch member counts
+	// as one): at most rpc.maxPending.
+	slots chan struct{}
+	// calls counts the requests in flight and the batches waiting for
+	// their members.
+	calls sync.WaitGroup
+	// tasks counts the pinger and the subscriptions' notifiers; cleanup
+	// waits for them once it has ended their subscriptions.
+	tasks sync.WaitGroup
 	// sink, when set, receives the frames instead of ws (fuzzing calls
-	// handleFrame without a socket).
+	// dispatch without a socket).
 	sink func([]byte)
 	// draining is set when the server shuts down.
 	draining atomic.Bool
 
 	subMu sync.Mutex
-	subs  map[string]*subscriptions.Subscription
+	// subs maps the connection's subscription ids to the hub each belongs
+	// to (that of the session bound when it was made).
+	subs map[string]*subscriptions.Hub
+	// closed is set by cleanup: no subscription registers any more.
+	closed bool
 }
 
 func newConn(s *Server, ws *websocket.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{srv: s, ws: ws, ctx: ctx, cancel: cancel,
-		slots: make(chan struct{}, s.cfg.MaxPending), subs: map[string]*subscriptions.Subscription{}}
+		slots: make(chan struct{}, s.cfg.MaxPending), subs: map[string]*subscriptions.Hub{}}
 }
 
 // response is a JSON-RPC 2.0 response; ID is echoed verbatim.
@@ -64,7 +77,11 @@ func (c *conn) serve() {
 	c.ws.SetReadLimit(c.srv.cfg.MaxMessageSize)
 	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
-	go c.pinger()
+	c.tasks.Add(1)
+	go func() {
+		defer c.tasks.Done()
+		c.pinger()
+	}()
 	for {
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil || c.draining.Load() {
@@ -74,17 +91,30 @@ func (c *conn) serve() {
 		if typ != websocket.TextMessage && typ != websocket.BinaryMessage {
 			continue
 		}
-		select {
-		case c.slots <- struct{}{}:
-		case <-c.ctx.Done():
+		if !c.dispatch(data) {
 			return
 		}
-		c.calls.Add(1)
-		go func() {
-			defer func() { <-c.slots; c.calls.Done() }()
-			c.handleFrame(data)
-		}()
 	}
+}
+
+// acquire takes a slot for one request; it waits while rpc.maxPending
+// requests are in flight and reports false if the connection ends first.
+func (c *conn) acquire() bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// start runs f as a request in flight holding a slot taken by acquire.
+func (c *conn) start(f func()) {
+	c.calls.Add(1)
+	go func() {
+		defer func() { <-c.slots; c.calls.Done() }()
+		f()
+	}()
 }
 
 // drain stops reading new messages; the calls in flight still answer and
@@ -113,16 +143,19 @@ func (c *conn) pinger() {
 	}
 }
 
+// cleanup ends the connection once its read loop has stopped: it ends the
+// subscriptions (a subscribe still in flight then fails, see
+// addSubscription), waits for the calls in flight to answer, closes the
+// socket and waits for the pinger and the notifiers.
 func (c *conn) cleanup() {
 	c.cancel()
 	c.subMu.Lock()
+	c.closed = true
 	subs := c.subs
-	c.subs = map[string]*subscriptions.Subscription{}
+	c.subs = map[string]*subscriptions.Hub{}
 	c.subMu.Unlock()
-	if s := c.session.Load(); s != nil {
-		for id := range subs {
-			s.Hub().Unsubscribe(id)
-		}
+	for id, hub := range subs {
+		hub.Unsubscribe(id)
 	}
 	c.calls.Wait() // their answers still go out if the client is there
 	if c.draining.Load() {
@@ -131,6 +164,69 @@ func (c *conn) cleanup() {
 		c.writeMu.Unlock()
 	}
 	c.ws.Close()
+	c.tasks.Wait() // their writes fail at once on the closed socket
+}
+
+// errSubscriptionOrphaned is the answer to a perun_subscribe whose
+// connection closed, or was bound to another session, while it ran.
+var errSubscriptionOrphaned = fmt.Errorf("subscribe: the connection closed or was bound to another session during the call: %w", node.ErrUnauthorized)
+
+// addSubscription registers sub, made on session s, with the connection.
+// When the connection has closed or is no longer bound to s, nothing would
+// ever end sub: it ends sub at once and fails.
+func (c *conn) addSubscription(s *node.Session, sub *subscriptions.Subscription) error {
+	c.subMu.Lock()
+	ok := !c.closed && c.session.Load() == s
+	if ok {
+		c.subs[sub.ID()] = s.Hub()
+	}
+	c.subMu.Unlock()
+	if !ok {
+		s.Hub().Unsubscribe(sub.ID())
+		return errSubscriptionOrphaned
+	}
+	return nil
+}
+
+// removeSubscription ends the connection's subscription id and reports
+// whether it existed.
+func (c *conn) removeSubscription(id string) bool {
+	c.subMu.Lock()
+	hub, ok := c.subs[id]
+	delete(c.subs, id)
+	c.subMu.Unlock()
+	return ok && hub.Unsubscribe(id)
+}
+
+// dropSubscriptions ends the connection's subscriptions on session s.
+func (c *conn) dropSubscriptions(s *node.Session) {
+	hub := s.Hub()
+	var ids []string
+	c.subMu.Lock()
+	for id, h := range c.subs {
+		if h == hub {
+			ids = append(ids, id)
+			delete(c.subs, id)
+		}
+	}
+	c.subMu.Unlock()
+	for _, id := range ids {
+		hub.Unsubscribe(id)
+	}
+}
+
+// startNotifier forwards sub's events to the client until sub ends.
+func (c *conn) startNotifier(sub *subscriptions.Subscription) {
+	c.tasks.Add(1)
+	go func() {
+		defer c.tasks.Done()
+		for ev := range sub.Events() {
+			c.notify(sub.ID(), ev)
+		}
+		if errors.Is(sub.Err(), subscriptions.ErrOverflow) {
+			c.srv.log.Warn("subscription dropped: client too slow", "subscription", sub.ID())
+		}
+	}()
 }
 
 func (c *conn) write(v any) {
@@ -151,61 +247,100 @@ func (c *conn) write(v any) {
 	}
 }
 
-// handleFrame answers one WebSocket message: a request, a notification or
-// a batch.
-func (c *conn) handleFrame(data []byte) {
+// dispatch starts answering one WebSocket message: a request, a
+// notification or a batch. Every request object, alone or a member of a
+// batch, takes one slot of rpc.maxPending; dispatch waits for the slots as
+// they free up, so the connection is not read from while it is at its
+// limit. It reports false if the connection ended first.
+func (c *conn) dispatch(data []byte) bool {
 	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var elems []json.RawMessage
-		if err := json.Unmarshal(trimmed, &elems); err != nil {
-			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: "+err.Error(), nil)))
-			return
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		if !c.acquire() {
+			return false
 		}
-		if len(elems) == 0 {
-			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: empty batch", nil)))
-			return
-		}
-		if len(elems) > c.srv.cfg.MaxBatch {
-			c.write(errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: batch too large", map[string]int{"maxBatch": c.srv.cfg.MaxBatch})))
-			return
-		}
-		out := make([]any, len(elems))
-		var afters []func()
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for i, el := range elems {
-			wg.Add(1)
-			go func(i int, el json.RawMessage) {
-				defer wg.Done()
-				resp, after := c.handleOne(el)
-				out[i] = resp
-				if after != nil {
-					mu.Lock()
-					afters = append(afters, after)
-					mu.Unlock()
-				}
-			}(i, el)
-		}
-		wg.Wait()
-		resps := make([]any, 0, len(out))
-		for _, r := range out {
-			if r != nil {
-				resps = append(resps, r)
-			}
-		}
-		if len(resps) > 0 {
-			c.write(resps)
-		}
-		for _, f := range afters {
-			f()
-		}
-		return
+		c.start(func() { c.handleSingle(trimmed) })
+		return true
 	}
-	if !json.Valid(trimmed) {
+	var elems []json.RawMessage
+	var answer *response
+	switch err := json.Unmarshal(trimmed, &elems); {
+	case err != nil:
+		answer = errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: "+err.Error(), nil))
+	case len(elems) == 0:
+		answer = errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: empty batch", nil))
+	case len(elems) > c.srv.cfg.MaxBatch:
+		answer = errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: batch too large", map[string]int{"maxBatch": c.srv.cfg.MaxBatch}))
+	}
+	if answer != nil {
+		if !c.acquire() {
+			return false
+		}
+		c.start(func() { c.write(answer) })
+		return true
+	}
+	b := &batch{out: make([]any, len(elems))}
+	ok := true
+	for i, el := range elems {
+		if ok = c.acquire(); !ok {
+			break // the connection ended; nobody waits for the answer
+		}
+		b.wg.Add(1)
+		c.start(func() {
+			defer b.wg.Done()
+			resp, after := c.handleOne(el)
+			b.set(i, resp, after)
+		})
+	}
+	c.calls.Add(1)
+	go func() {
+		defer c.calls.Done()
+		b.wg.Wait()
+		c.finishBatch(b)
+	}()
+	return ok
+}
+
+// batch collects the answers of a batch's members.
+type batch struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	out    []any
+	afters []func()
+}
+
+func (b *batch) set(i int, resp any, after func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.out[i] = resp
+	if after != nil {
+		b.afters = append(b.afters, after)
+	}
+}
+
+// finishBatch writes the answers of a batch whose members have all
+// finished, in request order, then runs their afters.
+func (c *conn) finishBatch(b *batch) {
+	resps := make([]any, 0, len(b.out))
+	for _, r := range b.out {
+		if r != nil {
+			resps = append(resps, r)
+		}
+	}
+	if len(resps) > 0 {
+		c.write(resps)
+	}
+	for _, f := range b.afters {
+		f()
+	}
+}
+
+// handleSingle answers a message that is not a batch.
+func (c *conn) handleSingle(data []byte) {
+	if !json.Valid(data) {
 		c.write(errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: invalid JSON", nil)))
 		return
 	}
-	resp, after := c.handleOne(trimmed)
+	resp, after := c.handleOne(data)
 	if resp != nil {
 		c.write(resp)
 	}

@@ -129,7 +129,8 @@ func FuzzRequest(f *testing.F) {
 		if bytes.Contains(frame, []byte("session_close")) {
 			t.Skip("ends the session the other inputs use")
 		}
-		cn.handleFrame(frame)
+		cn.dispatch(frame)
+		cn.calls.Wait()
 		for _, out := range take() {
 			var msgs []map[string]json.RawMessage
 			if bytes.HasPrefix(out, []byte("[")) {

@@ -742,22 +742,13 @@ func subscribe(c *call) (any, error) {
 	s := c.session()
 	sub, err := s.Hub().Subscribe(t)
 	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", t, err)
+	}
+	if err := c.conn.addSubscription(s, sub); err != nil {
 		return nil, err
 	}
-	c.conn.subMu.Lock()
-	c.conn.subs[sub.ID()] = sub
-	c.conn.subMu.Unlock()
 	conn := c.conn
-	c.after = func() {
-		go func() {
-			for ev := range sub.Events() {
-				conn.notify(sub.ID(), ev)
-			}
-			if errors.Is(sub.Err(), subscriptions.ErrOverflow) {
-				conn.srv.log.Warn("subscription dropped: client too slow", "subscription", sub.ID())
-			}
-		}()
-	}
+	c.after = func() { conn.startNotifier(sub) }
 	return sub.ID(), nil
 }
 
@@ -766,23 +757,5 @@ func unsubscribe(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.conn.subMu.Lock()
-	_, ok := c.conn.subs[id]
-	delete(c.conn.subs, id)
-	c.conn.subMu.Unlock()
-	if !ok {
-		return false, nil
-	}
-	return c.session().Hub().Unsubscribe(id), nil
-}
-
-// dropSubscriptions ends this connection's subscriptions on session s.
-func (cn *conn) dropSubscriptions(s *node.Session) {
-	cn.subMu.Lock()
-	subs := cn.subs
-	cn.subs = map[string]*subscriptions.Subscription{}
-	cn.subMu.Unlock()
-	for id := range subs {
-		s.Hub().Unsubscribe(id)
-	}
+	return c.conn.removeSubscription(id), nil
 }

@@ -57,11 +57,13 @@ type Server struct {
 	active  map[*conn]struct{}
 	closing bool
 	wg      sync.WaitGroup
+	// connGone is closed (and replaced) each time a connection has ended.
+	connGone chan struct{}
 }
 
 // NewServer returns the API server of n. web may be nil.
 func NewServer(n *node.Node, cfg config.RPC, log *slog.Logger, web http.Handler) *Server {
-	s := &Server{node: n, cfg: cfg, log: log, web: web, active: map[*conn]struct{}{}}
+	s := &Server{node: n, cfg: cfg, log: log, web: web, active: map[*conn]struct{}{}, connGone: make(chan struct{})}
 	s.callCtx, s.stopCalls = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
@@ -75,15 +77,37 @@ func NewServer(n *node.Node, cfg config.RPC, log *slog.Logger, web http.Handler)
 	return s
 }
 
-// Handler returns the HTTP handler of the server.
+// Handler returns the HTTP handler of the server. The API's own HTTP
+// answers (health check, refused upgrades, unknown paths without a web
+// wallet) carry the headers of apiHeaders; the web handler sets its own.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/rpc", s.serveWS)
-	mux.HandleFunc("/healthz", s.serveHealth)
+	mux.Handle("/rpc", apiHeaders(http.HandlerFunc(s.serveWS)))
+	mux.Handle("/healthz", apiHeaders(http.HandlerFunc(s.serveHealth)))
 	if s.web != nil {
 		mux.Handle("/", s.web)
+	} else {
+		mux.Handle("/", apiHeaders(http.NotFoundHandler()))
 	}
 	return mux
+}
+
+// apiCSP lets nothing that the API answers over HTTP load or run anything,
+// nor be framed.
+const apiCSP = "default-src 'none'; frame-ancestors 'none'"
+
+// apiHeaders sets a Content-Security-Policy that allows nothing, forbids
+// framing, referrers and content-type sniffing on every response of h. A
+// successful upgrade does not carry them: gorilla writes the 101 itself.
+func apiHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", apiCSP)
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
@@ -166,11 +190,31 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.wg.Done()
 		c.serve()
+		s.conns.Add(-1)
 		s.mu.Lock()
 		delete(s.active, c)
+		close(s.connGone)
+		s.connGone = make(chan struct{})
 		s.mu.Unlock()
-		s.conns.Add(-1)
 	}()
+}
+
+// waitConns waits until at most n connections are open (each one closed
+// with its goroutines ended) or ctx ends.
+func (s *Server) waitConns(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		open, gone := len(s.active), s.connGone
+		s.mu.Unlock()
+		if open <= n {
+			return nil
+		}
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			return fmt.Errorf("%d connections still open, want at most %d: %w", open, n, ctx.Err())
+		}
+	}
 }
 
 // Serve answers HTTP requests on ln, or HTTPS when rpc.tls is configured,
