@@ -33,28 +33,19 @@ func TestMain(m *testing.M) {
 		// perun-eth-backend's wallet/test package creates a go-ethereum
 		// keystore in a package variable (the empty
 		// go-perun-test-eth-keystore-* directory); its file watcher and the
-		// rjeczalik/notify inotify goroutines behind it run for the process
-		// and the keystore has no Close.
+		// fsnotify goroutine behind it run for the process and the keystore
+		// has no Close.
 		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/accounts/keystore.(*watcher).loop"),
-		goleak.IgnoreTopFunction("github.com/rjeczalik/notify.(*nonrecursiveTree).dispatch"),
-		goleak.IgnoreTopFunction("github.com/rjeczalik/notify.(*nonrecursiveTree).internal"),
-		goleak.IgnoreTopFunction("github.com/rjeczalik/notify.(*inotify).send"),
-		goleak.IgnoreAnyFunction("github.com/rjeczalik/notify.(*inotify).loop"), // in epoll_wait
-		// go-ethereum package variables started at init: the shared ethash
-		// instance's remote sealer (consensus/ethash init), the transaction
-		// sender cache's workers (core.senderCacher) and the metrics meter
-		// arbiter (started by the first metrics.NewMeterForced).
-		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/consensus/ethash.(*remoteSealer).loop"),
+		goleak.IgnoreAnyFunction("github.com/fsnotify/fsnotify.(*inotify).readEvents"), // in a read
+		// go-ethereum's transaction sender cache (core.senderCacher), started
+		// once per process by the first blockchain (the embedded chain's) and
+		// never stopped.
 		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
-		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/metrics.(*meterArbiter).tick"),
 		// perun-eth-backend v0.6.0's ERC20Depositor (erc20_depositor.go:141)
-		// watches Approval events for each deposit and never unsubscribes;
-		// the simulated backend's log subscription under it does not end
-		// with the chain's Close. Each ERC20 deposit leaves this pair.
+		// watches Approval events for each deposit and never unsubscribes.
 		// (A leaked subscription of perund's own still shows: its watcher
 		// goroutine above the backend's is not ignored.)
 		goleak.IgnoreTopFunction("github.com/perun-network/perun-eth-backend/bindings/peruntoken.(*PeruntokenFilterer).WatchApproval.func1"),
-		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/accounts/abi/bind/backends.(*SimulatedBackend).SubscribeFilterLogs.func1"),
 		// goleveldb's mpoolDrain waits up to a second after its DB's Close
 		// (db_state.go:112), longer than goleak retries; a DB left open
 		// still shows through its other goroutines, which Close ends.
