@@ -27,7 +27,7 @@ func TestRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	got, err := s2.Unlock(b, "pw-b")
 	require.NoError(t, err)
-	require.Equal(t, k.D, got.D)
+	require.Equal(t, crypto.FromECDSA(k), crypto.FromECDSA(got))
 
 	tests := []struct {
 		name string
