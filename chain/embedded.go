@@ -123,6 +123,10 @@ func NewEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	// reopens at its last block.
 	ethConf.NoPruning = true
 	ethConf.StateScheme = rawdb.HashScheme
+	// A dev chain is small: go-ethereum's defaults (a 2 GiB database cache)
+	// would make pebble preallocate write-ahead logs of hundreds of MiB each.
+	ethConf.DatabaseCache, ethConf.DatabaseHandles = 16, 64
+	ethConf.TrieCleanCache, ethConf.TrieDirtyCache, ethConf.SnapshotCache = 16, 16, 16
 
 	stack, err := node.New(&nodeConf)
 	if err != nil {
