@@ -77,10 +77,12 @@ func readChannelIDs(ctx context.Context, path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
 	var ids []string
 	for it.Next(ctx) {
 		ids = append(ids, "0x"+strings.ToLower(fmt.Sprintf("%x", it.Channel().ID())))
+	}
+	if err := it.Close(); err != nil {
+		return ids, fmt.Errorf("read channels: %w", err)
 	}
 	return ids, nil
 }
