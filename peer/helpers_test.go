@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	plog "perun.network/go-perun/log"
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/wire"
 	wirenet "perun.network/go-perun/wire/net"
@@ -26,7 +27,15 @@ import (
 // recvTimeout bounds every receive that is expected to succeed.
 const recvTimeout = 5 * time.Second
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain silences go-perun's logger (its client package installs logrus,
+// which reports every closed connection as an error) unless
+// PERUND_TEST_GOPERUN_LOG is set, and checks for leaked goroutines.
+func TestMain(m *testing.M) {
+	if os.Getenv("PERUND_TEST_GOPERUN_LOG") == "" {
+		plog.Set(nil)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // logBuf collects a Port's log lines so that tests can check why a
 // connection was refused.

@@ -41,7 +41,7 @@ func lengthPrefix(body []byte) []byte {
 // the Port closes it, promptly or at the handshake deadline, and keeps
 // serving everybody else.
 func TestHostileInput(t *testing.T) {
-	const hsTimeout = 300 * time.Millisecond
+	const hsTimeout = 600 * time.Millisecond
 	n := newNode(t, func(c *Config) { c.HandshakeTimeout = hsTimeout })
 	defer n.close(t)
 	carol := n.login(t)
