@@ -93,6 +93,10 @@ func (a *Address) Cmp(b wire.Address) int {
 }
 
 // Verify checks that sig is a signature of msg made by this address's key.
+// It accepts exactly SigLen bytes: the peer package's bound handshake
+// signatures (static || bound, twice as long) are split by the connection,
+// which verifies the bound half itself and passes only the static half on
+// to go-perun, so no appended bytes are ever ignored here.
 func (a *Address) Verify(msg, sig []byte) error {
 	if len(sig) != SigLen {
 		return fmt.Errorf("verify wire signature: %w: length %d", ErrBadSignature, len(sig))

@@ -29,6 +29,7 @@ func TestSignVerify(t *testing.T) {
 		{"other address", a2.Address(), msg, sig, false},
 		{"other message", a1.Address(), []byte("other"), sig, false},
 		{"short signature", a1.Address(), msg, sig[:10], false},
+		{"signature with bytes appended", a1.Address(), msg, append(append([]byte{}, sig...), sig...), false},
 		{"constant signature", a1.Address(), msg, []byte("Authenticate"), false},
 	}
 	for _, tc := range tests {
