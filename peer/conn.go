@@ -49,7 +49,7 @@ var _ wirenet.Conn = (*boundConn)(nil)
 func newBoundConn(raw *tls.Conn, ser wire.EnvelopeSerializer, self *wireid.Account, peer *wireid.Address, exp []byte) *boundConn {
 	return &boundConn{
 		raw:      raw,
-		conn:     wirenet.NewIoConn(fullReader{raw}, ser),
+		conn:     wirenet.NewIoConn(fullReader{raw}, safe(ser)),
 		self:     self,
 		selfAddr: self.Address().(*wireid.Address),
 		peer:     peer,

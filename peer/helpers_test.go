@@ -34,7 +34,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PERUND_TEST_GOPERUN_LOG") == "" {
 		plog.Set(nil)
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// perun-eth-backend's wallet/test package (imported by the backend's
+		// channel package, which safe_test.go uses for a crafted proposal)
+		// creates a go-ethereum keystore in a package variable; its file
+		// watcher runs for the process and the keystore has no Close.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/accounts/keystore.(*watcher).loop"),
+		goleak.IgnoreAnyFunction("github.com/fsnotify/fsnotify.(*inotify).readEvents"),
+	)
 }
 
 // logBuf collects a Port's log lines so that tests can check why a

@@ -105,7 +105,7 @@ func Listen(cfg Config) (*Port, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Port{
-		cfg: cfg, ln: ln, tls: serverTLS(cfg.Certificate), ser: protobuf.Serializer(),
+		cfg: cfg, ln: ln, tls: serverTLS(cfg.Certificate), ser: safe(protobuf.Serializer()),
 		legacy: map[common.Address]bool{}, log: log.With("component", "peer-port", "addr", ln.Addr().String()),
 		slots: make(chan struct{}, cfg.MaxHandshakes), ctx: ctx, cancel: cancel,
 		users: map[common.Address]*Listener{},
