@@ -62,13 +62,16 @@ type Node struct {
 	demo      []DemoAccount
 	commCert  tls.Certificate
 
+	// tasks owns the node's goroutines; each session's tasks are a child
+	// group, so anything left of a session ends with the node.
+	tasks *taskGroup
+
 	mu        sync.Mutex
 	sessions  map[common.Address]*Session
 	byID      map[string]*Session
 	opening   map[common.Address]chan struct{}
 	passwords *passwordGuard
 	closed    bool
-	sessionWG sync.WaitGroup
 }
 
 // New creates a node on an already connected chain with validated contracts.
@@ -115,6 +118,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		byID:      map[string]*Session{},
 		opening:   map[common.Address]chan struct{}{},
 		passwords: newPasswordGuard(),
+		tasks:     newTaskGroup(context.Background(), lg),
 	}, nil
 }
 
@@ -224,12 +228,17 @@ func (n *Node) OpenSession(ctx context.Context, account common.Address, password
 			n.mu.Unlock()
 			s, err := startSession(ctx, n, key, manualAccept)
 			n.mu.Lock()
+			if err == nil && n.closed { // Close waits for done: shut down first
+				n.mu.Unlock()
+				n.abandon(s)
+				err = errors.New("node is shutting down")
+				n.mu.Lock()
+			}
 			delete(n.opening, account)
 			close(done)
 			if err == nil {
 				n.sessions[account] = s
 				n.byID[s.id] = s
-				n.sessionWG.Add(1)
 			}
 			n.mu.Unlock()
 			if err != nil {
@@ -275,24 +284,50 @@ func (n *Node) CloseSession(ctx context.Context, s *Session, force bool) error {
 	delete(n.sessions, s.addr)
 	delete(n.byID, s.id)
 	n.mu.Unlock()
-	defer n.sessionWG.Done()
 	return s.shutdown(ctx)
 }
 
-// Close stops every session (channels stay persisted) and the node.
+// abandon shuts down a session that did not open.
+func (n *Node) abandon(s *Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.shutdown(ctx); err != nil {
+		n.log.Warn("shut down a session that did not open", "address", s.addr.Hex(), "err", err)
+	}
+}
+
+// Close stops every session (channels stay persisted) and the node. It
+// waits for sessions being opened, then closes the sessions, whose
+// background tasks are cancelled and waited for, and the node's own tasks.
 func (n *Node) Close(ctx context.Context) error {
 	n.mu.Lock()
 	n.closed = true
+	var waits []chan struct{}
+	for _, done := range n.opening {
+		waits = append(waits, done)
+	}
+	n.mu.Unlock()
+	var errs []error
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("close node: a session is still opening: %w", ctx.Err()))
+		}
+	}
+	n.mu.Lock()
 	list := make([]*Session, 0, len(n.sessions))
 	for _, s := range n.sessions {
 		list = append(list, s)
 	}
 	n.mu.Unlock()
-	var errs []error
 	for _, s := range list {
 		if err := n.CloseSession(ctx, s, true); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := n.tasks.stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}
 	return errors.Join(errs...)
 }

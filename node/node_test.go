@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
@@ -54,6 +54,23 @@ func (v *env) node(t *testing.T, keys map[string]string) *node.Node {
 }
 
 func (v *env) nodeIn(t *testing.T, dir string, keys map[string]string) *node.Node {
+	return v.nodeWith(t, dir, keys, testNode{})
+}
+
+// testNode changes what nodeWith gives a node: its logger (default: none)
+// and its chain (default: the env's).
+type testNode struct {
+	log   *slog.Logger
+	chain chain.Backend
+}
+
+func (v *env) nodeWith(t *testing.T, dir string, keys map[string]string, o testNode) *node.Node {
+	if o.log == nil {
+		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.chain == nil {
+		o.chain = v.chain
+	}
 	cfg, err := config.Load(config.Sources{Flags: map[string]any{
 		"dataDir": dir, "keystore.lightKdf": true,
 		"channel.responseTimeout": "5s", "channel.challengeDuration": 600,
@@ -61,8 +78,7 @@ func (v *env) nodeIn(t *testing.T, dir string, keys map[string]string) *node.Nod
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: v.chain, Contracts: v.c,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: o.chain, Contracts: v.c, Logger: o.log})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -193,9 +209,37 @@ func introduce(t *testing.T, alice, bob *node.Session) {
 	require.NoError(t, err)
 }
 
+// TestMain fails the package when a goroutine is left once all tests
+// ran. The ignored ones belong to libraries and cannot be stopped:
 func TestMain(m *testing.M) {
 	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m,
+		// go-ethereum's package-level singletons, started by init and never
+		// stopped: the metrics meter ticker, the shared ethash instance's
+		// remote sealer and the transaction sender cache workers.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/metrics.(*meterArbiter).tick"),
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/consensus/ethash.(*remoteSealer).loop"),
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
+		// The keystore that perun-eth-backend's wallet/test creates in its
+		// init (goperun-notes §11) watches its directory for ever, through
+		// go-ethereum's keystore watcher and rjeczalik/notify's inotify
+		// loops; notify also starts its event tree in its own init.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/accounts/keystore.(*watcher).loop"),
+		goleak.IgnoreAnyFunction("github.com/rjeczalik/notify.(*inotify).loop"),
+		goleak.IgnoreTopFunction("github.com/rjeczalik/notify.(*inotify).send"),
+		goleak.IgnoreTopFunction("github.com/rjeczalik/notify.(*nonrecursiveTree).dispatch"),
+		goleak.IgnoreTopFunction("github.com/rjeczalik/notify.(*nonrecursiveTree).internal"),
+		// go-perun's Channel.ensureRegistered (client/adjudicate.go:460)
+		// returns when its context ends but leaves its awaitRegistered
+		// goroutine blocked for ever on an unbuffered channel: a session
+		// that closes while a dispute waits out its challenge period
+		// (TestShutdownDuringSettle) leaves one such goroutine behind.
+		goleak.IgnoreTopFunction("perun.network/go-perun/client.(*Channel).ensureRegistered.func1"),
+		// goleveldb's mpoolDrain ends up to a second after its database
+		// closed, longer than goleak retries. A database left open is still
+		// caught: its compaction goroutines stay.
+		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"),
+	)
 }
 
 // TestRestart: both nodes stop with an open channel and start again from

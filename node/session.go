@@ -76,6 +76,8 @@ type Session struct {
 	stopping bool
 	handlers sync.WaitGroup
 	stop     chan struct{}
+	// tasks owns the session's goroutines: shutdown cancels and waits.
+	tasks *taskGroup
 }
 
 // sessionMeta is what the session keeps beside go-perun's database.
@@ -102,6 +104,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 		updates:   map[string]*pendingUpdate{},
 		stop:      make(chan struct{}),
 		syncWait:  map[channel.ID]syncWaiter{},
+		tasks:     newTaskGroup(n.tasks.ctx, n.log),
 	}
 	var cleanup []func()
 	defer func() {
@@ -111,6 +114,14 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 			}
 		}
 	}()
+	cleanup = append(cleanup, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.tasks.stop(ctx); err != nil {
+			n.log.Warn("session setup failed", "address", addr.Hex(), "err", err)
+		}
+		s.hub.Close()
+	})
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create session dir: %w", err)
 	}
@@ -142,7 +153,8 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 		s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
 	}
 	s.bus = wirenet.NewBus(s.wireAcc.Map(), s.dialer, protobuf.Serializer())
-	go s.bus.Listen(s.listener)
+	// Listen returns once the bus is closed.
+	s.tasks.goTask("peer listener", func(context.Context) { s.bus.Listen(s.listener) })
 	cleanup = append(cleanup, func() { s.bus.Close() })
 
 	// Chain: the user's own account sends and receives.
@@ -186,7 +198,10 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	if err := s.client.Restore(rctx); err != nil {
 		return nil, fmt.Errorf("restore channels: %w", err)
 	}
-	go s.client.Handle(client.ProposalHandlerFunc(s.handleProposal), client.UpdateHandlerFunc(s.handleUpdate))
+	// Handle returns once the client is closed.
+	s.tasks.goTask("perun handler", func(context.Context) {
+		s.client.Handle(client.ProposalHandlerFunc(s.handleProposal), client.UpdateHandlerFunc(s.handleUpdate))
+	})
 	s.mu.Lock()
 	restored := make([]*channelEntry, 0, len(s.channels))
 	for _, e := range s.channels {
@@ -393,7 +408,11 @@ func (s *Session) onNewChannel(ch *client.Channel) {
 	s.channels[ch.ID()] = e
 }
 
-// shutdown stops the session; channels stay persisted.
+// shutdown stops the session; channels stay persisted. In order: pending
+// proposals and updates are rejected and the handlers finish (bounded by
+// ctx), the session's tasks are cancelled, the client and the bus close
+// (which ends the watchers, the request handler and the listener), the
+// tasks are waited for and only then the database closes.
 func (s *Session) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.stopping {
@@ -404,18 +423,10 @@ func (s *Session) shutdown(ctx context.Context) error {
 	close(s.stop) // rejects pending proposals and updates
 	s.mu.Unlock()
 
-	done := make(chan struct{})
-	go func() { s.handlers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if err := waitCtx(ctx, &s.handlers); err != nil {
 		s.n.log.Warn("session shutdown: handlers still running", "address", s.addr.Hex())
 	}
-	s.mu.Lock()
-	for _, e := range s.channels {
-		e.stopWatching()
-	}
-	s.mu.Unlock()
+	s.tasks.cancelTasks()
 	var errs []error
 	if err := s.client.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close client: %w", err))
@@ -423,6 +434,9 @@ func (s *Session) shutdown(ctx context.Context) error {
 	if err := s.bus.Close(); err != nil && !errors.Is(err, net.ErrClosed) &&
 		!strings.Contains(err.Error(), "use of closed network connection") {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
+	}
+	if err := s.tasks.wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("session %s: %w", s.addr.Hex(), err))
 	}
 	if err := s.pr.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close database: %w", err))
