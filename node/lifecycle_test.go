@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/big"
 	"runtime"
 	"strings"
 	"sync"
@@ -102,6 +103,75 @@ func goroutinesIn(fn string) int {
 }
 
 const settleFunc = "github.com/perund/perund/node.(*channelEntry).settle"
+
+// TestRestartSameNode: alice and bob are users of one node and share a
+// channel. After a restart their sessions come back one after the other (as
+// users log in over the API) and then together (as perund dev brings its
+// demo users back). No sync dials a peer whose session is not up: one after
+// the other, alice leaves the sync to bob, who syncs when he opens;
+// together, both sync with each other. Payments go on both ways.
+func TestRestartSameNode(t *testing.T) {
+	v, addrs := newEnv(t, keyAlice, keyBob)
+	dir := t.TempDir()
+	users := map[string]string{keyAlice: "alice", keyBob: "bob"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n := v.nodeIn(t, dir, users)
+	alice, err := n.OpenSession(ctx, addrs[0], "alice", false)
+	require.NoError(t, err)
+	bob, err := n.OpenSession(ctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	introduce(t, alice, bob)
+	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
+	version := uint64(0)
+	pay := func(s *node.Session) {
+		t.Helper()
+		got, err := s.Send(ctx, ci.ChannelID, big.NewInt(7))
+		require.NoError(t, err, "the channel is usable")
+		version++
+		require.Equal(t, version, got.Version)
+	}
+	pay(alice)
+	pay(bob)
+	require.NoError(t, n.Close(ctx))
+	a, b := addrs[0].Hex(), addrs[1].Hex()
+
+	t.Run("one after the other", func(t *testing.T) {
+		rec, lg := newLogRecorder()
+		n := v.nodeWith(t, dir, users, testNode{log: lg})
+		alice, err := n.OpenSession(ctx, addrs[0], "alice", false)
+		require.NoError(t, err)
+		bob, err := n.OpenSession(ctx, addrs[1], "bob", false)
+		require.NoError(t, err)
+		require.Zero(t, rec.count("dial to peer failed"), "no sync dials a peer that is not up")
+		require.Zero(t, rec.count("channel not synced with peer"))
+		require.Equal(t, 1, rec.count("channel sync left to the peer", "session", a, "channel", ci.ChannelID))
+		require.Equal(t, 1, rec.count("channel synced with peer", "session", b, "channel", ci.ChannelID))
+		pay(alice)
+		pay(bob)
+		require.NoError(t, n.Close(ctx))
+	})
+
+	t.Run("together", func(t *testing.T) {
+		rec, lg := newLogRecorder()
+		n := v.nodeWith(t, dir, users, testNode{log: lg})
+		list, err := n.OpenSessions(ctx, []node.Login{{Account: addrs[0], Password: "alice"}, {Account: addrs[1], Password: "bob"}})
+		require.NoError(t, err)
+		require.Len(t, list, 2)
+		require.Equal(t, addrs[0], list[0].Address())
+		require.Equal(t, addrs[1], list[1].Address())
+		require.Zero(t, rec.count("dial to peer failed"), "no sync dials a peer that is not up")
+		require.Zero(t, rec.count("channel not synced with peer"))
+		require.Zero(t, rec.count("channel sync left to the peer"))
+		require.Equal(t, 1, rec.count("channel synced with peer", "session", a, "channel", ci.ChannelID))
+		require.Equal(t, 1, rec.count("channel synced with peer", "session", b, "channel", ci.ChannelID))
+		pay(list[0])
+		pay(list[1])
+		again, err := n.OpenSession(ctx, addrs[0], "alice", false)
+		require.NoError(t, err)
+		require.Equal(t, list[0].ID(), again.ID(), "an open session is attached to")
+	})
+}
 
 // TestShutdownDuringSettle: a node that closes while a force close waits
 // out the challenge period cancels the settle and waits for it, so no

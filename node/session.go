@@ -23,6 +23,7 @@ import (
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
 	"github.com/perun-network/perun-eth-backend/wallet/simple"
 	"perun.network/go-perun/channel"
+	"perun.network/go-perun/channel/persistence"
 	"perun.network/go-perun/channel/persistence/keyvalue"
 	"perun.network/go-perun/client"
 	"perun.network/go-perun/wallet"
@@ -71,6 +72,8 @@ type Session struct {
 	proposals map[string]*pendingProposal
 	// syncWait holds the channels waiting for a sync answer (sync.go).
 	syncWait map[channel.ID]syncWaiter
+	// toSync are the persisted channels start syncs (set up by newSession).
+	toSync   []*persistence.Channel
 	updates  map[string]*pendingUpdate
 	meta     sessionMeta
 	stopping bool
@@ -92,7 +95,13 @@ type channelMeta struct {
 	TxHashes []string  `json:"txHashes"`
 }
 
-func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err error) {
+// newSession sets a session up to the point where peers can reach it: its
+// wire bus and listener, the go-perun client and the channel database. It
+// registers the waiters for the sync answers of its persisted channels
+// before its listener accepts anything, so that a peer starting at the same
+// time (another session of this node, above all) finds them; start then
+// syncs, restores and handles.
+func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err error) {
 	addr := crypto.PubkeyToAddress(key.PublicKey)
 	s := &Session{
 		manual: manual, n: n, id: randomHex(16), token: randomHex(32), addr: addr, key: key,
@@ -152,9 +161,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	for _, c := range s.contacts.List() {
 		s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
 	}
-	s.bus = wirenet.NewBus(s.wireAcc.Map(), s.dialer, protobuf.Serializer())
-	// Listen returns once the bus is closed.
-	s.tasks.goTask("peer listener", func(context.Context) { s.bus.Listen(s.listener) })
+	s.bus = wirenet.NewBus(s.wireAcc.Map(), &loggingDialer{Dialer: s.dialer, log: n.log, owner: addr}, protobuf.Serializer())
 	cleanup = append(cleanup, func() { s.bus.Close() })
 
 	// Chain: the user's own account sends and receives.
@@ -183,7 +190,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	}
 	cleanup = append(cleanup, func() { s.client.Close() })
 
-	// Persistence and restore.
+	// Persistence; the channels to sync wait for their peers' answers.
 	db, err := leveldb.LoadDatabase(filepath.Join(s.dir, "channels.db"))
 	if err != nil {
 		return nil, fmt.Errorf("open channel database: %w", err)
@@ -192,11 +199,24 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	cleanup = append(cleanup, func() { s.pr.Close() })
 	s.client.EnablePersistence(s.pr)
 	s.client.OnNewChannel(s.onNewChannel)
+	rctx, cancel := context.WithTimeout(s.tasks.ctx, 30*time.Second)
+	defer cancel()
+	s.toSync = s.prepareSync(rctx)
+
+	// Only now may peers connect. Listen returns once the bus is closed.
+	s.tasks.goTask("peer listener", func(context.Context) { s.bus.Listen(s.listener) })
+	return s, nil
+}
+
+// start brings the session's persisted channels up to date with their
+// peers, restores them and starts handling the peers' requests. If it
+// fails, the caller shuts the session down.
+func (s *Session) start(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	s.syncPersisted(rctx)
 	if err := s.client.Restore(rctx); err != nil {
-		return nil, fmt.Errorf("restore channels: %w", err)
+		return fmt.Errorf("restore channels: %w", err)
 	}
 	// Handle returns once the client is closed.
 	s.tasks.goTask("perun handler", func(context.Context) {
@@ -211,7 +231,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	for _, e := range restored {
 		e.afterRestore()
 	}
-	return s, nil
+	return nil
 }
 
 // ID returns the session id.

@@ -34,59 +34,86 @@ const syncTimeout = 15 * time.Second
 // replaces ours; an unfinished update of ours is discarded. The result is
 // written to the database, which Restore then reads. Peers that cannot be
 // reached leave the channel as persisted (logged).
+//
+// Two sessions that start together (two users of this node after a
+// restart) sync with each other before either has restored: each has
+// registered its waiter before its listener accepted anything
+// (prepareSync), so each one's message is the other's answer. A peer that
+// is a user of this node without an open session is not dialled at all: it
+// syncs with this session when it opens.
 func (s *Session) syncPersisted(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, pch := range s.toSync {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.endSync(pch.ID())
+			before := pch.CurrentTXV.Version
+			if skip, why := s.n.skipSync(ctx, pch.PeersV[1-pch.IdxV]); skip {
+				s.n.log.Info("channel sync left to the peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "reason", why)
+				return
+			}
+			if err := s.syncChannel(ctx, pch); err != nil {
+				s.n.log.Warn("channel not synced with peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "err", err)
+				return
+			}
+			s.n.log.Info("channel synced with peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "version", pch.CurrentTXV.Version, "before", before)
+		}()
+	}
+	wg.Wait()
+	s.toSync = nil
+}
+
+// prepareSync reads the persisted channels that need a sync with their peer
+// and registers a waiter for each peer's answer.
+func (s *Session) prepareSync(ctx context.Context) []*persistence.Channel {
 	it, err := s.pr.RestoreAll()
 	if err != nil {
 		s.n.log.Warn("read persisted channels for sync", "err", err)
-		return
+		return nil
 	}
 	var chans []*persistence.Channel
 	for it.Next(ctx) {
-		chans = append(chans, it.Channel())
+		pch := it.Channel()
+		if pch.PhaseV != channel.Acting && pch.PhaseV != channel.Signing {
+			continue
+		}
+		if len(pch.PeersV) != 2 || int(pch.IdxV) > 1 {
+			s.n.log.Warn("channel not synced: not a two-party channel", "channel", idHex(pch.ID()))
+			continue
+		}
+		chans = append(chans, pch)
 	}
 	if err := it.Close(); err != nil {
 		s.n.log.Warn("read persisted channels for sync", "err", err)
 	}
-	var wg sync.WaitGroup
+	s.mu.Lock()
 	for _, pch := range chans {
-		if pch.PhaseV != channel.Acting && pch.PhaseV != channel.Signing {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			before := pch.CurrentTXV.Version
-			if err := s.syncChannel(ctx, pch); err != nil {
-				s.n.log.Warn("channel not synced with peer", "channel", idHex(pch.ID()), "err", err)
-				return
-			}
-			s.n.log.Info("channel synced with peer", "channel", idHex(pch.ID()), "version", pch.CurrentTXV.Version, "before", before)
-		}()
+		s.syncWait[pch.ID()] = syncWaiter{peer: pch.PeersV[1-pch.IdxV], reply: make(chan *client.ChannelSyncMsg, 1)}
 	}
-	wg.Wait()
+	s.mu.Unlock()
+	return chans
+}
+
+func (s *Session) endSync(id channel.ID) {
+	s.mu.Lock()
+	delete(s.syncWait, id)
+	s.mu.Unlock()
 }
 
 func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel) error {
-	if len(pch.PeersV) != 2 || int(pch.IdxV) > 1 {
-		return errors.New("not a two-party channel")
-	}
-	peer := pch.PeersV[1-pch.IdxV]
 	id := pch.ID()
-	reply := make(chan *client.ChannelSyncMsg, 1)
 	s.mu.Lock()
-	s.syncWait[id] = syncWaiter{peer: peer, reply: reply}
+	w, ok := s.syncWait[id]
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.syncWait, id)
-		s.mu.Unlock()
-	}()
-
+	if !ok {
+		return errors.New("no sync waiter registered")
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.Comm.DialTimeout+syncTimeout)
 	defer cancel()
 	err := s.bus.Publish(ctx, &wire.Envelope{
 		Sender:    wireid.NewAddress(s.addr).Map(),
-		Recipient: peer,
+		Recipient: w.peer,
 		Msg:       &client.ChannelSyncMsg{Phase: pch.PhaseV, CurrentTX: pch.CurrentTXV.Clone()},
 	})
 	if err != nil {
@@ -94,7 +121,7 @@ func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel) err
 	}
 	var msg *client.ChannelSyncMsg
 	select {
-	case msg = <-reply:
+	case msg = <-w.reply:
 	case <-ctx.Done():
 		return fmt.Errorf("no sync answer from the peer: %w", ctx.Err())
 	}
@@ -166,7 +193,8 @@ type syncWaiter struct {
 }
 
 // takeSyncReply hands a ChannelSyncMsg from the awaited peer to the waiting
-// sync; it reports whether the message was taken.
+// sync; it reports whether the message was taken. The peer's own sync
+// request is such an answer too: it carries the peer's state.
 func (s *Session) takeSyncReply(e *wire.Envelope) bool {
 	m, ok := e.Msg.(*client.ChannelSyncMsg)
 	if !ok {

@@ -328,16 +328,19 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	return n.Close(sctx)
 }
 
-// setupDemo opens the demo users' sessions and puts each in the other's
-// contacts.
+// setupDemo opens the demo users' sessions together (after a restart with
+// a data dir, their shared channels sync with each other at once) and puts
+// each in the other's contacts.
 func setupDemo(ctx context.Context, n *node.Node, demo []struct{ name, key string }, addrs []common.Address) error {
-	sessions := make([]*node.Session, len(demo))
+	logins := make([]node.Login, len(demo))
 	for i, u := range demo {
-		s, err := n.OpenSession(ctx, addrs[i], u.name, false)
-		if err != nil {
-			return err
-		}
-		sessions[i] = s
+		logins[i] = node.Login{Account: addrs[i], Password: u.name}
+	}
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	sessions, err := n.OpenSessions(octx, logins)
+	if err != nil {
+		return fmt.Errorf("demo sessions: %w", err)
 	}
 	for i, s := range sessions {
 		for j, o := range sessions {
