@@ -49,6 +49,9 @@ type Options struct {
 	// Demo lists the demo accounts of perund dev, shown by node_info so the
 	// web wallet can offer them.
 	Demo []DemoAccount
+	// Starting makes the node report HealthStarting until SetReady is
+	// called, e.g. while perund dev brings its demo sessions back.
+	Starting bool
 }
 
 // Node is a multi-user perund node.
@@ -74,6 +77,7 @@ type Node struct {
 	byID      map[string]*Session
 	opening   map[common.Address]*opening
 	passwords *passwordGuard
+	starting  bool
 	closed    bool
 }
 
@@ -128,6 +132,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		opening:   map[common.Address]*opening{},
 		passwords: newPasswordGuard(),
 		tasks:     newTaskGroup(context.Background(), lg),
+		starting:  o.Starting,
 	}, nil
 }
 
@@ -166,6 +171,49 @@ func (n *Node) Healthy(ctx context.Context) error {
 		return &ChainError{Err: fmt.Errorf("read head: %w", err)}
 	}
 	return nil
+}
+
+// Health states of a node (Health.Status).
+const (
+	HealthStarting         = "starting"         // sessions are still coming back
+	HealthReady            = "ready"            // serving, the chain answers
+	HealthStopping         = "stopping"         // Close has begun
+	HealthChainUnreachable = "chainUnreachable" // the chain does not answer
+)
+
+// Health is the node's state as a health check reports it.
+type Health struct {
+	Status string
+	// Err is why the chain is unreachable.
+	Err error
+}
+
+// Ready tells whether the node serves normally.
+func (h Health) Ready() bool { return h.Status == HealthReady }
+
+// Health reports whether the node is starting, ready or stopping, and
+// whether the chain answers.
+func (n *Node) Health(ctx context.Context) Health {
+	n.mu.Lock()
+	starting, closed := n.starting, n.closed
+	n.mu.Unlock()
+	switch {
+	case closed:
+		return Health{Status: HealthStopping}
+	case starting:
+		return Health{Status: HealthStarting}
+	}
+	if err := n.Healthy(ctx); err != nil {
+		return Health{Status: HealthChainUnreachable, Err: err}
+	}
+	return Health{Status: HealthReady}
+}
+
+// SetReady ends the starting state of a node created with Options.Starting.
+func (n *Node) SetReady() {
+	n.mu.Lock()
+	n.starting = false
+	n.mu.Unlock()
 }
 
 // NewAccount creates a keystore account (only when the node allows it).

@@ -49,6 +49,12 @@ type fixture struct {
 // with 100 ETH, each in the other's contacts) and the API server.
 func newFixture(t *testing.T, flags map[string]any) *fixture {
 	t.Helper()
+	return newFixtureWith(t, flags, nil)
+}
+
+// newFixtureWith is newFixture with a hook that changes the node's options.
+func newFixtureWith(t *testing.T, flags map[string]any, opts func(*node.Options)) *fixture {
+	t.Helper()
 	ka, _ := crypto.HexToECDSA(keyAlice)
 	kb, _ := crypto.HexToECDSA(keyBob)
 	f := &fixture{alice: crypto.PubkeyToAddress(ka.PublicKey), bob: crypto.PubkeyToAddress(kb.PublicKey)}
@@ -72,8 +78,12 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 	cfg, err := config.Load(config.Sources{Flags: fl})
 	require.NoError(t, err)
 	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Assets: []chain.Asset{prn}, Logger: lg,
-		Fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, eth(100)) }})
+	o := node.Options{Config: cfg, Chain: e, Contracts: c, Assets: []chain.Asset{prn}, Logger: lg,
+		Fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, eth(100)) }}
+	if opts != nil {
+		opts(&o)
+	}
+	n, err := node.New(ctx, o)
 	require.NoError(t, err)
 	f.node = n
 	_, err = n.Keys().Import(ka, "alice")
