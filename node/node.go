@@ -5,6 +5,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -407,20 +408,35 @@ func (n *Node) abandon(s *Session) {
 	}
 }
 
-// skipSync tells whether a session's sync with peer is left to the peer: a
-// user of this node whose session is not open (it syncs when it opens). A
-// peer's session that is being opened is waited for until its bus listens.
-func (n *Node) skipSync(ctx context.Context, peer map[wallet.BackendID]wire.Address) (bool, string) {
+// syncPlan is how a session syncs a channel with its peer (planSync).
+type syncPlan struct {
+	// skip leaves the sync to the peer, for the reason why.
+	skip bool
+	why  string
+	// peerFirst is closed once the peer's session is open (or failed to
+	// open) when the peer is a user of this node that syncs with this
+	// session at the same time and sends first; nil otherwise.
+	peerFirst <-chan struct{}
+}
+
+// planSync decides how a session of self syncs with peer. A peer that is
+// a user of this node without an open session is left to sync when it
+// opens. A peer's session that is being opened is waited for until its bus
+// listens; both then sync at once, and the one with the lower address
+// sends first, so that the other answers on the connection it dialled: two
+// sessions dialling each other at the same moment make go-perun drop one
+// of the connections and retry a send 3 s later.
+func (n *Node) planSync(ctx context.Context, self common.Address, peer map[wallet.BackendID]wire.Address) syncPlan {
 	w, ok := peer[wireid.BackendID].(*wireid.Address)
 	if !ok {
-		return false, ""
+		return syncPlan{}
 	}
 	addr := w.Eth()
 	if !n.keys.Has(addr) {
-		return false, "" // a user of another node
+		return syncPlan{} // a user of another node
 	}
 	if _, err := os.Stat(n.sessionDir(addr)); err != nil {
-		return false, "" // never had a session here: maybe on another node
+		return syncPlan{} // never had a session here: maybe on another node
 	}
 	n.mu.Lock()
 	_, open := n.sessions[addr]
@@ -428,15 +444,18 @@ func (n *Node) skipSync(ctx context.Context, peer map[wallet.BackendID]wire.Addr
 	n.mu.Unlock()
 	switch {
 	case open:
-		return false, ""
+		return syncPlan{}
 	case busy:
 		select {
 		case <-op.reachable:
 		case <-ctx.Done():
 		}
-		return false, ""
+		if bytes.Compare(addr.Bytes(), self.Bytes()) < 0 {
+			return syncPlan{peerFirst: op.done}
+		}
+		return syncPlan{}
 	}
-	return true, "the peer is a user of this node without an open session; it syncs when it opens"
+	return syncPlan{skip: true, why: "the peer is a user of this node without an open session; it syncs when it opens"}
 }
 
 // ResumeSession finds a running session by id and checks its token in

@@ -49,11 +49,12 @@ func (s *Session) syncPersisted(ctx context.Context) {
 			defer wg.Done()
 			defer s.endSync(pch.ID())
 			before := pch.CurrentTXV.Version
-			if skip, why := s.n.skipSync(ctx, pch.PeersV[1-pch.IdxV]); skip {
-				s.n.log.Info("channel sync left to the peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "reason", why)
+			plan := s.n.planSync(ctx, s.addr, pch.PeersV[1-pch.IdxV])
+			if plan.skip {
+				s.n.log.Info("channel sync left to the peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "reason", plan.why)
 				return
 			}
-			if err := s.syncChannel(ctx, pch); err != nil {
+			if err := s.syncChannel(ctx, pch, plan.peerFirst); err != nil {
 				s.n.log.Warn("channel not synced with peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "err", err)
 				return
 			}
@@ -101,7 +102,10 @@ func (s *Session) endSync(id channel.ID) {
 	s.mu.Unlock()
 }
 
-func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel) error {
+// syncChannel sends the channel's state to the peer and merges the peer's
+// answer. With peerFirst set, the peer syncs at the same time and sends
+// first: its message is awaited (until peerFirst closes) before sending.
+func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel, peerFirst <-chan struct{}) error {
 	id := pch.ID()
 	s.mu.Lock()
 	w, ok := s.syncWait[id]
@@ -111,6 +115,15 @@ func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.Comm.DialTimeout+syncTimeout)
 	defer cancel()
+	var msg *client.ChannelSyncMsg
+	if peerFirst != nil {
+		select {
+		case msg = <-w.reply:
+		case <-peerFirst:
+		case <-ctx.Done():
+			return fmt.Errorf("no sync message from the peer: %w", ctx.Err())
+		}
+	}
 	err := s.bus.Publish(ctx, &wire.Envelope{
 		Sender:    wireid.NewAddress(s.addr).Map(),
 		Recipient: w.peer,
@@ -119,11 +132,12 @@ func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel) err
 	if err != nil {
 		return fmt.Errorf("send sync message: %w", err)
 	}
-	var msg *client.ChannelSyncMsg
-	select {
-	case msg = <-w.reply:
-	case <-ctx.Done():
-		return fmt.Errorf("no sync answer from the peer: %w", ctx.Err())
+	if msg == nil {
+		select {
+		case msg = <-w.reply:
+		case <-ctx.Done():
+			return fmt.Errorf("no sync answer from the peer: %w", ctx.Err())
+		}
 	}
 	return s.mergeSync(ctx, pch, msg)
 }
