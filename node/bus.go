@@ -1,9 +1,17 @@
 package node
 
 import (
+	"context"
+	"log/slog"
+
+	"github.com/ethereum/go-ethereum/common"
 	"perun.network/go-perun/client"
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/wire"
+	wirenet "perun.network/go-perun/wire/net"
+	wiresimple "perun.network/go-perun/wire/net/simple"
+
+	"github.com/perund/perund/wireid"
 )
 
 // observingBus wraps a wire bus so that the session sees every incoming
@@ -37,4 +45,25 @@ func (c *observingConsumer) Put(e *wire.Envelope) {
 		c.onUpdate(m.Base().State.ID, m.Base().State.Version)
 	}
 	c.Consumer.Put(e)
+}
+
+// loggingDialer logs every dial to a peer that fails, so that a session's
+// start can be seen not to dial peers that are not up.
+type loggingDialer struct {
+	*wiresimple.Dialer
+	log   *slog.Logger
+	owner common.Address
+}
+
+// Dial dials the peer at addr.
+func (d *loggingDialer) Dial(ctx context.Context, addr map[wallet.BackendID]wire.Address, ser wire.EnvelopeSerializer) (wirenet.Conn, error) {
+	c, err := d.Dialer.Dial(ctx, addr, ser)
+	if err != nil {
+		peer := ""
+		if a, ok := addr[wireid.BackendID].(*wireid.Address); ok {
+			peer = a.Eth().Hex()
+		}
+		d.log.Debug("dial to peer failed", "session", d.owner.Hex(), "peer", peer, "err", err)
+	}
+	return c, err
 }

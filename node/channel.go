@@ -33,18 +33,26 @@ type channelEntry struct {
 
 	mu           sync.Mutex
 	version      uint64
+	final        bool // the current state is final (a close was agreed)
 	bals         [2]*big.Int
 	state        string
 	closedBy     string
 	openedAt     time.Time
 	closedAt     *time.Time
 	txHashes     []string
-	settling     bool
+	settling     bool // a settle attempt is running
+	settleLoop   bool // a background settle (with retries) is running
 	watching     bool
 	stopEvents   context.CancelFunc
 	weRegistered bool
 	col          collisions
+	// changed is closed and replaced on every change of the version, the
+	// state or the settling flags: waiters select on it instead of polling.
+	changed chan struct{}
 }
+
+// settleRetry spaces the attempts of a background settle that failed.
+var settleRetry = backoff{first: time.Second, limit: time.Minute}
 
 func newChannelEntry(s *Session, ch *client.Channel) *channelEntry {
 	st := ch.State()
@@ -55,6 +63,7 @@ func newChannelEntry(s *Session, ch *client.Channel) *channelEntry {
 		state:     StateOpening,
 		openedAt:  time.Now().UTC(),
 		col:       newCollisions(),
+		changed:   make(chan struct{}),
 	}
 	parts := ch.Params().Parts
 	if len(parts) == 2 {
@@ -73,8 +82,51 @@ func (e *channelEntry) setState(st *channel.State) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.version = st.Version
+	e.final = st.IsFinal
 	e.bals[0] = new(big.Int).Set(st.Balances[0][0])
 	e.bals[1] = new(big.Int).Set(st.Balances[0][1])
+	e.notifyLocked()
+}
+
+// notifyLocked wakes everyone waiting for a change; e.mu must be held.
+func (e *channelEntry) notifyLocked() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// moveLocked sets the channel's API state; e.mu must be held.
+func (e *channelEntry) moveLocked(state string) {
+	if e.state != state {
+		e.state = state
+		e.notifyLocked()
+	}
+}
+
+// waitFor waits until cond holds (evaluated with e.mu held), re-checking on
+// every change of the entry. It gives up when ctx ends or, if timeout is
+// positive, once timeout has passed; it reports whether cond held.
+func (e *channelEntry) waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	for {
+		e.mu.Lock()
+		ok, changed := cond(), e.changed
+		e.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-expired:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // onUpdate runs inside go-perun (machine locked) after each new state.
@@ -83,7 +135,7 @@ func (e *channelEntry) onUpdate(to *channel.State) {
 	e.mu.Lock()
 	e.col.prune(to.Version)
 	if to.IsFinal && e.state == StateOpen {
-		e.state = StateClosing
+		e.moveLocked(StateClosing)
 	}
 	e.mu.Unlock()
 	e.publish()
@@ -148,7 +200,7 @@ func (e *channelEntry) addTxs(h []string) {
 // markOpen is called once the channel is funded (or restored open).
 func (e *channelEntry) markOpen() {
 	e.mu.Lock()
-	e.state = StateOpen
+	e.moveLocked(StateOpen)
 	opened := e.openedAt
 	hashes := append([]string(nil), e.txHashes...)
 	e.mu.Unlock()
@@ -167,16 +219,16 @@ func (e *channelEntry) afterRestore() {
 		e.markOpen()
 	case channel.Final:
 		e.mu.Lock()
-		e.state = StateClosing
+		e.moveLocked(StateClosing)
 		e.mu.Unlock()
 		e.startWatching()
-		go e.settle(true, "agreement")
+		e.settleInBackground(true, "agreement")
 	case channel.Registering, channel.Registered, channel.Progressing, channel.Progressed, channel.Withdrawing:
 		e.mu.Lock()
-		e.state = StateRegistered
+		e.moveLocked(StateRegistered)
 		e.mu.Unlock()
 		e.startWatching()
-		go e.settle(false, "dispute")
+		e.settleInBackground(false, "dispute")
 	default:
 		// Opening was interrupted: the channel never became usable.
 		e.startWatching()
@@ -196,10 +248,12 @@ func (e *channelEntry) startWatching() {
 		return
 	}
 	e.watching = true
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(e.s.tasks.ctx)
 	e.stopEvents = cancel
 	e.mu.Unlock()
-	go func() {
+	// Watch takes no context: it returns when the channel or the client
+	// closes, which the session's shutdown does before waiting for its tasks.
+	e.s.tasks.goTask("watch "+shortID(e.id), func(context.Context) {
 		// go-perun's Watch dereferences nil when the channel closes between
 		// its own closed-check and the registration with the watcher (a
 		// shutdown racing the start); nothing is left to watch then.
@@ -214,8 +268,10 @@ func (e *channelEntry) startWatching() {
 		if err := e.ch.Watch(ignoreEvents{}); err != nil && !e.ch.IsClosed() {
 			e.s.n.log.Warn("channel watcher stopped", "channel", idHex(e.id), "err", err)
 		}
-	}()
-	go e.followEvents(ctx)
+	})
+	if !e.s.tasks.goTask("events "+shortID(e.id), func(context.Context) { e.followEvents(ctx) }) {
+		cancel()
+	}
 }
 
 // ignoreEvents is the go-perun watch handler: events are reported from the
@@ -242,9 +298,11 @@ func (e *channelEntry) followEvents(ctx context.Context) {
 		}
 		return
 	}
-	go func() {
-		<-ctx.Done()
-		_ = sub.Close()
+	stop := context.AfterFunc(ctx, func() { _ = sub.Close() })
+	defer func() {
+		if stop() {
+			_ = sub.Close()
+		}
 	}()
 	for ev := sub.Next(); ev != nil; ev = sub.Next() {
 		e.handleEvent(ev)
@@ -273,7 +331,7 @@ func (e *channelEntry) handleEvent(ev channel.AdjudicatorEvent) {
 		}
 		e.mu.Lock()
 		if e.state != StateClosed {
-			e.state = StateRegistered
+			e.moveLocked(StateRegistered)
 		}
 		e.mu.Unlock()
 		e.publish()
@@ -292,7 +350,7 @@ func (e *channelEntry) handleEvent(ev channel.AdjudicatorEvent) {
 	}
 	e.s.hub.Publish(subscriptions.Disputes, de)
 	if settle {
-		go func() { _ = e.settle(secondary, by) }()
+		e.settleInBackground(secondary, by)
 	}
 }
 
@@ -304,8 +362,10 @@ func timeoutTime(t channel.Timeout) time.Time {
 }
 
 // settle concludes (if needed) and withdraws the user's share, then closes
-// the channel. It runs at most once at a time per channel.
-func (e *channelEntry) settle(secondary bool, by string) error {
+// the channel: one attempt, bounded by ctx and the settle timeout. It runs
+// at most once at a time per channel; while another attempt runs, or once
+// the channel is closed, it returns nil at once.
+func (e *channelEntry) settle(ctx context.Context, secondary bool, by string) error {
 	e.mu.Lock()
 	if e.settling || e.state == StateClosed {
 		e.mu.Unlock()
@@ -315,11 +375,12 @@ func (e *channelEntry) settle(secondary bool, by string) error {
 	if e.state != StateRegistered {
 		e.state = StateClosing
 	}
+	e.notifyLocked()
 	e.mu.Unlock()
 	e.publish()
 	cfg := e.s.n.cfg
 	timeout := 3*cfg.Chain.TxTimeout + time.Duration(e.challenge)*time.Second + 30*time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ctx, rec := withRecorder(ctx)
 	err := e.ch.Settle(ctx, secondary)
@@ -327,9 +388,14 @@ func (e *channelEntry) settle(secondary bool, by string) error {
 	if err != nil {
 		e.mu.Lock()
 		e.settling = false
+		e.notifyLocked()
 		e.mu.Unlock()
 		chain.ResetNonce(e.s.n.chainID, e.s.addr)
-		e.s.n.log.Error("settle channel", "channel", idHex(e.id), "err", err)
+		if errors.Is(context.Cause(ctx), errStopping) {
+			e.s.n.log.Debug("settle interrupted by shutdown; it resumes at the next session open", "channel", idHex(e.id), "err", err)
+		} else {
+			e.s.n.log.Error("settle channel", "channel", idHex(e.id), "err", err)
+		}
 		return chainErr(fmt.Errorf("settle channel %s: %w", idHex(e.id), err), rec)
 	}
 	now := time.Now().UTC()
@@ -350,9 +416,79 @@ func (e *channelEntry) settle(secondary bool, by string) error {
 	delete(s.channels, e.id)
 	s.mu.Unlock()
 	s.saveMeta()
+	e.mu.Lock()
+	e.settling = false
+	e.notifyLocked() // waiters see the channel closed once it is on record
+	e.mu.Unlock()
 	s.hub.Publish(subscriptions.Channels, ci)
 	s.n.log.Info("channel closed", "channel", ci.ChannelID, "by", by)
 	return nil
+}
+
+// settleNow runs one settle attempt as a session task and waits for its
+// result until ctx ends; the attempt goes on after that.
+func (e *channelEntry) settleNow(ctx context.Context, by string) error {
+	res := make(chan error, 1)
+	if !e.s.tasks.goTask("settle "+shortID(e.id), func(tctx context.Context) { res <- e.settle(tctx, false, by) }) {
+		return &StateError{State: e.getState(), Msg: "the session is closing"}
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return &TimeoutError{What: "waiting for the channel to settle", Timeout: 0}
+	}
+}
+
+// settleInBackground starts a session task that settles the channel and,
+// while that fails, tries again after an exponential backoff (settleRetry),
+// until the channel is closed or the session stops. It does nothing while
+// such a task runs already. Retries conclude themselves (secondary false):
+// a secondary settle that failed waits for nobody (goperun-notes §7.5).
+func (e *channelEntry) settleInBackground(secondary bool, by string) {
+	e.mu.Lock()
+	if e.settleLoop || e.state == StateClosed {
+		e.mu.Unlock()
+		return
+	}
+	e.settleLoop = true
+	e.mu.Unlock()
+	started := e.s.tasks.goTask("settle-retry "+shortID(e.id), func(ctx context.Context) {
+		defer func() {
+			e.mu.Lock()
+			e.settleLoop = false
+			e.notifyLocked()
+			e.mu.Unlock()
+		}()
+		for failures := 0; ctx.Err() == nil; {
+			// Another attempt (a user's close) may be running: wait for it.
+			if !e.waitFor(ctx, 0, func() bool { return !e.settling || e.state == StateClosed }) {
+				return
+			}
+			if e.getState() == StateClosed {
+				return
+			}
+			err := e.settle(ctx, secondary, by)
+			if err == nil {
+				continue // closed, or another attempt got in first: checked above
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			secondary = false
+			d := settleRetry.delay(failures)
+			failures++
+			e.s.n.log.Warn("settle failed; retrying", "channel", idHex(e.id), "attempt", failures, "in", d)
+			if e.waitFor(ctx, d, func() bool { return e.state == StateClosed }) {
+				return
+			}
+		}
+	})
+	if !started {
+		e.mu.Lock()
+		e.settleLoop = false
+		e.mu.Unlock()
+	}
 }
 
 // acquire takes the channel's operation slot.
@@ -440,7 +576,7 @@ func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
 		e.weRegistered = true
 		e.mu.Unlock()
 	}
-	if err := e.settle(false, by); err != nil {
+	if err := e.settleNow(ctx, by); err != nil {
 		return ChannelInfo{}, err
 	}
 	return s.waitClosed(ctx, e)
@@ -462,33 +598,26 @@ func (s *Session) ForceClose(ctx context.Context, id string) (ChannelInfo, error
 	e.mu.Lock()
 	e.weRegistered = true
 	e.mu.Unlock()
-	if err := e.settle(false, "dispute"); err != nil {
+	if err := e.settleNow(ctx, "dispute"); err != nil {
 		return ChannelInfo{}, err
 	}
 	return s.waitClosed(ctx, e)
 }
 
-// waitClosed waits until a settle running elsewhere has closed e.
+// waitClosed waits until e is closed, making sure that a settle (with
+// retries) is running meanwhile.
 func (s *Session) waitClosed(ctx context.Context, e *channelEntry) (ChannelInfo, error) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		ci := e.info()
-		if ci.State == StateClosed {
-			return ci, nil
-		}
-		e.mu.Lock()
-		settling := e.settling
-		e.mu.Unlock()
-		if !settling {
-			go e.settle(false, "dispute")
-		}
-		select {
-		case <-ctx.Done():
-			return ci, &TimeoutError{What: "waiting for the channel to close", Timeout: 0}
-		case <-t.C:
-		}
+	e.mu.Lock()
+	by := "dispute"
+	if e.final {
+		by = "agreement"
 	}
+	e.mu.Unlock()
+	e.settleInBackground(false, by)
+	if !e.waitFor(ctx, 0, func() bool { return e.state == StateClosed }) {
+		return e.info(), &TimeoutError{What: "waiting for the channel to close", Timeout: 0}
+	}
+	return e.info(), nil
 }
 
 // acquireEntry finds a live channel and takes its operation slot; the
@@ -553,37 +682,26 @@ func (e *channelEntry) update(ctx context.Context, fn func(*channel.State) error
 }
 
 // yieldToPeer lets the peer's retried update go first after this side won
-// a collision (index 0 only).
+// a collision (index 0 only): it waits until the version moves or the
+// yield window ends.
 func (e *channelEntry) yieldToPeer(ctx context.Context) {
 	e.mu.Lock()
 	until := e.col.yieldUntil
 	e.col.yieldUntil = time.Time{}
 	start := e.version
 	e.mu.Unlock()
-	for time.Now().Before(until) && ctx.Err() == nil {
-		e.mu.Lock()
-		moved := e.version > start
-		e.mu.Unlock()
-		if moved {
-			return
-		}
-		time.Sleep(time.Millisecond)
+	if wait := time.Until(until); wait > 0 {
+		e.waitFor(ctx, wait, func() bool { return e.version > start })
 	}
 }
 
-// waitVersionAbove waits briefly until the channel has moved past v-1,
-// i.e. the peer's colliding update went through.
+// waitVersionAbove waits briefly (collisionWait) until the channel has moved
+// past v-1, i.e. the peer's colliding update went through.
 func (e *channelEntry) waitVersionAbove(ctx context.Context, v uint64) {
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		e.mu.Lock()
-		cur := e.version
-		e.mu.Unlock()
-		if v == 0 || cur+1 > v {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
+	if v == 0 {
+		return
 	}
+	e.waitFor(ctx, collisionWait, func() bool { return e.version+1 > v })
 }
 
 func (e *channelEntry) mapUpdateErr(err error, timeout time.Duration) error {
@@ -608,6 +726,9 @@ func chainErr(err error, rec *txRecorder) error {
 }
 
 func idHex(id channel.ID) string { return "0x" + hex.EncodeToString(id[:]) }
+
+// shortID names a channel in task names.
+func shortID(id channel.ID) string { return "0x" + hex.EncodeToString(id[:4]) }
 
 func parseID(s string) ([32]byte, error) {
 	var id [32]byte

@@ -26,6 +26,10 @@ import (
 // loser's retry before it updates again.
 const yieldWindow = 200 * time.Millisecond
 
+// collisionWait bounds how long the loser of a collision waits for the
+// winner's update to arrive before it retries its own.
+const collisionWait = 2 * time.Second
+
 var (
 	errCollision     = errors.New("update collision: the peer updates the channel")
 	errUpdateTimeout = errors.New("update timed out")

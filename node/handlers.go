@@ -225,7 +225,7 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 		return
 	}
 	timeout := s.openTimeout(lcp.ChallengeDuration)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(s.tasks.ctx, timeout)
 	defer cancel()
 	ctx, rec := withRecorder(ctx)
 	ch, err := r.Accept(ctx, lcp.Accept(s.participant(), client.WithRandomNonce()))
@@ -238,7 +238,7 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 }
 
 func (s *Session) rejectProposal(r *client.ProposalResponder, reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(s.tasks.ctx, 5*time.Second)
 	defer cancel()
 	if err := r.Reject(ctx, reason); err != nil {
 		s.n.log.Debug("reject proposal", "err", err)
@@ -379,7 +379,7 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 		return
 	}
 	if auto {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(s.tasks.ctx, 10*time.Second)
 		err := r.Accept(ctx)
 		cancel()
 		if err != nil {
@@ -389,7 +389,7 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 		info.Status = StatusAccepted
 		s.hub.Publish(subscriptions.Updates, info)
 		if next.State.IsFinal {
-			go e.settle(true, "agreement")
+			e.settleInBackground(true, "agreement")
 		}
 		return
 	}
@@ -433,7 +433,7 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 		d.result <- decisionResult{}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.tasks.ctx, 10*time.Second)
 	err := r.Accept(ctx)
 	cancel()
 	if err != nil {
@@ -444,9 +444,9 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 	s.hub.Publish(subscriptions.Updates, ev)
 	if next.State.IsFinal {
 		e.mu.Lock()
-		e.state = StateClosing
+		e.moveLocked(StateClosing)
 		e.mu.Unlock()
-		go e.settle(true, "agreement")
+		e.settleInBackground(true, "agreement")
 	}
 	// The new state is enabled once Accept returns; report it as such.
 	ci := e.info()
@@ -456,7 +456,7 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 }
 
 func (s *Session) rejectUpdate(r *client.UpdateResponder, reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(s.tasks.ctx, 5*time.Second)
 	defer cancel()
 	if err := r.Reject(ctx, reason); err != nil {
 		s.n.log.Debug("reject update", "err", err)

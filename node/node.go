@@ -5,6 +5,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -23,10 +24,13 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"perun.network/go-perun/wallet"
+	"perun.network/go-perun/wire"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/keys"
+	"github.com/perund/perund/wireid"
 )
 
 // AssetETH is the symbol of the chain's native asset.
@@ -46,6 +50,9 @@ type Options struct {
 	// Demo lists the demo accounts of perund dev, shown by node_info so the
 	// web wallet can offer them.
 	Demo []DemoAccount
+	// Starting makes the node report HealthStarting until SetReady is
+	// called, e.g. while perund dev brings its demo sessions back.
+	Starting bool
 }
 
 // Node is a multi-user perund node.
@@ -62,13 +69,23 @@ type Node struct {
 	demo      []DemoAccount
 	commCert  tls.Certificate
 
+	// tasks owns the node's goroutines; each session's tasks are a child
+	// group, so anything left of a session ends with the node.
+	tasks *taskGroup
+
 	mu        sync.Mutex
 	sessions  map[common.Address]*Session
 	byID      map[string]*Session
-	opening   map[common.Address]chan struct{}
+	opening   map[common.Address]*opening
 	passwords *passwordGuard
+	starting  bool
 	closed    bool
-	sessionWG sync.WaitGroup
+}
+
+// opening is a session being opened.
+type opening struct {
+	reachable chan struct{} // closed once its bus listens (or its setup failed)
+	done      chan struct{} // closed once it is open or failed
 }
 
 // New creates a node on an already connected chain with validated contracts.
@@ -117,8 +134,10 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		commCert:  cert,
 		sessions:  map[common.Address]*Session{},
 		byID:      map[string]*Session{},
-		opening:   map[common.Address]chan struct{}{},
+		opening:   map[common.Address]*opening{},
 		passwords: newPasswordGuard(),
+		tasks:     newTaskGroup(context.Background(), lg),
+		starting:  o.Starting,
 	}, nil
 }
 
@@ -159,6 +178,49 @@ func (n *Node) Healthy(ctx context.Context) error {
 	return nil
 }
 
+// Health states of a node (Health.Status).
+const (
+	HealthStarting         = "starting"         // sessions are still coming back
+	HealthReady            = "ready"            // serving, the chain answers
+	HealthStopping         = "stopping"         // Close has begun
+	HealthChainUnreachable = "chainUnreachable" // the chain does not answer
+)
+
+// Health is the node's state as a health check reports it.
+type Health struct {
+	Status string
+	// Err is why the chain is unreachable.
+	Err error
+}
+
+// Ready tells whether the node serves normally.
+func (h Health) Ready() bool { return h.Status == HealthReady }
+
+// Health reports whether the node is starting, ready or stopping, and
+// whether the chain answers.
+func (n *Node) Health(ctx context.Context) Health {
+	n.mu.Lock()
+	starting, closed := n.starting, n.closed
+	n.mu.Unlock()
+	switch {
+	case closed:
+		return Health{Status: HealthStopping}
+	case starting:
+		return Health{Status: HealthStarting}
+	}
+	if err := n.Healthy(ctx); err != nil {
+		return Health{Status: HealthChainUnreachable, Err: err}
+	}
+	return Health{Status: HealthReady}
+}
+
+// SetReady ends the starting state of a node created with Options.Starting.
+func (n *Node) SetReady() {
+	n.mu.Lock()
+	n.starting = false
+	n.mu.Unlock()
+}
+
 // NewAccount creates a keystore account (only when the node allows it).
 func (n *Node) NewAccount(ctx context.Context, password string) (common.Address, error) {
 	if !n.cfg.AllowAccountCreation {
@@ -196,9 +258,84 @@ func (n *Node) Balance(ctx context.Context, addr common.Address) (*big.Int, erro
 // attaches to the running one (same session id). manualAccept applies to a
 // new session; SetManualAccept changes it later.
 func (n *Node) OpenSession(ctx context.Context, account common.Address, password string, manualAccept bool) (*Session, error) {
-	if !n.keys.Has(account) {
-		return nil, &NotFoundError{Resource: "account", ID: account.Hex()}
+	list, err := n.OpenSessions(ctx, []Login{{Account: account, Password: password, ManualAccept: manualAccept}})
+	if err != nil {
+		return nil, err
 	}
+	return list[0], nil
+}
+
+// Login names an account to open a session of (OpenSessions).
+type Login struct {
+	Account  common.Address
+	Password string
+	// ManualAccept applies to a new session (see OpenSession).
+	ManualAccept bool
+}
+
+// OpenSessions opens the sessions of several accounts together, as after a
+// restart, and returns them in the order of logins (sessions already open
+// are attached to, as by OpenSession). Every new session's bus listens
+// before any of them syncs its channels with its peers, so users of this
+// node who share a channel sync with each other at once instead of dialling
+// a peer that is not up yet. The first error is returned; sessions that did
+// open stay open.
+func (n *Node) OpenSessions(ctx context.Context, logins []Login) ([]*Session, error) {
+	privs := make([]*ecdsa.PrivateKey, len(logins))
+	for i, l := range logins {
+		if !n.keys.Has(l.Account) {
+			return nil, &NotFoundError{Resource: "account", ID: l.Account.Hex()}
+		}
+		k, err := n.unlock(l.Account, l.Password)
+		if err != nil {
+			return nil, fmt.Errorf("open session of %s: %w", l.Account.Hex(), err)
+		}
+		privs[i] = k
+	}
+	out := make([]*Session, len(logins))
+	for {
+		// Take what is open, claim what nobody opens, wait for the rest.
+		var claimed []int
+		var waits []chan struct{}
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			return nil, errors.New("node is shutting down")
+		}
+		for i, l := range logins {
+			if out[i] != nil {
+				continue
+			}
+			if s, ok := n.sessions[l.Account]; ok {
+				out[i] = s
+				continue
+			}
+			if op, busy := n.opening[l.Account]; busy {
+				waits = append(waits, op.done)
+				continue
+			}
+			n.opening[l.Account] = &opening{reachable: make(chan struct{}), done: make(chan struct{})}
+			claimed = append(claimed, i)
+		}
+		n.mu.Unlock()
+		if len(claimed) == 0 && len(waits) == 0 {
+			return out, nil
+		}
+		if err := n.openClaimed(ctx, logins, privs, claimed); err != nil {
+			return nil, err
+		}
+		for _, w := range waits {
+			select {
+			case <-w:
+			case <-ctx.Done():
+				return nil, &TimeoutError{What: "waiting for the session to open", Timeout: 0}
+			}
+		}
+	}
+}
+
+// unlock checks the password of account (rate-limited) and returns its key.
+func (n *Node) unlock(account common.Address, password string) (*ecdsa.PrivateKey, error) {
 	var key *ecdsa.PrivateKey
 	err := n.passwords.check(account, func() (bool, error) {
 		var err error
@@ -208,47 +345,121 @@ func (n *Node) OpenSession(ctx context.Context, account common.Address, password
 		}
 		return false, err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("open session of %s: %w", account.Hex(), err)
-	}
-	for {
+	return key, err
+}
+
+// openClaimed opens the sessions of the claimed logins in two phases: all
+// buses listen first, then all sessions sync, restore and start handling.
+func (n *Node) openClaimed(ctx context.Context, logins []Login, privs []*ecdsa.PrivateKey, claimed []int) error {
+	started := make([]*Session, len(logins))
+	errs := make([]error, len(logins))
+	for _, i := range claimed {
+		started[i], errs[i] = newSession(n, privs[i], logins[i].ManualAccept)
 		n.mu.Lock()
-		if n.closed {
-			n.mu.Unlock()
-			return nil, errors.New("node is shutting down")
+		close(n.opening[logins[i].Account].reachable)
+		n.mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for _, i := range claimed {
+		if errs[i] != nil {
+			continue
 		}
-		if s, ok := n.sessions[account]; ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = started[i].start(ctx); errs[i] != nil {
+				n.abandon(started[i])
+			}
+		}()
+	}
+	wg.Wait()
+	var first error
+	for _, i := range claimed {
+		account, s := logins[i].Account, started[i]
+		err := errs[i]
+		n.mu.Lock()
+		if err == nil && n.closed {
 			n.mu.Unlock()
-			return s, nil
-		}
-		wait, busy := n.opening[account]
-		if !busy {
-			done := make(chan struct{})
-			n.opening[account] = done
-			n.mu.Unlock()
-			s, err := startSession(ctx, n, key, manualAccept)
+			n.abandon(s)
+			err = errors.New("node is shutting down")
 			n.mu.Lock()
-			delete(n.opening, account)
-			close(done)
-			if err == nil {
-				n.sessions[account] = s
-				n.byID[s.id] = s
-				n.sessionWG.Add(1)
-			}
-			n.mu.Unlock()
-			if err != nil {
-				return nil, fmt.Errorf("open session of %s: %w", account.Hex(), err)
-			}
-			n.log.Info("session opened", "address", account.Hex(), "commAddress", s.CommAddress(), "channels", len(s.Channels("")))
-			return s, nil
+		}
+		op := n.opening[account]
+		delete(n.opening, account)
+		close(op.done)
+		if err == nil {
+			n.sessions[account] = s
+			n.byID[s.id] = s
 		}
 		n.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return nil, &TimeoutError{What: "waiting for the session to open", Timeout: 0}
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("open session of %s: %w", account.Hex(), err)
+			}
+			continue
 		}
+		n.log.Info("session opened", "address", account.Hex(), "commAddress", s.CommAddress(), "channels", len(s.Channels("")))
 	}
+	return first
+}
+
+// abandon shuts down a session that did not open.
+func (n *Node) abandon(s *Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.shutdown(ctx); err != nil {
+		n.log.Warn("shut down a session that did not open", "address", s.addr.Hex(), "err", err)
+	}
+}
+
+// syncPlan is how a session syncs a channel with its peer (planSync).
+type syncPlan struct {
+	// skip leaves the sync to the peer, for the reason why.
+	skip bool
+	why  string
+	// peerFirst is closed once the peer's session is open (or failed to
+	// open) when the peer is a user of this node that syncs with this
+	// session at the same time and sends first; nil otherwise.
+	peerFirst <-chan struct{}
+}
+
+// planSync decides how a session of self syncs with peer. A peer that is
+// a user of this node without an open session is left to sync when it
+// opens. A peer's session that is being opened is waited for until its bus
+// listens; both then sync at once, and the one with the lower address
+// sends first, so that the other answers on the connection it dialled: two
+// sessions dialling each other at the same moment make go-perun drop one
+// of the connections and retry a send 3 s later.
+func (n *Node) planSync(ctx context.Context, self common.Address, peer map[wallet.BackendID]wire.Address) syncPlan {
+	w, ok := peer[wireid.BackendID].(*wireid.Address)
+	if !ok {
+		return syncPlan{}
+	}
+	addr := w.Eth()
+	if !n.keys.Has(addr) {
+		return syncPlan{} // a user of another node
+	}
+	if _, err := os.Stat(n.sessionDir(addr)); err != nil {
+		return syncPlan{} // never had a session here: maybe on another node
+	}
+	n.mu.Lock()
+	_, open := n.sessions[addr]
+	op, busy := n.opening[addr]
+	n.mu.Unlock()
+	switch {
+	case open:
+		return syncPlan{}
+	case busy:
+		select {
+		case <-op.reachable:
+		case <-ctx.Done():
+		}
+		if bytes.Compare(addr.Bytes(), self.Bytes()) < 0 {
+			return syncPlan{peerFirst: op.done}
+		}
+		return syncPlan{}
+	}
+	return syncPlan{skip: true, why: "the peer is a user of this node without an open session; it syncs when it opens"}
 }
 
 // ResumeSession finds a running session by id and checks its token in
@@ -279,24 +490,41 @@ func (n *Node) CloseSession(ctx context.Context, s *Session, force bool) error {
 	delete(n.sessions, s.addr)
 	delete(n.byID, s.id)
 	n.mu.Unlock()
-	defer n.sessionWG.Done()
 	return s.shutdown(ctx)
 }
 
-// Close stops every session (channels stay persisted) and the node.
+// Close stops every session (channels stay persisted) and the node. It
+// waits for sessions being opened, then closes the sessions, whose
+// background tasks are cancelled and waited for, and the node's own tasks.
 func (n *Node) Close(ctx context.Context) error {
 	n.mu.Lock()
 	n.closed = true
+	var waits []chan struct{}
+	for _, op := range n.opening {
+		waits = append(waits, op.done)
+	}
+	n.mu.Unlock()
+	var errs []error
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("close node: a session is still opening: %w", ctx.Err()))
+		}
+	}
+	n.mu.Lock()
 	list := make([]*Session, 0, len(n.sessions))
 	for _, s := range n.sessions {
 		list = append(list, s)
 	}
 	n.mu.Unlock()
-	var errs []error
 	for _, s := range list {
 		if err := n.CloseSession(ctx, s, true); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := n.tasks.stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/internal/leaktest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
 	"github.com/perund/perund/subscriptions"
@@ -54,6 +54,23 @@ func (v *env) node(t *testing.T, keys map[string]string) *node.Node {
 }
 
 func (v *env) nodeIn(t *testing.T, dir string, keys map[string]string) *node.Node {
+	return v.nodeWith(t, dir, keys, testNode{})
+}
+
+// testNode changes what nodeWith gives a node: its logger (default: none)
+// and its chain (default: the env's).
+type testNode struct {
+	log   *slog.Logger
+	chain chain.Backend
+}
+
+func (v *env) nodeWith(t *testing.T, dir string, keys map[string]string, o testNode) *node.Node {
+	if o.log == nil {
+		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.chain == nil {
+		o.chain = v.chain
+	}
 	cfg, err := config.Load(config.Sources{Flags: map[string]any{
 		"dataDir": dir, "keystore.lightKdf": true,
 		"channel.responseTimeout": "5s", "channel.challengeDuration": 600,
@@ -61,8 +78,7 @@ func (v *env) nodeIn(t *testing.T, dir string, keys map[string]string) *node.Nod
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: v.chain, Contracts: v.c,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: o.chain, Contracts: v.c, Logger: o.log})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -193,9 +209,11 @@ func introduce(t *testing.T, alice, bob *node.Session) {
 	require.NoError(t, err)
 }
 
+// TestMain fails the package when a goroutine is left once all tests
+// ran; the ignored ones belong to libraries (internal/leaktest).
 func TestMain(m *testing.M) {
 	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	os.Exit(m.Run())
+	leaktest.VerifyTestMain(m)
 }
 
 // TestRestart: both nodes stop with an open channel and start again from

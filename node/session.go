@@ -23,6 +23,7 @@ import (
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
 	"github.com/perun-network/perun-eth-backend/wallet/simple"
 	"perun.network/go-perun/channel"
+	"perun.network/go-perun/channel/persistence"
 	"perun.network/go-perun/channel/persistence/keyvalue"
 	"perun.network/go-perun/client"
 	"perun.network/go-perun/wallet"
@@ -71,11 +72,15 @@ type Session struct {
 	proposals map[string]*pendingProposal
 	// syncWait holds the channels waiting for a sync answer (sync.go).
 	syncWait map[channel.ID]syncWaiter
+	// toSync are the persisted channels start syncs (set up by newSession).
+	toSync   []*persistence.Channel
 	updates  map[string]*pendingUpdate
 	meta     sessionMeta
 	stopping bool
 	handlers sync.WaitGroup
 	stop     chan struct{}
+	// tasks owns the session's goroutines: shutdown cancels and waits.
+	tasks *taskGroup
 }
 
 // sessionMeta is what the session keeps beside go-perun's database.
@@ -90,7 +95,13 @@ type channelMeta struct {
 	TxHashes []string  `json:"txHashes"`
 }
 
-func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err error) {
+// newSession sets a session up to the point where peers can reach it: its
+// wire bus and listener, the go-perun client and the channel database. It
+// registers the waiters for the sync answers of its persisted channels
+// before its listener accepts anything, so that a peer starting at the same
+// time (another session of this node, above all) finds them; start then
+// syncs, restores and handles.
+func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err error) {
 	addr := crypto.PubkeyToAddress(key.PublicKey)
 	s := &Session{
 		manual: manual, n: n, id: randomHex(16), token: randomHex(32), addr: addr, key: key,
@@ -102,6 +113,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 		updates:   map[string]*pendingUpdate{},
 		stop:      make(chan struct{}),
 		syncWait:  map[channel.ID]syncWaiter{},
+		tasks:     newTaskGroup(n.tasks.ctx, n.log),
 	}
 	var cleanup []func()
 	defer func() {
@@ -111,6 +123,14 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 			}
 		}
 	}()
+	cleanup = append(cleanup, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.tasks.stop(ctx); err != nil {
+			n.log.Warn("session setup failed", "address", addr.Hex(), "err", err)
+		}
+		s.hub.Close()
+	})
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create session dir: %w", err)
 	}
@@ -141,8 +161,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	for _, c := range s.contacts.List() {
 		s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
 	}
-	s.bus = wirenet.NewBus(s.wireAcc.Map(), s.dialer, protobuf.Serializer())
-	go s.bus.Listen(s.listener)
+	s.bus = wirenet.NewBus(s.wireAcc.Map(), &loggingDialer{Dialer: s.dialer, log: n.log, owner: addr}, protobuf.Serializer())
 	cleanup = append(cleanup, func() { s.bus.Close() })
 
 	// Chain: the user's own account sends and receives.
@@ -171,7 +190,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	}
 	cleanup = append(cleanup, func() { s.client.Close() })
 
-	// Persistence and restore.
+	// Persistence; the channels to sync wait for their peers' answers.
 	db, err := leveldb.LoadDatabase(filepath.Join(s.dir, "channels.db"))
 	if err != nil {
 		return nil, fmt.Errorf("open channel database: %w", err)
@@ -180,13 +199,29 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	cleanup = append(cleanup, func() { s.pr.Close() })
 	s.client.EnablePersistence(s.pr)
 	s.client.OnNewChannel(s.onNewChannel)
+	rctx, cancel := context.WithTimeout(s.tasks.ctx, 30*time.Second)
+	defer cancel()
+	s.toSync = s.prepareSync(rctx)
+
+	// Only now may peers connect. Listen returns once the bus is closed.
+	s.tasks.goTask("peer listener", func(context.Context) { s.bus.Listen(s.listener) })
+	return s, nil
+}
+
+// start brings the session's persisted channels up to date with their
+// peers, restores them and starts handling the peers' requests. If it
+// fails, the caller shuts the session down.
+func (s *Session) start(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	s.syncPersisted(rctx)
 	if err := s.client.Restore(rctx); err != nil {
-		return nil, fmt.Errorf("restore channels: %w", err)
+		return fmt.Errorf("restore channels: %w", err)
 	}
-	go s.client.Handle(client.ProposalHandlerFunc(s.handleProposal), client.UpdateHandlerFunc(s.handleUpdate))
+	// Handle returns once the client is closed.
+	s.tasks.goTask("perun handler", func(context.Context) {
+		s.client.Handle(client.ProposalHandlerFunc(s.handleProposal), client.UpdateHandlerFunc(s.handleUpdate))
+	})
 	s.mu.Lock()
 	restored := make([]*channelEntry, 0, len(s.channels))
 	for _, e := range s.channels {
@@ -196,7 +231,7 @@ func startSession(ctx context.Context, n *Node, key *ecdsa.PrivateKey, manual bo
 	for _, e := range restored {
 		e.afterRestore()
 	}
-	return s, nil
+	return nil
 }
 
 // ID returns the session id.
@@ -393,7 +428,11 @@ func (s *Session) onNewChannel(ch *client.Channel) {
 	s.channels[ch.ID()] = e
 }
 
-// shutdown stops the session; channels stay persisted.
+// shutdown stops the session; channels stay persisted. In order: pending
+// proposals and updates are rejected and the handlers finish (bounded by
+// ctx), the session's tasks are cancelled, the client and the bus close
+// (which ends the watchers, the request handler and the listener), the
+// tasks are waited for and only then the database closes.
 func (s *Session) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.stopping {
@@ -404,18 +443,10 @@ func (s *Session) shutdown(ctx context.Context) error {
 	close(s.stop) // rejects pending proposals and updates
 	s.mu.Unlock()
 
-	done := make(chan struct{})
-	go func() { s.handlers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if err := waitCtx(ctx, &s.handlers); err != nil {
 		s.n.log.Warn("session shutdown: handlers still running", "address", s.addr.Hex())
 	}
-	s.mu.Lock()
-	for _, e := range s.channels {
-		e.stopWatching()
-	}
-	s.mu.Unlock()
+	s.tasks.cancelTasks()
 	var errs []error
 	if err := s.client.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close client: %w", err))
@@ -423,6 +454,9 @@ func (s *Session) shutdown(ctx context.Context) error {
 	if err := s.bus.Close(); err != nil && !errors.Is(err, net.ErrClosed) &&
 		!strings.Contains(err.Error(), "use of closed network connection") {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
+	}
+	if err := s.tasks.wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("session %s: %w", s.addr.Hex(), err))
 	}
 	if err := s.pr.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close database: %w", err))

@@ -34,69 +34,110 @@ const syncTimeout = 15 * time.Second
 // replaces ours; an unfinished update of ours is discarded. The result is
 // written to the database, which Restore then reads. Peers that cannot be
 // reached leave the channel as persisted (logged).
+//
+// Two sessions that start together (two users of this node after a
+// restart) sync with each other before either has restored: each has
+// registered its waiter before its listener accepted anything
+// (prepareSync), so each one's message is the other's answer. A peer that
+// is a user of this node without an open session is not dialled at all: it
+// syncs with this session when it opens.
 func (s *Session) syncPersisted(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, pch := range s.toSync {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.endSync(pch.ID())
+			before := pch.CurrentTXV.Version
+			plan := s.n.planSync(ctx, s.addr, pch.PeersV[1-pch.IdxV])
+			if plan.skip {
+				s.n.log.Info("channel sync left to the peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "reason", plan.why)
+				return
+			}
+			if err := s.syncChannel(ctx, pch, plan.peerFirst); err != nil {
+				s.n.log.Warn("channel not synced with peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "err", err)
+				return
+			}
+			s.n.log.Info("channel synced with peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "version", pch.CurrentTXV.Version, "before", before)
+		}()
+	}
+	wg.Wait()
+	s.toSync = nil
+}
+
+// prepareSync reads the persisted channels that need a sync with their peer
+// and registers a waiter for each peer's answer.
+func (s *Session) prepareSync(ctx context.Context) []*persistence.Channel {
 	it, err := s.pr.RestoreAll()
 	if err != nil {
 		s.n.log.Warn("read persisted channels for sync", "err", err)
-		return
+		return nil
 	}
 	var chans []*persistence.Channel
 	for it.Next(ctx) {
-		chans = append(chans, it.Channel())
+		pch := it.Channel()
+		if pch.PhaseV != channel.Acting && pch.PhaseV != channel.Signing {
+			continue
+		}
+		if len(pch.PeersV) != 2 || int(pch.IdxV) > 1 {
+			s.n.log.Warn("channel not synced: not a two-party channel", "channel", idHex(pch.ID()))
+			continue
+		}
+		chans = append(chans, pch)
 	}
 	if err := it.Close(); err != nil {
 		s.n.log.Warn("read persisted channels for sync", "err", err)
 	}
-	var wg sync.WaitGroup
+	s.mu.Lock()
 	for _, pch := range chans {
-		if pch.PhaseV != channel.Acting && pch.PhaseV != channel.Signing {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			before := pch.CurrentTXV.Version
-			if err := s.syncChannel(ctx, pch); err != nil {
-				s.n.log.Warn("channel not synced with peer", "channel", idHex(pch.ID()), "err", err)
-				return
-			}
-			s.n.log.Info("channel synced with peer", "channel", idHex(pch.ID()), "version", pch.CurrentTXV.Version, "before", before)
-		}()
+		s.syncWait[pch.ID()] = syncWaiter{peer: pch.PeersV[1-pch.IdxV], reply: make(chan *client.ChannelSyncMsg, 1)}
 	}
-	wg.Wait()
+	s.mu.Unlock()
+	return chans
 }
 
-func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel) error {
-	if len(pch.PeersV) != 2 || int(pch.IdxV) > 1 {
-		return errors.New("not a two-party channel")
-	}
-	peer := pch.PeersV[1-pch.IdxV]
-	id := pch.ID()
-	reply := make(chan *client.ChannelSyncMsg, 1)
+func (s *Session) endSync(id channel.ID) {
 	s.mu.Lock()
-	s.syncWait[id] = syncWaiter{peer: peer, reply: reply}
+	delete(s.syncWait, id)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.syncWait, id)
-		s.mu.Unlock()
-	}()
+}
 
+// syncChannel sends the channel's state to the peer and merges the peer's
+// answer. With peerFirst set, the peer syncs at the same time and sends
+// first: its message is awaited (until peerFirst closes) before sending.
+func (s *Session) syncChannel(ctx context.Context, pch *persistence.Channel, peerFirst <-chan struct{}) error {
+	id := pch.ID()
+	s.mu.Lock()
+	w, ok := s.syncWait[id]
+	s.mu.Unlock()
+	if !ok {
+		return errors.New("no sync waiter registered")
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.Comm.DialTimeout+syncTimeout)
 	defer cancel()
+	var msg *client.ChannelSyncMsg
+	if peerFirst != nil {
+		select {
+		case msg = <-w.reply:
+		case <-peerFirst:
+		case <-ctx.Done():
+			return fmt.Errorf("no sync message from the peer: %w", ctx.Err())
+		}
+	}
 	err := s.bus.Publish(ctx, &wire.Envelope{
 		Sender:    wireid.NewAddress(s.addr).Map(),
-		Recipient: peer,
+		Recipient: w.peer,
 		Msg:       &client.ChannelSyncMsg{Phase: pch.PhaseV, CurrentTX: pch.CurrentTXV.Clone()},
 	})
 	if err != nil {
 		return fmt.Errorf("send sync message: %w", err)
 	}
-	var msg *client.ChannelSyncMsg
-	select {
-	case msg = <-reply:
-	case <-ctx.Done():
-		return fmt.Errorf("no sync answer from the peer: %w", ctx.Err())
+	if msg == nil {
+		select {
+		case msg = <-w.reply:
+		case <-ctx.Done():
+			return fmt.Errorf("no sync answer from the peer: %w", ctx.Err())
+		}
 	}
 	return s.mergeSync(ctx, pch, msg)
 }
@@ -166,7 +207,8 @@ type syncWaiter struct {
 }
 
 // takeSyncReply hands a ChannelSyncMsg from the awaited peer to the waiting
-// sync; it reports whether the message was taken.
+// sync; it reports whether the message was taken. The peer's own sync
+// request is such an answer too: it carries the peer's state.
 func (s *Session) takeSyncReply(e *wire.Envelope) bool {
 	m, ok := e.Msg.(*client.ChannelSyncMsg)
 	if !ok {

@@ -14,13 +14,13 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 	plog "perun.network/go-perun/log"
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/wire"
 	wirenet "perun.network/go-perun/wire/net"
 	"perun.network/go-perun/wire/protobuf"
 
+	"github.com/perund/perund/internal/leaktest"
 	"github.com/perund/perund/wireid"
 )
 
@@ -34,14 +34,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PERUND_TEST_GOPERUN_LOG") == "" {
 		plog.Set(nil)
 	}
-	goleak.VerifyTestMain(m,
-		// perun-eth-backend's wallet/test package (imported by the backend's
-		// channel package, which safe_test.go uses for a crafted proposal)
-		// creates a go-ethereum keystore in a package variable; its file
-		// watcher runs for the process and the keystore has no Close.
-		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/accounts/keystore.(*watcher).loop"),
-		goleak.IgnoreAnyFunction("github.com/fsnotify/fsnotify.(*inotify).readEvents"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 // logBuf collects a Port's log lines so that tests can check why a

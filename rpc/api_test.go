@@ -1,13 +1,18 @@
 package rpc_test
 
 import (
+	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/perund/perund/node"
 )
 
 func httpURL(f *fixture, path string) string {
@@ -42,6 +47,40 @@ func TestUpgradeChecks(t *testing.T) {
 	}
 }
 
+// TestHealthStates: /healthz is 503 with {"status":"starting"} until the
+// node is ready, 200 with "ready" then, and 503 again with "stopping" once
+// the node closes. (A chain that is down is "chainUnreachable": the
+// integration test of a stopped chain sees the 503.)
+func TestHealthStates(t *testing.T) {
+	f := newFixtureWith(t, nil, func(o *node.Options) { o.Starting = true })
+	health := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get(httpURL(f, "/healthz"))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+		var body struct {
+			Status string `json:"status"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return resp.StatusCode, body.Status
+	}
+	code, status := health()
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "starting", status)
+	f.node.SetReady()
+	code, status = health()
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ready", status)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, f.node.Close(ctx))
+	code, status = health()
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "stopping", status)
+}
+
 func TestHealthAndDiscover(t *testing.T) {
 	f := newFixture(t, nil)
 	resp, err := http.Get(httpURL(f, "/healthz"))
@@ -49,7 +88,7 @@ func TestHealthAndDiscover(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Equal(t, "ok\n", string(body))
+	require.JSONEq(t, `{"status":"ready"}`, string(body))
 	require.Equal(t, "default-src 'none'; frame-ancestors 'none'", resp.Header.Get("Content-Security-Policy"))
 	require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"))
 	require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))

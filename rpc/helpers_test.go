@@ -13,11 +13,11 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/internal/leaktest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
 	"github.com/perund/perund/rpc"
@@ -26,31 +26,10 @@ import (
 
 // TestMain fails the package's tests if goroutines are left once they have
 // all finished. It ignores only third-party goroutines that perund cannot
-// end, each named below with the reason.
+// end, each named in internal/leaktest with the reason.
 func TestMain(m *testing.M) {
 	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	goleak.VerifyTestMain(m,
-		// perun-eth-backend's wallet/test package creates a go-ethereum
-		// keystore in a package variable (the empty
-		// go-perun-test-eth-keystore-* directory); its file watcher and the
-		// fsnotify goroutine behind it run for the process and the keystore
-		// has no Close.
-		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/accounts/keystore.(*watcher).loop"),
-		goleak.IgnoreAnyFunction("github.com/fsnotify/fsnotify.(*inotify).readEvents"), // in a read
-		// go-ethereum's transaction sender cache (core.senderCacher), started
-		// once per process by the first blockchain (the embedded chain's) and
-		// never stopped.
-		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
-		// perun-eth-backend v0.6.0's ERC20Depositor (erc20_depositor.go:141)
-		// watches Approval events for each deposit and never unsubscribes.
-		// (A leaked subscription of perund's own still shows: its watcher
-		// goroutine above the backend's is not ignored.)
-		goleak.IgnoreTopFunction("github.com/perun-network/perun-eth-backend/bindings/peruntoken.(*PeruntokenFilterer).WatchApproval.func1"),
-		// goleveldb's mpoolDrain waits up to a second after its DB's Close
-		// (db_state.go:112), longer than goleak retries; a DB left open
-		// still shows through its other goroutines, which Close ends.
-		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 const (
@@ -72,6 +51,12 @@ type fixture struct {
 // newFixture starts an embedded chain, one node holding alice and bob (each
 // with 100 ETH, each in the other's contacts) and the API server.
 func newFixture(t *testing.T, flags map[string]any) *fixture {
+	t.Helper()
+	return newFixtureWith(t, flags, nil)
+}
+
+// newFixtureWith is newFixture with a hook that changes the node's options.
+func newFixtureWith(t *testing.T, flags map[string]any, opts func(*node.Options)) *fixture {
 	t.Helper()
 	ka, _ := crypto.HexToECDSA(keyAlice)
 	kb, _ := crypto.HexToECDSA(keyBob)
@@ -96,8 +81,12 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 	cfg, err := config.Load(config.Sources{Flags: fl})
 	require.NoError(t, err)
 	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Assets: []chain.Asset{prn}, Logger: lg,
-		Fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, eth(100)) }})
+	o := node.Options{Config: cfg, Chain: e, Contracts: c, Assets: []chain.Asset{prn}, Logger: lg,
+		Fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, eth(100)) }}
+	if opts != nil {
+		opts(&o)
+	}
+	n, err := node.New(ctx, o)
 	require.NoError(t, err)
 	f.node = n
 	_, err = n.Keys().Import(ka, "alice")

@@ -78,7 +78,7 @@ func TestTLS(t *testing.T) {
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	require.Equal(t, "ok\n", string(body))
+	require.JSONEq(t, `{"status":"ready"}`, string(body))
 
 	_, _, err = websocket.DefaultDialer.Dial("ws://"+strings.TrimPrefix(f.url, "wss://"), nil)
 	require.Error(t, err, "plain WebSocket on the TLS port")

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -110,16 +111,21 @@ func apiHeaders(h http.Handler) http.Handler {
 	})
 }
 
+// serveHealth answers the health check: 200 with {"status":"ready"} when
+// the node serves and the chain answers, else 503 with the node's state
+// ("starting", "stopping" or "chainUnreachable").
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err := s.node.Healthy(ctx); err != nil {
+	h := s.node.Health(ctx)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !h.Ready() {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("chain unreachable\n"))
-		return
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	_ = json.NewEncoder(w).Encode(struct {
+		Status string `json:"status"`
+	}{h.Status})
 }
 
 // checkOrigin admits clients without Origin, same-origin pages and the

@@ -321,23 +321,30 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	for i, u := range demo {
 		demoInfo = append(demoInfo, node.DemoAccount{Name: u.name, Address: demoAddrs[i].Hex(), Password: u.name})
 	}
+	// While the demo sessions come back, /healthz answers 503 "starting".
 	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund,
-		Logger: log, Version: version, Demo: demoInfo})
+		Logger: log, Version: version, Demo: demoInfo, Starting: len(demo) > 0})
 	if err != nil {
 		return err
-	}
-	if len(demo) > 0 {
-		if err := setupDemo(ctx, n, demo, demoAddrs); err != nil {
-			return err
-		}
 	}
 	srv := rpc.NewServer(n, cfg.RPC, log, web.Handler())
 	ln, err := net.Listen("tcp", cfg.RPC.Listen)
 	if err != nil {
+		closeNode(n, log)
 		return fmt.Errorf("config key rpc.listen: %w", err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if len(demo) > 0 {
+		if err := setupDemo(ctx, n, demo, demoAddrs); err != nil {
+			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer scancel()
+			srv.Shutdown(sctx)
+			closeNode(n, log)
+			return err
+		}
+		n.SetReady()
+	}
 	httpScheme, wsScheme := "http", "ws"
 	if cfg.RPC.TLS.Enabled() {
 		httpScheme, wsScheme = "https", "wss"
@@ -356,9 +363,7 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer ccancel()
-		_ = n.Close(cctx)
+		closeNode(n, log)
 		return fmt.Errorf("rpc server: %w", err)
 	}
 	log.Info("shutting down")
@@ -368,16 +373,28 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	return n.Close(sctx)
 }
 
-// setupDemo opens the demo users' sessions and puts each in the other's
-// contacts.
+// closeNode closes n within a bounded time, logging a failure.
+func closeNode(n *node.Node, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		log.Warn("close node", "err", err)
+	}
+}
+
+// setupDemo opens the demo users' sessions together (after a restart with
+// a data dir, their shared channels sync with each other at once) and puts
+// each in the other's contacts.
 func setupDemo(ctx context.Context, n *node.Node, demo []struct{ name, key string }, addrs []common.Address) error {
-	sessions := make([]*node.Session, len(demo))
+	logins := make([]node.Login, len(demo))
 	for i, u := range demo {
-		s, err := n.OpenSession(ctx, addrs[i], u.name, false)
-		if err != nil {
-			return err
-		}
-		sessions[i] = s
+		logins[i] = node.Login{Account: addrs[i], Password: u.name}
+	}
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	sessions, err := n.OpenSessions(octx, logins)
+	if err != nil {
+		return fmt.Errorf("demo sessions: %w", err)
 	}
 	for i, s := range sessions {
 		for j, o := range sessions {

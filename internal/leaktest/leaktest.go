@@ -1,0 +1,44 @@
+// Package leaktest holds the goroutine-leak check that perund's test
+// packages run after their tests: goleak, ignoring only the library
+// goroutines that perund cannot end, each with the reason.
+package leaktest
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// Ignores are the goroutines of libraries that outlive every test.
+func Ignores() []goleak.Option {
+	return []goleak.Option{
+		// The keystore that perun-eth-backend's wallet/test package creates
+		// in a package variable (goperun-notes §11) watches its directory for
+		// ever: go-ethereum's keystore watcher and the fsnotify reader under
+		// it; the keystore has no Close.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/accounts/keystore.(*watcher).loop"),
+		goleak.IgnoreAnyFunction("github.com/fsnotify/fsnotify.(*inotify).readEvents"),
+		// go-ethereum's transaction sender cache (core.senderCacher), started
+		// once per process by the first blockchain (the embedded chain's) and
+		// never stopped.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
+		// perun-eth-backend v0.6.0's ERC20Depositor (erc20_depositor.go:141)
+		// watches Approval events for each deposit and never unsubscribes.
+		// (A leaked subscription of perund's own still shows: its watcher
+		// goroutine above the backend's is not ignored.)
+		goleak.IgnoreTopFunction("github.com/perun-network/perun-eth-backend/bindings/peruntoken.(*PeruntokenFilterer).WatchApproval.func1"),
+		// go-perun's Channel.ensureRegistered (client/adjudicate.go) returns
+		// when its context ends but leaves its awaitRegistered goroutine
+		// blocked for ever on an unbuffered channel: a session that closes
+		// while a dispute waits out its challenge period leaves one behind.
+		goleak.IgnoreTopFunction("perun.network/go-perun/client.(*Channel).ensureRegistered.func1"),
+		// goleveldb's mpoolDrain ends up to a second after its database
+		// closed, longer than goleak retries. A database left open is still
+		// caught: its compaction goroutines stay.
+		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"),
+	}
+}
+
+// VerifyTestMain runs m's tests and fails them if goroutines other than
+// the ignored ones are left.
+func VerifyTestMain(m *testing.M) { goleak.VerifyTestMain(m, Ignores()...) }
