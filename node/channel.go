@@ -706,15 +706,12 @@ func (e *channelEntry) waitVersionAbove(ctx context.Context, v uint64) {
 
 func (e *channelEntry) mapUpdateErr(err error, timeout time.Duration) error {
 	peer := e.s.peerName(e.peer)
-	var rej client.PeerRejectedError
-	if errors.As(err, &rej) {
-		return &PeerRejectedError{Peer: peer, Reason: rej.Reason}
-	}
-	var rto client.RequestTimedOutError
-	if errors.As(err, &rto) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "context deadline exceeded") {
+	switch classify(err) {
+	case failPeerRejected:
+		return &PeerRejectedError{Peer: peer, Reason: rejectReason(err)}
+	case failPeerNoAnswer, failDeadline:
 		return &TimeoutError{What: "waiting for the peer's answer", Timeout: timeout}
-	}
-	if strings.Contains(err.Error(), "sending update") || strings.Contains(err.Error(), "dial") {
+	case failPeerUnreachable:
 		c, _ := e.s.contacts.ByAddress(e.peer)
 		return &PeerUnreachableError{Peer: peer, CommAddress: c.CommAddress, Err: err}
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -125,25 +124,21 @@ func (s *Session) finishOpen(ch *client.Channel, rec *txRecorder) ChannelInfo {
 }
 
 func (s *Session) mapOpenErr(err error, peer, commAddr string, timeout time.Duration, rec *txRecorder) error {
-	var rej client.PeerRejectedError
-	var fund client.ChannelFundingError
-	var rto client.RequestTimedOutError
-	switch {
-	case errors.As(err, &rej):
-		return &PeerRejectedError{Peer: peer, Reason: rej.Reason}
-	case strings.Contains(err.Error(), "did not fund channel in time"):
+	switch classify(err) {
+	case failPeerRejected:
+		return &PeerRejectedError{Peer: peer, Reason: rejectReason(err)}
+	case failPeerDepositLate:
 		// The peer's deposit did not come within the challenge duration
 		// (of block time); our own deposit is refunded by a dispute.
 		return &TimeoutError{What: "waiting for the peer's deposit", Timeout: timeout}
-	case errors.As(err, &fund) || strings.Contains(err.Error(), "funding"):
+	case failFunding:
 		chain.ResetNonce(s.n.chainID, s.addr)
 		return chainErr(fmt.Errorf("fund channel: %w", err), rec)
-	case errors.As(err, &rto):
+	case failPeerNoAnswer:
 		return &TimeoutError{What: "waiting for the peer's answer to the proposal", Timeout: s.n.cfg.Channel.ResponseTimeout}
-	case strings.Contains(err.Error(), "publishing") || strings.Contains(err.Error(), "dial"):
-		// Before the deadline case: a dial that timed out wraps it too.
+	case failPeerUnreachable:
 		return &PeerUnreachableError{Peer: peer, CommAddress: commAddr, Err: err}
-	case errors.Is(err, context.DeadlineExceeded):
+	case failDeadline:
 		return &TimeoutError{What: "opening the channel", Timeout: timeout}
 	}
 	return fmt.Errorf("open channel with %s: %w", peer, err)

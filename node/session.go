@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -451,8 +450,7 @@ func (s *Session) shutdown(ctx context.Context) error {
 	if err := s.client.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close client: %w", err))
 	}
-	if err := s.bus.Close(); err != nil && !errors.Is(err, net.ErrClosed) &&
-		!strings.Contains(err.Error(), "use of closed network connection") {
+	if err := s.bus.Close(); err != nil && classify(err) != failClosedConn {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
 	}
 	if err := s.tasks.wait(ctx); err != nil {
