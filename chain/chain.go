@@ -113,10 +113,10 @@ func ResetNonce(id *big.Int, addr common.Address) {
 
 // Deploy deploys fresh contracts on the embedded chain, paid by the
 // faucet. It returns the faucet's contract backend and account for further
-// deployments (a token, its asset holder).
+// deployments.
 func (e *Embedded) Deploy(ctx context.Context) (ethchannel.ContractBackend, accounts.Account, Contracts, error) {
+	c, _, err := e.DeployAll(ctx, nil, nil, "")
 	id, _ := e.ChainID(ctx)
 	cb, dep := DeployerBackend(e, id, e.Faucet())
-	c, err := SetupContracts(ctx, cb, "deploy", Contracts{}, dep)
 	return cb, dep, c, err
 }

@@ -27,6 +27,10 @@ import (
 	"github.com/ethereum/go-ethereum/p2p"
 	"github.com/ethereum/go-ethereum/params"
 	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
+	"github.com/perun-network/perun-eth-backend/bindings/assetholdererc20"
+	"github.com/perun-network/perun-eth-backend/bindings/assetholdereth"
+	"github.com/perun-network/perun-eth-backend/bindings/peruntoken"
 )
 
 // EmbeddedGasLimit is the block gas limit of the embedded chain.
@@ -305,4 +309,83 @@ func (e *Embedded) Fund(ctx context.Context, addr common.Address, amount *big.In
 		return fmt.Errorf("fund %s: wait for the transaction: %w", addr.Hex(), err)
 	}
 	return nil
+}
+
+// deployGasLimit bounds each contract deployment (as perun-eth-backend's
+// own deploy functions do).
+const deployGasLimit = 6_600_000
+
+// DeployAll deploys the Perun contracts on the embedded chain, paid by the
+// faucet, and, when tokenHolders is not empty, perun's test ERC20 token
+// giving each holder tokenAmount, with its asset holder (symbol). All
+// transactions are sent before any is awaited, so they share a block or
+// two: on a chain whose block times follow the clock, waiting for each
+// deployment would cost a second per contract.
+func (e *Embedded) DeployAll(ctx context.Context, tokenHolders []common.Address, tokenAmount *big.Int, symbol string) (Contracts, []Asset, error) {
+	id, _ := e.ChainID(ctx)
+	cb, dep := DeployerBackend(e, id, e.Faucet())
+	var txs []*types.Transaction
+	deploy := func(name string, f func(*bind.TransactOpts) (common.Address, *types.Transaction, error)) (common.Address, error) {
+		auth, err := cb.NewTransactor(ctx, deployGasLimit, dep)
+		if err != nil {
+			return common.Address{}, fmt.Errorf("deploy %s: %w", name, err)
+		}
+		addr, tx, err := f(auth)
+		if err != nil {
+			ResetNonce(id, dep.Address)
+			return common.Address{}, fmt.Errorf("deploy %s: %w", name, err)
+		}
+		txs = append(txs, tx)
+		return addr, nil
+	}
+	var c Contracts
+	var err error
+	if c.Adjudicator, err = deploy("adjudicator", func(a *bind.TransactOpts) (common.Address, *types.Transaction, error) {
+		addr, tx, _, err := adjudicator.DeployAdjudicator(a, e)
+		return addr, tx, err
+	}); err != nil {
+		return Contracts{}, nil, err
+	}
+	if c.AssetHolderETH, err = deploy("ETH asset holder", func(a *bind.TransactOpts) (common.Address, *types.Transaction, error) {
+		addr, tx, _, err := assetholdereth.DeployAssetholdereth(a, e, c.Adjudicator)
+		return addr, tx, err
+	}); err != nil {
+		return Contracts{}, nil, err
+	}
+	var assets []Asset
+	if len(tokenHolders) > 0 {
+		asset := Asset{Symbol: symbol, Decimals: 18}
+		if asset.Token, err = deploy("token", func(a *bind.TransactOpts) (common.Address, *types.Transaction, error) {
+			addr, tx, _, err := peruntoken.DeployPeruntoken(a, e, tokenHolders, tokenAmount)
+			return addr, tx, err
+		}); err != nil {
+			return Contracts{}, nil, err
+		}
+		if asset.Holder, err = deploy(symbol+" asset holder", func(a *bind.TransactOpts) (common.Address, *types.Transaction, error) {
+			addr, tx, _, err := assetholdererc20.DeployAssetholdererc20(a, e, c.Adjudicator, asset.Token)
+			return addr, tx, err
+		}); err != nil {
+			return Contracts{}, nil, err
+		}
+		assets = append(assets, asset)
+	}
+	for _, tx := range txs {
+		r, err := bind.WaitMinedHash(ctx, e, tx.Hash())
+		if err != nil {
+			return Contracts{}, nil, fmt.Errorf("deploy contracts: wait for %s: %w", tx.Hash().Hex(), err)
+		}
+		if r.Status != types.ReceiptStatusSuccessful {
+			return Contracts{}, nil, fmt.Errorf("deploy contracts: transaction %s failed", tx.Hash().Hex())
+		}
+	}
+	// Validated as on any chain: the code at each address is the expected one.
+	if _, err := SetupContracts(ctx, cb, "validate", c, dep); err != nil {
+		return Contracts{}, nil, err
+	}
+	for _, a := range assets {
+		if _, err := SetupERC20(ctx, cb, "validate", c.Adjudicator, a, dep); err != nil {
+			return Contracts{}, nil, err
+		}
+	}
+	return c, assets, nil
 }

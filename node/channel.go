@@ -526,19 +526,23 @@ func (s *Session) transfer(ctx context.Context, id string, amt *big.Int, pay boo
 		return ChannelInfo{}, &StateError{State: st, Msg: "channel is not open"}
 	}
 	from, to := e.idx, 1-e.idx
+	have := e.mine
 	if !pay {
 		from, to = to, from
+		have = e.theirs
+	}
+	// Checked before go-perun's update starts: failing inside it cancels
+	// the update while go-perun may be sending, which drops the peer
+	// connection (the next message pays a new dial and handshake).
+	if bal := have(); bal.Cmp(amt) < 0 {
+		return ChannelInfo{}, insufficientInChannel(pay, bal, amt)
 	}
 	err = e.update(ctx, func(st *channel.State) error {
-		have := st.Balances[0][from]
-		if have.Cmp(amt) < 0 {
-			where := "in the channel"
-			if !pay {
-				where = "in the channel (peer's balance)"
-			}
-			return &InsufficientFundsError{Where: where, Available: have.String(), Needed: amt.String()}
+		bal := st.Balances[0][from]
+		if bal.Cmp(amt) < 0 {
+			return insufficientInChannel(pay, bal, amt)
 		}
-		st.Balances[0][from] = new(big.Int).Sub(have, amt)
+		st.Balances[0][from] = new(big.Int).Sub(bal, amt)
 		st.Balances[0][to] = new(big.Int).Add(st.Balances[0][to], amt)
 		return nil
 	})
@@ -546,6 +550,14 @@ func (s *Session) transfer(ctx context.Context, id string, amt *big.Int, pay boo
 		return ChannelInfo{}, err
 	}
 	return e.info(), nil
+}
+
+func insufficientInChannel(pay bool, have, amt *big.Int) error {
+	where := "in the channel"
+	if !pay {
+		where = "in the channel (peer's balance)"
+	}
+	return &InsufficientFundsError{Where: where, Available: have.String(), Needed: amt.String()}
 }
 
 // Close settles the channel cooperatively: a final state signed by both,

@@ -131,10 +131,20 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 	require.Equal(t, new(big.Int).Add(eth(10), big.NewInt(2e17)).String(), got.Balance.Mine)
 
-	// Paying more than the channel holds changes nothing.
+	// Paying more than the channel holds changes nothing, on either side.
+	before, err := alice.Channel(ci.ChannelID)
+	require.NoError(t, err)
 	_, err = alice.Send(ctx, ci.ChannelID, eth(50))
 	var ie *node.InsufficientFundsError
 	require.ErrorAs(t, err, &ie)
+	require.Equal(t, before.Balance.Mine, ie.Available)
+	after, err := alice.Channel(ci.ChannelID)
+	require.NoError(t, err)
+	require.Equal(t, before.Version, after.Version)
+	require.Equal(t, before.Balance, after.Balance)
+	peerView, err := bob.Channel(ci.ChannelID)
+	require.NoError(t, err)
+	require.Equal(t, before.Version, peerView.Version)
 
 	// Bob requests; alice answers manually.
 	ups, err := alice.Hub().Subscribe(subscriptions.Updates)

@@ -109,18 +109,6 @@ func (g *taskGroup) names() string {
 	return strings.Join(list, ", ")
 }
 
-// sleepCtx waits for d or until ctx ends; it reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // backoff is an exponential retry delay: first, doubled per attempt
 // (counted from 0), at most limit.
 type backoff struct {

@@ -264,23 +264,11 @@ func embeddedContracts(ctx context.Context, e *chain.Embedded, dataDir string, d
 		// the chain's own persistence): deploy afresh, and the node refuses
 		// the data dir, naming its channels.
 	}
-	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
+	// A test token for the demo users: 1000 PRN each.
+	thousand := new(big.Int).Mul(big.NewInt(1000), chain.Ether)
+	c, assets, err := e.DeployAll(ctx, demo, thousand, "PRN")
 	if err != nil {
 		return nil, err
-	}
-	var assets []chain.Asset
-	if len(demo) > 0 {
-		// A test token for the demo users: 1000 PRN each.
-		thousand := new(big.Int).Mul(big.NewInt(1000), chain.Ether)
-		token, err := chain.DeployToken(ctx, cb, dep, demo, thousand)
-		if err != nil {
-			return nil, err
-		}
-		prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
-		if err != nil {
-			return nil, err
-		}
-		assets = append(assets, prn)
 	}
 	return &backend{contracts: c, assets: assets}, nil
 }
