@@ -200,7 +200,7 @@ func TestShutdownDuringSettle(t *testing.T) {
 	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
 	require.NoError(t, err)
 	introduce(t, alice, bob)
-	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
+	ci := openAcceptedWith(ctx, t, alice, bob, eth(5), eth(5), 10)
 	_, err = alice.Send(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)
 	// Bob goes: only alice settles in this process (her share is checked).

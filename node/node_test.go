@@ -193,6 +193,14 @@ func TestTwoNodesOverTCP(t *testing.T) {
 // checks that both have the channel and returns alice's view.
 func openAccepted(ctx context.Context, t *testing.T, alice, bob *node.Session, mine, theirs *big.Int) node.ChannelInfo {
 	t.Helper()
+	return openAcceptedWith(ctx, t, alice, bob, mine, theirs, 0)
+}
+
+// openAcceptedWith is openAccepted with a challenge duration (seconds; 0:
+// the node's default). Block time on the embedded chain follows the clock,
+// so a test that waits out a dispute uses a short one.
+func openAcceptedWith(ctx context.Context, t *testing.T, alice, bob *node.Session, mine, theirs *big.Int, challenge uint64) node.ChannelInfo {
+	t.Helper()
 	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
 	require.NoError(t, err)
 	defer bob.Hub().Unsubscribe(props.ID())
@@ -202,7 +210,7 @@ func openAccepted(ctx context.Context, t *testing.T, alice, bob *node.Session, m
 		ci, _ := bob.RespondProposal(ctx, ev.ProposalID, true, "")
 		accepted <- ci
 	}()
-	ci, err := alice.OpenChannel(ctx, "bob", "ETH", mine, theirs, 0)
+	ci, err := alice.OpenChannel(ctx, "bob", "ETH", mine, theirs, challenge)
 	require.NoError(t, err)
 	bobCh := <-accepted
 	require.NotNil(t, bobCh)
