@@ -242,6 +242,7 @@ func TestBadInput(t *testing.T) {
 		{"request more than the peer holds", "channel_request", map[string]any{"channelId": ch.ChannelID, "amount": "1"}, 1007, ""},
 		{"unknown peer", "channel_open", map[string]any{"peer": "carol", "balance": map[string]string{"mine": "1", "theirs": "0"}}, 1002, ""},
 		{"more than on-chain", "channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": eth(1000).String(), "theirs": "0"}}, 1007, ""},
+		{"challenge below the minimum", "channel_open", map[string]any{"peer": "bob", "challengeDuration": 5, "balance": map[string]string{"mine": "1", "theirs": "0"}}, -32602, "challengeDuration"},
 		{"unknown asset", "channel_open", map[string]any{"peer": "bob", "asset": "DOGE", "balance": map[string]string{"mine": "1", "theirs": "0"}}, -32602, "asset"},
 		{"unknown topic", "perun_subscribe", []string{"blocks"}, -32602, "topic"},
 		{"unknown proposal", "proposal_respond", map[string]any{"proposalId": "0x" + string(make64('b')), "accept": true}, 1002, ""},
