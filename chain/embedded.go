@@ -122,6 +122,9 @@ func NewEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	ethConf.Miner.GasCeil = EmbeddedGasLimit
 	ethConf.SyncMode = ethconfig.FullSync
 	ethConf.TxPool.NoLocals = true
+	// No log index: log filters search the few blocks they ask for, and a
+	// reopened index is loaded at start (slow, and very slow under -race).
+	ethConf.LogNoHistory = true
 	// Every block's state is written to disk as the block is sealed
 	// (archive mode of the hash scheme), so a chain killed at any moment
 	// reopens at its last block.
@@ -130,7 +133,11 @@ func NewEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	// A dev chain is small: go-ethereum's defaults (a 2 GiB database cache)
 	// would make pebble preallocate write-ahead logs of hundreds of MiB each.
 	ethConf.DatabaseCache, ethConf.DatabaseHandles = 16, 64
-	ethConf.TrieCleanCache, ethConf.TrieDirtyCache, ethConf.SnapshotCache = 16, 16, 16
+	ethConf.TrieCleanCache, ethConf.TrieDirtyCache = 16, 16
+	// No state snapshot: after a restart go-ethereum would regenerate it in
+	// the background, which is slow (and starves the in-process RPC) for no
+	// gain on a chain this small.
+	ethConf.SnapshotCache = 0
 
 	stack, err := node.New(&nodeConf)
 	if err != nil {
