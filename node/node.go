@@ -30,6 +30,7 @@ import (
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/keys"
+	"github.com/perund/perund/store"
 	"github.com/perund/perund/wireid"
 )
 
@@ -68,6 +69,8 @@ type Node struct {
 	version   string
 	demo      []DemoAccount
 	commCert  tls.Certificate
+	// store holds every user's channels; it closes last (Close).
+	store store.Store
 
 	// tasks owns the node's goroutines; each session's tasks are a child
 	// group, so anything left of a session ends with the node.
@@ -112,15 +115,27 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if err := os.MkdirAll(o.Config.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	st, err := openStore(ctx, o.Config, lg)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = st.Close()
+		}
+	}()
 	dep := chain.Deployment{ChainID: id.Uint64(), Contracts: o.Contracts, Assets: o.Assets}
-	if err := bindDataDir(ctx, o.Config.DataDir, dep); err != nil {
+	if err := bindDataDir(ctx, o.Config.DataDir, dep, st); err != nil {
 		return nil, err
 	}
 	cert, err := loadOrCreateCert(o.Config.DataDir)
 	if err != nil {
 		return nil, err
 	}
+	ok = true
 	return &Node{
+		store:     st,
 		cfg:       o.Config,
 		chain:     o.Chain,
 		chainID:   id,
@@ -495,7 +510,8 @@ func (n *Node) CloseSession(ctx context.Context, s *Session, force bool) error {
 
 // Close stops every session (channels stay persisted) and the node. It
 // waits for sessions being opened, then closes the sessions, whose
-// background tasks are cancelled and waited for, and the node's own tasks.
+// background tasks are cancelled and waited for, the node's own tasks and,
+// last, the channel store.
 func (n *Node) Close(ctx context.Context) error {
 	n.mu.Lock()
 	n.closed = true
@@ -524,6 +540,9 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 	}
 	if err := n.tasks.stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close node: %w", err))
+	}
+	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}
 	return errors.Join(errs...)
