@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core"
@@ -395,4 +396,24 @@ func (e *Embedded) DeployAll(ctx context.Context, tokenHolders []common.Address,
 		}
 	}
 	return c, assets, nil
+}
+
+// SubscribeNewHead subscribes to new heads. A failed subscription (the
+// chain is closing) is returned as one that is already over:
+// perun-eth-backend calls Unsubscribe on it even when subscribing failed.
+func (e *Embedded) SubscribeNewHead(ctx context.Context, ch chan<- *types.Header) (ethereum.Subscription, error) {
+	s, err := e.Client.SubscribeNewHead(ctx, ch)
+	if err != nil {
+		return failedSubscription{}, fmt.Errorf("subscribe to heads: %w", err)
+	}
+	return s, nil
+}
+
+// SubscribeFilterLogs subscribes to logs, like SubscribeNewHead.
+func (e *Embedded) SubscribeFilterLogs(ctx context.Context, q ethereum.FilterQuery, ch chan<- types.Log) (ethereum.Subscription, error) {
+	s, err := e.Client.SubscribeFilterLogs(ctx, q, ch)
+	if err != nil {
+		return failedSubscription{}, fmt.Errorf("subscribe to logs: %w", err)
+	}
+	return s, nil
 }
