@@ -33,6 +33,7 @@ import (
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/peer"
 	"github.com/perund/perund/store"
 	"github.com/perund/perund/subscriptions"
 	"github.com/perund/perund/wireid"
@@ -159,7 +160,7 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 	for _, c := range s.contacts.List() {
 		s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
 	}
-	s.bus = wirenet.NewBus(s.wireAcc.Map(), &loggingDialer{Dialer: s.dialer, log: n.log, owner: addr}, protobuf.Serializer())
+	s.bus = wirenet.NewBus(s.wireAcc.Map(), &loggingDialer{Dialer: s.dialer, log: n.log, owner: addr}, peer.SafeSerializer(protobuf.Serializer()))
 	cleanup = append(cleanup, func() { s.bus.Close() })
 
 	// Chain: the user's own account sends and receives.

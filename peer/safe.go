@@ -27,6 +27,11 @@ func (s safeSerializer) Decode(r io.Reader) (env *wire.Envelope, err error) {
 	return s.EnvelopeSerializer.Decode(r)
 }
 
+// SafeSerializer wraps ser so that decoding an envelope never panics: a
+// frame go-perun's decoder cannot take is an error (ErrMalformed), and the
+// connection that sent it is closed.
+func SafeSerializer(ser wire.EnvelopeSerializer) wire.EnvelopeSerializer { return safe(ser) }
+
 // safe wraps ser so that decoding never panics.
 func safe(ser wire.EnvelopeSerializer) wire.EnvelopeSerializer {
 	if s, ok := ser.(safeSerializer); ok {
