@@ -1,6 +1,7 @@
 // Package node holds perund's Node (chain connection, contracts, keystore,
-// session registry) and its Sessions (one user's go-perun client, wallet, wire
-// bus and TCP listener, LevelDB persister, watcher, channels and pending
+// session registry, the one peer port and host table of package peer) and
+// its Sessions (one user's go-perun client, wallet, wire bus registered on
+// the node's peer port, LevelDB persister, watcher, channels and pending
 // proposals and updates). It knows nothing of JSON-RPC or WebSockets.
 package node
 
