@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core"
@@ -122,6 +123,9 @@ func NewEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	ethConf.Miner.GasCeil = EmbeddedGasLimit
 	ethConf.SyncMode = ethconfig.FullSync
 	ethConf.TxPool.NoLocals = true
+	// No log index: log filters search the few blocks they ask for, and a
+	// reopened index is loaded at start (slow, and very slow under -race).
+	ethConf.LogNoHistory = true
 	// Every block's state is written to disk as the block is sealed
 	// (archive mode of the hash scheme), so a chain killed at any moment
 	// reopens at its last block.
@@ -130,7 +134,11 @@ func NewEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	// A dev chain is small: go-ethereum's defaults (a 2 GiB database cache)
 	// would make pebble preallocate write-ahead logs of hundreds of MiB each.
 	ethConf.DatabaseCache, ethConf.DatabaseHandles = 16, 64
-	ethConf.TrieCleanCache, ethConf.TrieDirtyCache, ethConf.SnapshotCache = 16, 16, 16
+	ethConf.TrieCleanCache, ethConf.TrieDirtyCache = 16, 16
+	// No state snapshot: after a restart go-ethereum would regenerate it in
+	// the background, which is slow (and starves the in-process RPC) for no
+	// gain on a chain this small.
+	ethConf.SnapshotCache = 0
 
 	stack, err := node.New(&nodeConf)
 	if err != nil {
@@ -388,4 +396,24 @@ func (e *Embedded) DeployAll(ctx context.Context, tokenHolders []common.Address,
 		}
 	}
 	return c, assets, nil
+}
+
+// SubscribeNewHead subscribes to new heads. A failed subscription (the
+// chain is closing) is returned as one that is already over:
+// perun-eth-backend calls Unsubscribe on it even when subscribing failed.
+func (e *Embedded) SubscribeNewHead(ctx context.Context, ch chan<- *types.Header) (ethereum.Subscription, error) {
+	s, err := e.Client.SubscribeNewHead(ctx, ch)
+	if err != nil {
+		return failedSubscription{}, fmt.Errorf("subscribe to heads: %w", err)
+	}
+	return s, nil
+}
+
+// SubscribeFilterLogs subscribes to logs, like SubscribeNewHead.
+func (e *Embedded) SubscribeFilterLogs(ctx context.Context, q ethereum.FilterQuery, ch chan<- types.Log) (ethereum.Subscription, error) {
+	s, err := e.Client.SubscribeFilterLogs(ctx, q, ch)
+	if err != nil {
+		return failedSubscription{}, fmt.Errorf("subscribe to logs: %w", err)
+	}
+	return s, nil
 }

@@ -39,6 +39,7 @@ const Embedded = "embedded"
 type Config struct {
 	RPC       RPC       `koanf:"rpc"`
 	DataDir   string    `koanf:"dataDir"`
+	Store     Store     `koanf:"store"`
 	Keystore  Keystore  `koanf:"keystore"`
 	Chain     Chain     `koanf:"chain"`
 	Contracts Contracts `koanf:"contracts"`
@@ -75,6 +76,14 @@ type TLS struct {
 
 // Enabled reports whether TLS is configured.
 func (t TLS) Enabled() bool { return t.Cert != "" }
+
+// Store configures the node's channel database (dataDir/channels.db).
+type Store struct {
+	// Sync makes every write of a channel state wait for an fsync, so that
+	// the states survive a power loss (not only a crash of perund), at the
+	// cost of several milliseconds per payment.
+	Sync bool `koanf:"sync"`
+}
 
 // Keystore configures where keys live.
 type Keystore struct {
@@ -169,6 +178,7 @@ func Defaults() map[string]any {
 		"rpc.tls.cert":                   "",
 		"rpc.tls.key":                    "",
 		"dataDir":                        "./perund-data",
+		"store.sync":                     false,
 		"keystore.dir":                   "",
 		"keystore.lightKdf":              false,
 		"chain.url":                      Embedded,

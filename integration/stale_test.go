@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"math/big"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,11 +16,10 @@ import (
 	"github.com/perun-network/perun-eth-backend/wallet/simple"
 	"github.com/stretchr/testify/require"
 	"perun.network/go-perun/channel"
-	"perun.network/go-perun/channel/persistence/keyvalue"
 	"perun.network/go-perun/wallet"
-	"polycry.pt/poly-go/sortedkv/leveldb"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/store"
 	// The persisted peers are decoded with perund's wire address type.
 	_ "github.com/perund/perund/wireid"
 )
@@ -33,10 +31,10 @@ import (
 func registerStale(t *testing.T, a *anvil, bob *proc, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := leveldb.LoadDatabase(filepath.Join(bob.dir, "data", strings.ToLower(bob.addr.Hex()), "channels.db"))
+	st, err := store.OpenLevelDB(filepath.Join(bob.dir, "data", "channels.db"), store.LevelDBOptions{})
 	require.NoError(t, err)
-	pr := keyvalue.NewPersistRestorer(db)
-	defer pr.Close()
+	defer st.Close()
+	pr := st.User(bob.addr)
 	var id channel.ID
 	copy(id[:], common0x(t, chID))
 	saved, err := pr.RestoreChannel(ctx, id)

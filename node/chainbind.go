@@ -3,15 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/ethereum/go-ethereum/common"
-	"perun.network/go-perun/channel/persistence/keyvalue"
-	"polycry.pt/poly-go/sortedkv/leveldb"
-
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/store"
 )
 
 // bindDataDir ties the data dir to the chain and contracts the node runs
@@ -20,7 +15,7 @@ import (
 // naming the channels that would be stranded, instead of restoring
 // channels whose contracts are not there. Assets added to the
 // configuration are recorded.
-func bindDataDir(ctx context.Context, dir string, cur chain.Deployment) error {
+func bindDataDir(ctx context.Context, dir string, cur chain.Deployment, st store.Store) error {
 	rec, ok, err := chain.LoadDeployment(dir)
 	if err != nil {
 		return err
@@ -29,7 +24,7 @@ func bindDataDir(ctx context.Context, dir string, cur chain.Deployment) error {
 		return cur.Save(dir)
 	}
 	if diffs := rec.Differences(cur); len(diffs) > 0 {
-		return &chain.MismatchError{Dir: dir, Differences: diffs, Channels: storedChannels(ctx, dir)}
+		return &chain.MismatchError{Dir: dir, Differences: diffs, Channels: storedChannels(ctx, st)}
 	}
 	if len(cur.Assets) != len(rec.Assets) {
 		return cur.Save(dir)
@@ -37,43 +32,30 @@ func bindDataDir(ctx context.Context, dir string, cur chain.Deployment) error {
 	return nil
 }
 
-// storedChannels lists the channels persisted in the users' stores under
-// dir as "user: channel id" (best effort: a store that cannot be read is
+// storedChannels lists the channels persisted in the node's store as
+// "user: channel id" (best effort: a user whose channels cannot be read is
 // named as such).
-func storedChannels(ctx context.Context, dir string) []string {
-	ents, err := os.ReadDir(dir)
+func storedChannels(ctx context.Context, st store.Store) []string {
+	users, err := st.Users(ctx)
 	if err != nil {
-		return nil
+		return []string{fmt.Sprintf("unreadable store (%v)", err)}
 	}
 	var out []string
-	for _, e := range ents {
-		if !e.IsDir() || !common.IsHexAddress(e.Name()) {
-			continue
-		}
-		path := filepath.Join(dir, e.Name(), "channels.db")
-		if _, err := os.Stat(path); err != nil {
-			continue
-		}
-		ids, err := readChannelIDs(ctx, path)
+	for _, u := range users {
+		name := strings.ToLower(u.Hex())
+		ids, err := readChannelIDs(ctx, st.User(u))
 		if err != nil {
-			out = append(out, fmt.Sprintf("%s: unreadable store (%v)", e.Name(), err))
-			continue
+			out = append(out, fmt.Sprintf("%s: unreadable channels (%v)", name, err))
 		}
 		for _, id := range ids {
-			out = append(out, e.Name()+": "+id)
+			out = append(out, name+": "+id)
 		}
 	}
 	return out
 }
 
-func readChannelIDs(ctx context.Context, path string) ([]string, error) {
-	db, err := leveldb.LoadDatabase(path)
-	if err != nil {
-		return nil, err
-	}
-	pr := keyvalue.NewPersistRestorer(db)
-	defer pr.Close()
-	it, err := pr.RestoreAll()
+func readChannelIDs(ctx context.Context, v store.View) ([]string, error) {
+	it, err := v.RestoreAll()
 	if err != nil {
 		return nil, err
 	}

@@ -30,8 +30,12 @@ func TestDataDirOfOtherContractsRefused(t *testing.T) {
 	require.NoError(t, err)
 	cfg, err := config.Load(config.Sources{Flags: map[string]any{"dataDir": dir, "keystore.lightKdf": true, "comm.listen": "127.0.0.1:0"}})
 	require.NoError(t, err)
-	_, err = node.New(ctx, node.Options{Config: cfg, Chain: v.chain, Contracts: other,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts := node.Options{Config: cfg, Chain: v.chain, Contracts: other,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	_, err = node.New(ctx, opts)
+	require.ErrorContains(t, err, "channels.db", "a second node on a data dir in use is refused")
+	require.NoError(t, n.Close(ctx))
+	_, err = node.New(ctx, opts)
 	var mm *chain.MismatchError
 	require.True(t, errors.As(err, &mm), "got %v", err)
 	require.Len(t, mm.Differences, 2, "adjudicator and ETH asset holder: %v", mm.Differences)

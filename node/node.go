@@ -32,6 +32,7 @@ import (
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/keys"
 	"github.com/perund/perund/peer"
+	"github.com/perund/perund/store"
 	"github.com/perund/perund/wireid"
 )
 
@@ -69,6 +70,8 @@ type Node struct {
 	log       *slog.Logger
 	version   string
 	demo      []DemoAccount
+	// store holds every user's channels; it closes last (Close).
+	store store.Store
 
 	// port is the node's one peer port: every session registers on it.
 	port *peer.Port
@@ -124,16 +127,28 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if err := os.MkdirAll(o.Config.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	st, err := openStore(ctx, o.Config, lg)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = st.Close()
+		}
+	}()
 	dep := chain.Deployment{ChainID: id.Uint64(), Contracts: o.Contracts, Assets: o.Assets}
-	if err := bindDataDir(ctx, o.Config.DataDir, dep); err != nil {
+	if err := bindDataDir(ctx, o.Config.DataDir, dep, st); err != nil {
 		return nil, err
 	}
 	port, commAddr, err := openPeerPort(o.Config, lg)
 	if err != nil {
 		return nil, err
 	}
+	ok = true
 	lg.Info("peer port listening", "listen", port.Addr().String(), "commAddress", commAddr, "legacyPeers", len(o.Config.Comm.LegacyPeers))
 	return &Node{
+		store:     st,
 		cfg:       o.Config,
 		chain:     o.Chain,
 		chainID:   id,
@@ -571,7 +586,8 @@ func (n *Node) CloseSession(ctx context.Context, s *Session, force bool) error {
 
 // Close stops every session (channels stay persisted) and the node. It
 // waits for sessions being opened, then closes the sessions, whose
-// background tasks are cancelled and waited for, and the node's own tasks.
+// background tasks are cancelled and waited for, the node's own tasks and,
+// last, the channel store.
 func (n *Node) Close(ctx context.Context) error {
 	n.mu.Lock()
 	n.closed = true
@@ -605,6 +621,9 @@ func (n *Node) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}
 	if err := n.tasks.stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close node: %w", err))
+	}
+	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}
 	return errors.Join(errs...)

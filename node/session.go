@@ -21,18 +21,17 @@ import (
 	"github.com/perun-network/perun-eth-backend/wallet/simple"
 	"perun.network/go-perun/channel"
 	"perun.network/go-perun/channel/persistence"
-	"perun.network/go-perun/channel/persistence/keyvalue"
 	"perun.network/go-perun/client"
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/watcher/local"
 	"perun.network/go-perun/wire"
 	wirenet "perun.network/go-perun/wire/net"
 	"perun.network/go-perun/wire/protobuf"
-	"polycry.pt/poly-go/sortedkv/leveldb"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/peer"
+	"github.com/perund/perund/store"
 	"github.com/perund/perund/subscriptions"
 	"github.com/perund/perund/wireid"
 )
@@ -57,7 +56,7 @@ type Session struct {
 	bus      *wirenet.Bus
 	client   *client.Client
 	adj      *resilientAdjudicator
-	pr       *keyvalue.PersistRestorer
+	pr       store.View
 	contacts *contacts.Book
 	hub      *subscriptions.Hub
 	manual   bool
@@ -176,12 +175,9 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 	}
 	cleanup = append(cleanup, func() { s.client.Close() })
 
-	// Persistence; the channels to sync wait for their peers' answers.
-	db, err := leveldb.LoadDatabase(filepath.Join(s.dir, "channels.db"))
-	if err != nil {
-		return nil, fmt.Errorf("open channel database: %w", err)
-	}
-	s.pr = keyvalue.NewPersistRestorer(db)
+	// Persistence (the user's view of the node's store; closing it leaves
+	// the store open); the channels to sync wait for their peers' answers.
+	s.pr = n.store.User(addr)
 	cleanup = append(cleanup, func() { s.pr.Close() })
 	s.client.EnablePersistence(s.pr)
 	s.client.OnNewChannel(s.onNewChannel)
@@ -419,7 +415,8 @@ func (s *Session) onNewChannel(ch *client.Channel) {
 // proposals and updates are rejected and the handlers finish (bounded by
 // ctx), the session's tasks are cancelled, the client and the bus close
 // (which ends the watchers, the request handler and the listener), the
-// tasks are waited for and only then the database closes.
+// tasks are waited for and only then the session's view of the store
+// closes (the node's store stays open).
 func (s *Session) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.stopping {
@@ -450,7 +447,7 @@ func (s *Session) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("session %s: %w", s.addr.Hex(), err))
 	}
 	if err := s.pr.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close database: %w", err))
+		errs = append(errs, fmt.Errorf("close channel store view: %w", err))
 	}
 	s.hub.Close()
 	s.n.log.Info("session closed", "address", s.addr.Hex())

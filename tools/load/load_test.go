@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/perund/perund/internal/leaktest"
 	"github.com/perund/perund/perunlog"
 )
 
@@ -19,7 +20,7 @@ import (
 // idle goroutines, and once the node is closed no goroutine is left.
 func TestLoadSmall(t *testing.T) {
 	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	opts := []goleak.Option{goleak.IgnoreCurrent()}
+	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, leaktest.Ignores()...)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Config{Sessions: 4, Conns: 40, Duration: 2 * time.Second}, io.Discard)

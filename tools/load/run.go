@@ -240,7 +240,9 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	}
 
 	runtime.GC()
-	rep.Goroutines.Idle = runtime.NumGoroutine()
+	// The channels' watchers and chain subscriptions start just after an
+	// open returns: count once the number has settled.
+	rep.Goroutines.Idle = settledGoroutines(10 * time.Second)
 	rep.HeapMiB.Idle = heapMiB()
 
 	// The other connections resume a session each and subscribe.
@@ -357,4 +359,19 @@ func heapMiB() float64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return float64(m.HeapAlloc) / (1 << 20)
+}
+
+// settledGoroutines returns the goroutine count once it stayed the same for
+// 300 ms (or after limit).
+func settledGoroutines(limit time.Duration) int {
+	n := runtime.NumGoroutine()
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); {
+		time.Sleep(300 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if m == n {
+			return n
+		}
+		n = m
+	}
+	return n
 }

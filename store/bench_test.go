@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"math/rand"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/stretchr/testify/require"
+	"perun.network/go-perun/channel"
+)
+
+// BenchmarkUpdate measures the store's part of one off-chain update: the
+// four writes go-perun makes for it (Staged, our SigAdded, the peer's
+// SigAdded, Enabled), each a LevelDB batch, with and without fsync, by one
+// channel at a time and by several users' channels at once (goleveldb
+// merges concurrent writes into one journal write and fsync).
+func BenchmarkUpdate(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		for _, par := range []int{1, 16} {
+			b.Run(fmt.Sprintf("sync=%v/writers=%d", sync, par), func(b *testing.B) {
+				ctx := context.Background()
+				st := openTestStore(b, LevelDBOptions{Sync: sync})
+				rng := rand.New(rand.NewSource(8))
+				var next atomic.Int64
+				type user struct {
+					v  View
+					ch channel.Source
+				}
+				users := make([]user, par)
+				for i := range users {
+					v := st.User(common.BigToAddress(big.NewInt(int64(i + 1))))
+					ch := newChannel(ctx, b, rng, v)
+					ch.Init(ctx, b, rng)
+					ch.SignAll(ctx, b)
+					ch.EnableInit(b)
+					ch.SetFunded(b)
+					users[i] = user{v: v, ch: ch}
+				}
+				update := func(u user) {
+					s := u.ch
+					require.NoError(b, u.v.Staged(ctx, s))
+					require.NoError(b, u.v.SigAdded(ctx, s, 0))
+					require.NoError(b, u.v.SigAdded(ctx, s, 1))
+					require.NoError(b, u.v.Enabled(ctx, s))
+				}
+				b.ResetTimer()
+				if par == 1 {
+					for range b.N {
+						update(users[0])
+					}
+					return
+				}
+				b.SetParallelism((par + 1) / 2) // GOMAXPROCS × this goroutines
+				b.RunParallel(func(pb *testing.PB) {
+					u := users[int(next.Add(1)-1)%par]
+					for pb.Next() {
+						update(u)
+					}
+				})
+			})
+		}
+	}
+}

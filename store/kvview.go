@@ -1,0 +1,111 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"perun.network/go-perun/channel"
+	"perun.network/go-perun/channel/persistence"
+	"perun.network/go-perun/channel/persistence/keyvalue"
+	"polycry.pt/poly-go/sortedkv"
+)
+
+// go-perun's key layout in a key-value view (keyvalue/persistrestorer.go):
+// a channel's fields are "Chan:" + the 32 id bytes + ":" + field name.
+const (
+	chanTable  = "Chan:"
+	chanFields = len(chanTable) + len(channel.ID{}) + 1
+)
+
+// kvView is go-perun's key-value PersistRestorer over one user's key
+// space, with two repairs for go-perun v0.15.0:
+//
+//   - ChannelRemoved leaves the channel's "parent" key behind. The next
+//     RestoreAll decodes that key as the first field of a channel and
+//     fails ("decoding index: ... unexpected EOF"), so one settled channel
+//     hid every channel after it. kvView deletes the key as well.
+//   - RestoreAll restores each channel that has a current state by its
+//     id, so that the keys earlier versions left behind are skipped.
+type kvView struct {
+	*keyvalue.PersistRestorer
+	db sortedkv.Database
+}
+
+var _ View = (*kvView)(nil)
+
+func newKVView(db sortedkv.Database) *kvView {
+	return &kvView{PersistRestorer: keyvalue.NewPersistRestorer(db), db: db}
+}
+
+// ChannelRemoved deletes a channel, with the parent key that go-perun's
+// ChannelRemoved leaves.
+func (v *kvView) ChannelRemoved(ctx context.Context, id channel.ID) error {
+	if err := v.PersistRestorer.ChannelRemoved(ctx, id); err != nil {
+		return err //nolint:wrapcheck // go-perun's error, as a persister returns it
+	}
+	b := v.db.NewBatch()
+	if err := b.Delete(chanTable + string(id[:]) + ":parent"); err != nil {
+		return fmt.Errorf("delete parent of channel %x: %w", id, err)
+	}
+	if err := b.Apply(); err != nil {
+		return fmt.Errorf("delete parent of channel %x: %w", id, err)
+	}
+	return nil
+}
+
+// RestoreAll iterates over every channel of the view: the channels with a
+// "current" key, each restored by id.
+func (v *kvView) RestoreAll() (persistence.ChannelIterator, error) {
+	it := v.db.NewIteratorWithPrefix(chanTable)
+	var ids []channel.ID
+	for it.Next() {
+		k := it.Key()
+		if len(k) < chanFields || k[chanFields-1] != ':' || k[chanFields:] != "current" {
+			continue
+		}
+		var id channel.ID
+		copy(id[:], k[len(chanTable):])
+		ids = append(ids, id)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("list channels: %w", err)
+	}
+	return &idIterator{v: v, ids: ids}, nil
+}
+
+// idIterator restores the channels of ids one by one.
+type idIterator struct {
+	v   *kvView
+	ids []channel.ID
+	ch  *persistence.Channel
+	err error
+}
+
+// Next restores the next channel.
+func (i *idIterator) Next(ctx context.Context) bool {
+	if i.err != nil || len(i.ids) == 0 {
+		return false
+	}
+	if err := ctx.Err(); err != nil {
+		i.err = fmt.Errorf("restore channels: %w", err)
+		return false
+	}
+	id := i.ids[0]
+	i.ids = i.ids[1:]
+	ch, err := i.v.RestoreChannel(ctx, id)
+	if err != nil {
+		i.err = fmt.Errorf("restore channel %x: %w", id, err)
+		return false
+	}
+	i.ch = ch
+	return true
+}
+
+// Channel returns the channel Next restored.
+func (i *idIterator) Channel() *persistence.Channel { return i.ch }
+
+// Close ends the iteration and returns its error.
+func (i *idIterator) Close() error {
+	i.ids = nil
+	return i.err
+}
