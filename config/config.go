@@ -134,10 +134,28 @@ type Channel struct {
 	AutoAcceptClose      bool          `koanf:"autoAcceptClose"`
 }
 
-// Comm configures the peer-to-peer listener of every session.
+// Comm configures the node's one peer port, which every user's session
+// shares.
 type Comm struct {
+	// Listen is the host:port the peer port listens on (port 0 picks a
+	// free one).
+	Listen string `koanf:"listen"`
+	// Host is the host advertised in each user's commAddress, which is
+	// this host and the peer port's actual port.
 	Host        string        `koanf:"host"`
 	DialTimeout time.Duration `koanf:"dialTimeout"`
+	// LegacyPeers are the peer addresses allowed go-perun's own, replayable
+	// handshake (bare go-perun clients); empty by default.
+	LegacyPeers []string `koanf:"legacyPeers"`
+}
+
+// LegacyPeerAddresses returns LegacyPeers parsed (Validate checks them).
+func (c Comm) LegacyPeerAddresses() []common.Address {
+	out := make([]common.Address, 0, len(c.LegacyPeers))
+	for _, a := range c.LegacyPeers {
+		out = append(out, common.HexToAddress(a))
+	}
+	return out
 }
 
 // Log configures logging.
@@ -176,7 +194,9 @@ func Defaults() map[string]any {
 		"channel.minChallengeDuration":   uint64(10),
 		"channel.responseTimeout":        "30s",
 		"channel.autoAcceptClose":        false,
+		"comm.listen":                    "0.0.0.0:8401",
 		"comm.host":                      "127.0.0.1",
+		"comm.legacyPeers":               []string{},
 		"comm.dialTimeout":               "5s",
 		"log.level":                      "info",
 		"log.format":                     "text",
@@ -434,8 +454,16 @@ func (c *Config) Validate() error {
 	if c.Channel.ResponseTimeout < time.Second {
 		return &KeyError{"channel.responseTimeout", "must be at least 1s (write durations like 30s)"}
 	}
-	if net.ParseIP(c.Comm.Host) == nil && c.Comm.Host != "localhost" {
-		return &KeyError{"comm.host", fmt.Sprintf("%q is not an IP address", c.Comm.Host)}
+	if _, _, err := net.SplitHostPort(c.Comm.Listen); err != nil {
+		return &KeyError{"comm.listen", fmt.Sprintf("%q is not host:port", c.Comm.Listen)}
+	}
+	if !validHost(c.Comm.Host) {
+		return &KeyError{"comm.host", fmt.Sprintf("%q is not an IP address or host name", c.Comm.Host)}
+	}
+	for _, a := range c.Comm.LegacyPeers {
+		if !common.IsHexAddress(a) {
+			return &KeyError{"comm.legacyPeers", fmt.Sprintf("%q is not a hex address", a)}
+		}
 	}
 	if c.Comm.DialTimeout < 100*time.Millisecond {
 		return &KeyError{"comm.dialTimeout", "must be at least 100ms"}
@@ -451,6 +479,27 @@ func (c *Config) Validate() error {
 		return &KeyError{"log.format", fmt.Sprintf("%q is not text or json", c.Log.Format)}
 	}
 	return nil
+}
+
+// validHost accepts an IP address or a DNS host name.
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func validSymbol(s string) bool {

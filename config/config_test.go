@@ -61,6 +61,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad origin", Sources{Flags: map[string]any{"rpc.allowedOrigins": "wallet"}}, "rpc.allowedOrigins"},
 		{"bad level", Sources{Flags: map[string]any{"log.level": "loud"}}, "log.level"},
 		{"bad listen", Sources{Flags: map[string]any{"rpc.listen": "8400"}}, "rpc.listen"},
+		{"bad comm listen", Sources{Flags: map[string]any{"comm.listen": "8401"}}, "comm.listen"},
+		{"bad comm host", Sources{Flags: map[string]any{"comm.host": "a b"}}, "comm.host"},
+		{"bad legacy peer", Sources{Env: []string{"PERUND_COMM_LEGACYPEERS=0x12"}}, "comm.legacyPeers"},
 		{"asset symbol", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "P R", "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}}}}, "assets[0].symbol"},
 		{"asset token", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "PRN", "token": "0x1"}}}}, "assets[0].token"},
 		{"asset ETH", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "ETH", "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}}}}, "assets[0].symbol"},
@@ -75,6 +78,18 @@ func TestErrorsNameTheKey(t *testing.T) {
 			require.Contains(t, err.Error(), tc.key)
 		})
 	}
+}
+
+func TestCommDefaults(t *testing.T) {
+	cfg, err := Load(Sources{})
+	require.NoError(t, err)
+	require.Equal(t, "0.0.0.0:8401", cfg.Comm.Listen)
+	require.Empty(t, cfg.Comm.LegacyPeers)
+	cfg, err = Load(Sources{Env: []string{"PERUND_COMM_LEGACYPEERS=0x5FbDB2315678afecb367f032d93F642f64180aa3", "PERUND_COMM_HOST=peer.example.org"}})
+	require.NoError(t, err)
+	require.Equal(t, "peer.example.org", cfg.Comm.Host)
+	require.Len(t, cfg.Comm.LegacyPeerAddresses(), 1)
+	require.Equal(t, "0x5FbDB2315678afecb367f032d93F642f64180aa3", cfg.Comm.LegacyPeerAddresses()[0].Hex())
 }
 
 func TestWebSocketURLAccepted(t *testing.T) {

@@ -209,7 +209,7 @@ type proc struct {
 
 func newProc(t *testing.T, name, key string, a *anvil, c chain.Contracts, extra ...string) *proc {
 	dir := t.TempDir()
-	port := freePort(t)
+	port, peerPort := freePort(t), freePort(t)
 	p := &proc{name: name, dir: dir, pw: name, cfgFile: filepath.Join(dir, "perund.yaml"),
 		rpcURL: fmt.Sprintf("ws://127.0.0.1:%d/rpc", port), http: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	cfg := fmt.Sprintf(`rpc:
@@ -229,10 +229,11 @@ channel:
   challengeDuration: %d
   responseTimeout: 5s
 comm:
+  listen: 127.0.0.1:%d
   host: 127.0.0.1
 log:
   level: debug
-`, port, filepath.Join(dir, "data"), a.url, c.Adjudicator.Hex(), c.AssetHolderETH.Hex(), challenge) + strings.Join(extra, "")
+`, port, filepath.Join(dir, "data"), a.url, c.Adjudicator.Hex(), c.AssetHolderETH.Hex(), challenge, peerPort) + strings.Join(extra, "")
 	require.NoError(t, os.WriteFile(p.cfgFile, []byte(cfg), 0o600))
 	keyFile, pwFile := filepath.Join(dir, "key"), filepath.Join(dir, "pw")
 	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))

@@ -9,8 +9,8 @@ import (
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/wire"
 	wirenet "perun.network/go-perun/wire/net"
-	wiresimple "perun.network/go-perun/wire/net/simple"
 
+	"github.com/perund/perund/peer"
 	"github.com/perund/perund/wireid"
 )
 
@@ -50,7 +50,7 @@ func (c *observingConsumer) Put(e *wire.Envelope) {
 // loggingDialer logs every dial to a peer that fails, so that a session's
 // start can be seen not to dial peers that are not up.
 type loggingDialer struct {
-	*wiresimple.Dialer
+	*peer.Dialer
 	log   *slog.Logger
 	owner common.Address
 }

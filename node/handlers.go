@@ -86,13 +86,15 @@ func (s *Session) OpenChannel(ctx context.Context, peerRef, symbol string, mine,
 	}
 	// A quick reachability check gives a clear error before go-perun's
 	// publish retries (three attempts, seconds apart).
+	// (A user of this node is dialled at the node's own port.)
+	s.n.setHost(c.Address, c.CommAddress)
+	hostPort, _ := s.n.hosts.Lookup(c.Address)
 	d := net.Dialer{Timeout: s.n.cfg.Comm.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", c.CommAddress)
+	conn, err := d.DialContext(ctx, "tcp", hostPort)
 	if err != nil {
 		return ChannelInfo{}, &PeerUnreachableError{Peer: c.Alias, CommAddress: c.CommAddress, Err: err}
 	}
 	conn.Close()
-	s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
 
 	alloc := channel.NewAllocation(2, []wallet.BackendID{ethwallet.BackendID}, asset.asset)
 	alloc.SetAssetBalances(asset.asset, []channel.Bal{new(big.Int).Set(mine), new(big.Int).Set(theirs)})

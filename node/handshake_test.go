@@ -14,6 +14,7 @@ import (
 	wiresimple "perun.network/go-perun/wire/net/simple"
 	"perun.network/go-perun/wire/protobuf"
 
+	"github.com/perund/perund/peer"
 	"github.com/perund/perund/wireid"
 )
 
@@ -29,11 +30,16 @@ func (l *liar) Map() map[wallet.BackendID]wire.Account {
 	return map[wallet.BackendID]wire.Account{wireid.BackendID: l}
 }
 
-// TestHandshakeSignatureChecked: a peer whose handshake signature does not
-// match the address it claims is refused; an honest one gets through.
-func TestHandshakeSignatureChecked(t *testing.T) {
+// TestHandshakeOfRunningNode: the node's peer port refuses go-perun's own,
+// replayable handshake (a plain go-perun dialer) unless the sender is in
+// comm.legacyPeers, refuses a signature that does not match the claimed
+// address even for a listed peer, and accepts perund's bound handshake from
+// anyone. A refusal is an error within the publish attempts, never a hang.
+func TestHandshakeOfRunningNode(t *testing.T) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
-	n := v.node(t, map[string]string{keyBob: "bob"})
+	rec, lg := newLogRecorder()
+	n := v.nodeWith(t, t.TempDir(), map[string]string{keyBob: "bob"},
+		testNode{log: lg, flags: map[string]any{"comm.legacyPeers": addrs[0].Hex()}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	bob, err := n.OpenSession(ctx, addrs[1], "bob", false)
@@ -43,34 +49,52 @@ func TestHandshakeSignatureChecked(t *testing.T) {
 	aliceKey, _ := crypto.HexToECDSA(keyAlice)
 	malloryKey, err := crypto.GenerateKey()
 	require.NoError(t, err)
-	honest := wireid.NewAccount(aliceKey)
+	alice, mallory := wireid.NewAccount(aliceKey), wireid.NewAccount(malloryKey)
+	plain := func() wirenet.Dialer {
+		d := wiresimple.NewTCPDialer(5*time.Second, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec
+		d.Register(target.Map(), bob.CommAddress())
+		return d
+	}
+	bound := func(acc *wireid.Account) wirenet.Dialer {
+		hosts := peer.NewHosts()
+		hosts.Set(addrs[1], bob.CommAddress())
+		return peer.NewDialer(acc, hosts, 5*time.Second)
+	}
 	tests := []struct {
-		name string
-		id   map[wallet.BackendID]wire.Account
-		ok   bool
+		name   string
+		id     map[wallet.BackendID]wire.Account
+		dialer wirenet.Dialer
+		ok     bool
 	}{
-		{"honest peer", honest.Map(), true},
-		{"claims alice, signs as mallory", (&liar{claim: wireid.NewAddress(addrs[0]), signer: wireid.NewAccount(malloryKey)}).Map(), false},
+		{"replayable handshake of an unlisted peer", mallory.Map(), plain(), false},
+		{"replayable handshake of a legacy peer", alice.Map(), plain(), true},
+		{"legacy peer claimed, signed as mallory", (&liar{claim: wireid.NewAddress(addrs[0]), signer: mallory}).Map(), plain(), false},
+		{"bound handshake of an unlisted peer", mallory.Map(), bound(mallory), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := wiresimple.NewTCPDialer(5*time.Second, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec
-			d.Register(target.Map(), bob.CommAddress())
-			bus := wirenet.NewBus(tc.id, d, protobuf.Serializer())
+			refused := rec.count("refused connection")
+			bus := wirenet.NewBus(tc.id, tc.dialer, protobuf.Serializer())
 			defer bus.Close()
-			pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+			pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
 			defer pcancel()
 			sender := tc.id[wireid.BackendID].Address()
+			start := time.Now()
 			err := bus.Publish(pctx, &wire.Envelope{
 				Sender:    map[wallet.BackendID]wire.Address{wireid.BackendID: sender},
 				Recipient: target.Map(),
 				Msg:       wire.NewPingMsg(),
 			})
+			t.Logf("publish: %v after %v", err, time.Since(start).Round(time.Millisecond))
 			if tc.ok {
 				require.NoError(t, err)
-			} else {
-				require.Error(t, err)
+				require.Equal(t, refused, rec.count("refused connection"))
+				return
 			}
+			require.Error(t, err)
+			require.NoError(t, pctx.Err(), "refused, not left hanging")
+			require.Greater(t, rec.count("refused connection"), refused, "the peer port refused it")
 		})
 	}
+	require.Equal(t, 1, rec.count("accepted a legacy (replayable) handshake", "peer", addrs[0].Hex(), "user", addrs[1].Hex()))
 }

@@ -1,6 +1,7 @@
 // Package node holds perund's Node (chain connection, contracts, keystore,
-// session registry) and its Sessions (one user's go-perun client, wallet, wire
-// bus and TCP listener, LevelDB persister, watcher, channels and pending
+// session registry, the one peer port and host table of package peer) and
+// its Sessions (one user's go-perun client, wallet, wire bus registered on
+// the node's peer port, LevelDB persister, watcher, channels and pending
 // proposals and updates). It knows nothing of JSON-RPC or WebSockets.
 package node
 
@@ -10,12 +11,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/subtle"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -30,6 +31,7 @@ import (
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/keys"
+	"github.com/perund/perund/peer"
 	"github.com/perund/perund/store"
 	"github.com/perund/perund/wireid"
 )
@@ -68,9 +70,19 @@ type Node struct {
 	log       *slog.Logger
 	version   string
 	demo      []DemoAccount
-	commCert  tls.Certificate
 	// store holds every user's channels; it closes last (Close).
 	store store.Store
+
+	// port is the node's one peer port: every session registers on it.
+	port *peer.Port
+	// hosts is where the sessions' dialers find peers (node-wide: of two
+	// users who store different commAddresses for one peer, the last wins).
+	hosts *peer.Hosts
+	// commAddr is the host:port peers reach every user of the node at.
+	commAddr string
+	// selfAddr is where the node dials its own peer port (loopback if it
+	// listens on every interface).
+	selfAddr string
 
 	// tasks owns the node's goroutines; each session's tasks are a child
 	// group, so anything left of a session ends with the node.
@@ -129,11 +141,12 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if err := bindDataDir(ctx, o.Config.DataDir, dep, st); err != nil {
 		return nil, err
 	}
-	cert, err := loadOrCreateCert(o.Config.DataDir)
+	port, commAddr, err := openPeerPort(o.Config, lg)
 	if err != nil {
 		return nil, err
 	}
 	ok = true
+	lg.Info("peer port listening", "listen", port.Addr().String(), "commAddress", commAddr, "legacyPeers", len(o.Config.Comm.LegacyPeers))
 	return &Node{
 		store:     st,
 		cfg:       o.Config,
@@ -146,7 +159,10 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		log:       lg,
 		version:   o.Version,
 		demo:      o.Demo,
-		commCert:  cert,
+		port:      port,
+		hosts:     peer.NewHosts(),
+		commAddr:  commAddr,
+		selfAddr:  selfDialAddr(port.Addr()),
 		sessions:  map[common.Address]*Session{},
 		byID:      map[string]*Session{},
 		opening:   map[common.Address]*opening{},
@@ -155,6 +171,66 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		starting:  o.Starting,
 	}, nil
 }
+
+// openPeerPort opens the node's peer port on comm.listen with the data
+// dir's certificate; it returns the port and the commAddress it advertises
+// (comm.host and the port's actual port).
+func openPeerPort(cfg *config.Config, lg *slog.Logger) (*peer.Port, string, error) {
+	cert, err := peer.LoadOrCreateCertificate(cfg.DataDir)
+	if err != nil {
+		return nil, "", err
+	}
+	port, err := peer.Listen(peer.Config{
+		Addr: cfg.Comm.Listen, Certificate: cert,
+		LegacyPeers: cfg.Comm.LegacyPeerAddresses(), Log: lg,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("config key comm.listen: %w", err)
+	}
+	_, p, err := net.SplitHostPort(port.Addr().String())
+	if err != nil {
+		port.Close()
+		return nil, "", fmt.Errorf("peer port address: %w", err)
+	}
+	return port, net.JoinHostPort(cfg.Comm.Host, p), nil
+}
+
+// selfDialAddr is where the node reaches its own peer port listening on a.
+func selfDialAddr(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	ip := ta.IP
+	switch {
+	case ip.IsUnspecified() && ip.To4() == nil:
+		ip = net.IPv6loopback
+	case ip.IsUnspecified():
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
+}
+
+// setHost records where the sessions' dialers reach peer: at commAddr, or,
+// for a user of this node (their key is in its keystore), at the node's own
+// peer port whatever commAddr says, so that users of one node reach each
+// other even if a contact names an old or outside address of the node. The
+// table is node-wide: of two users who store different commAddresses for one
+// peer, the last set wins.
+func (n *Node) setHost(p common.Address, commAddr string) {
+	if n.keys.Has(p) {
+		n.hosts.Set(p, n.selfAddr)
+		return
+	}
+	n.hosts.Set(p, commAddr)
+}
+
+// CommAddress returns the host:port peers reach every user of the node at:
+// comm.host and the peer port's actual port.
+func (n *Node) CommAddress() string { return n.commAddr }
+
+// PeerListenAddr returns the address the node's peer port listens on.
+func (n *Node) PeerListenAddr() net.Addr { return n.port.Addr() }
 
 // Config returns the node's configuration.
 func (n *Node) Config() *config.Config { return n.cfg }
@@ -538,6 +614,11 @@ func (n *Node) Close(ctx context.Context) error {
 		if err := n.CloseSession(ctx, s, true); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// The port closes after every session: their buses close their own
+	// connections and listeners, the port only what it has not handed on.
+	if err := n.port.Close(); err != nil && !errors.Is(err, peer.ErrClosed) {
+		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}
 	if err := n.tasks.stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("close node: %w", err))

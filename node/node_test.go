@@ -27,6 +27,11 @@ func eth(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), chain.Ether)
 type env struct {
 	chain *chain.Embedded
 	c     chain.Contracts
+
+	mu sync.Mutex
+	// listen is the peer port of each data dir's node: a node started again
+	// from its dir listens where it did, as one with a fixed comm.listen.
+	listen map[string]string
 }
 
 func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
@@ -46,7 +51,7 @@ func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
 	defer cancel()
 	_, _, c, err := e.Deploy(ctx)
 	require.NoError(t, err)
-	return &env{chain: e, c: c}, addrs
+	return &env{chain: e, c: c, listen: map[string]string{}}, addrs
 }
 
 func (v *env) node(t *testing.T, keys map[string]string) *node.Node {
@@ -57,11 +62,12 @@ func (v *env) nodeIn(t *testing.T, dir string, keys map[string]string) *node.Nod
 	return v.nodeWith(t, dir, keys, testNode{})
 }
 
-// testNode changes what nodeWith gives a node: its logger (default: none)
-// and its chain (default: the env's).
+// testNode changes what nodeWith gives a node: its logger (default: none),
+// its chain (default: the env's) and further configuration flags.
 type testNode struct {
 	log   *slog.Logger
 	chain chain.Backend
+	flags map[string]any
 }
 
 func (v *env) nodeWith(t *testing.T, dir string, keys map[string]string, o testNode) *node.Node {
@@ -71,15 +77,28 @@ func (v *env) nodeWith(t *testing.T, dir string, keys map[string]string, o testN
 	if o.chain == nil {
 		o.chain = v.chain
 	}
-	cfg, err := config.Load(config.Sources{Flags: map[string]any{
-		"dataDir": dir, "keystore.lightKdf": true,
+	v.mu.Lock()
+	listen, ok := v.listen[dir]
+	v.mu.Unlock()
+	if !ok {
+		listen = "127.0.0.1:0"
+	}
+	flags := map[string]any{
+		"dataDir": dir, "keystore.lightKdf": true, "comm.listen": listen,
 		"channel.responseTimeout": "5s", "channel.challengeDuration": 600,
-	}})
+	}
+	for k, val := range o.flags {
+		flags[k] = val
+	}
+	cfg, err := config.Load(config.Sources{Flags: flags})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n, err := node.New(ctx, node.Options{Config: cfg, Chain: o.chain, Contracts: v.c, Logger: o.log})
 	require.NoError(t, err)
+	v.mu.Lock()
+	v.listen[dir] = n.PeerListenAddr().String()
+	v.mu.Unlock()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -133,7 +133,7 @@ func TestPeerFaults(t *testing.T) {
 		})
 	}
 
-	t.Run("garbage to our comm port", func(t *testing.T) {
+	t.Run("garbage to our peer port", func(t *testing.T) {
 		for _, useTLS := range []bool{false, true} {
 			c, err := net.Dial("tcp", alice.CommAddress())
 			require.NoError(t, err)

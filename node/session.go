@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -28,7 +26,6 @@ import (
 	"perun.network/go-perun/watcher/local"
 	"perun.network/go-perun/wire"
 	wirenet "perun.network/go-perun/wire/net"
-	wiresimple "perun.network/go-perun/wire/net/simple"
 	"perun.network/go-perun/wire/protobuf"
 
 	"github.com/perund/perund/chain"
@@ -55,8 +52,7 @@ type Session struct {
 	key      *ecdsa.PrivateKey
 	wireAcc  *wireid.Account
 	dir      string
-	listener *wiresimple.Listener
-	dialer   *wiresimple.Dialer
+	listener *peer.Listener // the session's share of the node's peer port
 	bus      *wirenet.Bus
 	client   *client.Client
 	adj      *resilientAdjudicator
@@ -84,7 +80,6 @@ type Session struct {
 
 // sessionMeta is what the session keeps beside go-perun's database.
 type sessionMeta struct {
-	CommPort int                     `json:"commPort"`
 	Channels map[string]*channelMeta `json:"channels"`
 	Closed   []ChannelInfo           `json:"closed"`
 }
@@ -140,27 +135,18 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 		return nil, err
 	}
 
-	// Wire: TLS listener on a port assigned once per account.
-	serverTLS, clientTLS := commTLS(n.commCert)
-	hostPort := net.JoinHostPort(n.cfg.Comm.Host, strconv.Itoa(s.meta.CommPort))
-	if s.listener, err = wiresimple.NewTCPListener(hostPort, serverTLS); err != nil {
-		return nil, fmt.Errorf("listen for peers on %s: %w", hostPort, err)
+	// Wire: the node's peer port routes the connections for this user to
+	// the session's listener; the dialer finds peers in the node's hosts.
+	if s.listener, err = n.port.Register(s.wireAcc); err != nil {
+		return nil, fmt.Errorf("register on the peer port: %w", err)
 	}
-	cleanup = append(cleanup, func() { s.listener.Close() })
-	_, portStr, _ := net.SplitHostPort(s.listener.Addr().String())
-	port, _ := strconv.Atoi(portStr)
-	if s.meta.CommPort != port {
-		s.meta.CommPort = port
-		if err := s.saveMetaLocked(); err != nil {
-			return nil, err
-		}
-	}
-	s.commAddr = net.JoinHostPort(n.cfg.Comm.Host, portStr)
-	s.dialer = wiresimple.NewTCPDialer(n.cfg.Comm.DialTimeout, clientTLS)
+	cleanup = append(cleanup, func() { _ = s.listener.Close() })
+	s.commAddr = n.commAddr
 	for _, c := range s.contacts.List() {
-		s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
+		n.setHost(c.Address, c.CommAddress)
 	}
-	s.bus = wirenet.NewBus(s.wireAcc.Map(), &loggingDialer{Dialer: s.dialer, log: n.log, owner: addr}, peer.SafeSerializer(protobuf.Serializer()))
+	dialer := peer.NewDialer(s.wireAcc, n.hosts, n.cfg.Comm.DialTimeout)
+	s.bus = wirenet.NewBus(s.wireAcc.Map(), &loggingDialer{Dialer: dialer, log: n.log, owner: addr}, protobuf.Serializer())
 	cleanup = append(cleanup, func() { s.bus.Close() })
 
 	// Chain: the user's own account sends and receives.
@@ -236,7 +222,8 @@ func (s *Session) ID() string { return s.id }
 // Address returns the user's address.
 func (s *Session) Address() common.Address { return s.addr }
 
-// CommAddress returns the host:port peers reach this session at.
+// CommAddress returns the host:port peers reach this session at: the
+// node's, shared by all its users.
 func (s *Session) CommAddress() string { return s.commAddr }
 
 // Hub returns the session's event hub.
@@ -284,7 +271,7 @@ func (s *Session) AddContact(c contacts.Contact) (contacts.Contact, error) {
 	if err := s.contacts.Add(c); err != nil {
 		return c, err
 	}
-	s.dialer.Register(wireid.NewAddress(c.Address).Map(), c.CommAddress)
+	s.n.setHost(c.Address, c.CommAddress)
 	return c, nil
 }
 
@@ -450,6 +437,11 @@ func (s *Session) shutdown(ctx context.Context) error {
 	}
 	if err := s.bus.Close(); err != nil && classify(err) != failClosedConn {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
+	}
+	// The bus closes the listener only if it ever listened: unregister from
+	// the peer port in any case, so that the user can log in again.
+	if err := s.listener.Close(); err != nil && !errors.Is(err, peer.ErrClosed) {
+		errs = append(errs, fmt.Errorf("close peer listener: %w", err))
 	}
 	if err := s.tasks.wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("session %s: %w", s.addr.Hex(), err))

@@ -112,7 +112,7 @@ func TestLegacyDataDirMigrated(t *testing.T) {
 	// the store.
 	_, _, other, err := v.chain.Deploy(ctx)
 	require.NoError(t, err)
-	cfg, err := config.Load(config.Sources{Flags: map[string]any{"dataDir": dir, "keystore.lightKdf": true}})
+	cfg, err := config.Load(config.Sources{Flags: map[string]any{"dataDir": dir, "keystore.lightKdf": true, "comm.listen": "127.0.0.1:0"}})
 	require.NoError(t, err)
 	_, err = node.New(ctx, node.Options{Config: cfg, Chain: v.chain, Contracts: other,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

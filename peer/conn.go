@@ -33,6 +33,10 @@ type boundConn struct {
 	// authSent runs after the first Send (the passive side clears the
 	// handshake deadline there).
 	authSent func()
+	// authRecvd runs once the peer's authentication reply verified (the
+	// active side clears its handshake deadline there).
+	authRecvd func()
+	ser       wire.EnvelopeSerializer
 
 	sendMu   sync.Mutex
 	sentAuth bool
@@ -47,9 +51,11 @@ type boundConn struct {
 var _ wirenet.Conn = (*boundConn)(nil)
 
 func newBoundConn(raw *tls.Conn, ser wire.EnvelopeSerializer, self *wireid.Account, peer *wireid.Address, exp []byte) *boundConn {
+	ser = safe(ser)
 	return &boundConn{
 		raw:      raw,
-		conn:     wirenet.NewIoConn(fullReader{raw}, safe(ser)),
+		ser:      ser,
+		conn:     wirenet.NewIoConn(fullReader{raw}, ser),
 		self:     self,
 		selfAddr: self.Address().(*wireid.Address),
 		peer:     peer,
@@ -104,7 +110,16 @@ func (c *boundConn) Recv() (*wire.Envelope, error) {
 		c.first, c.recvAuth = nil, true
 		return e, nil
 	}
-	e, err := c.conn.Recv()
+	var e *wire.Envelope
+	var err error
+	if c.recvAuth {
+		e, err = c.conn.Recv()
+	} else {
+		// The peer's reply, bounded in size like the Port's first frame:
+		// garbage with a large length prefix fails at once instead of
+		// waiting for a body that never comes.
+		e, err = readAuthEnvelope(c.raw, c.ser)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +144,9 @@ func (c *boundConn) Recv() (*wire.Envelope, error) {
 	if err := verifyBound(c.exp, c.peer, c.selfAddr, m.Signature[wireid.SigLen:]); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("recv: %w", err)
+	}
+	if c.authRecvd != nil {
+		c.authRecvd()
 	}
 	// go-perun verifies the static half itself.
 	return &wire.Envelope{Sender: e.Sender, Recipient: e.Recipient,

@@ -62,7 +62,9 @@ type Dialer struct {
 	acc     *wireid.Account
 	hosts   *Hosts
 	timeout time.Duration
-	dialer  tls.Dialer
+	// replyTimeout bounds the peer's authentication reply after the dial.
+	replyTimeout time.Duration
+	dialer       tls.Dialer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,15 +79,16 @@ var _ wirenet.Dialer = (*Dialer)(nil)
 func NewDialer(acc *wireid.Account, hosts *Hosts, timeout time.Duration) *Dialer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Dialer{
-		acc: acc, hosts: hosts, timeout: timeout,
+		acc: acc, hosts: hosts, timeout: timeout, replyTimeout: DefaultHandshakeTimeout,
 		dialer: tls.Dialer{NetDialer: &net.Dialer{}, Config: clientTLS()},
 		ctx:    ctx, cancel: cancel,
 	}
 }
 
 // Dial connects to the peer addr. The connection appends the binding to the
-// user's authentication message and requires the peer's; go-perun's address
-// exchange runs over it as usual.
+// user's authentication message and requires the peer's, within
+// DefaultHandshakeTimeout and at most 1 KiB; go-perun's address exchange
+// runs over it as usual.
 func (d *Dialer) Dial(ctx context.Context, addr map[wallet.BackendID]wire.Address, ser wire.EnvelopeSerializer) (wirenet.Conn, error) {
 	peer, err := soleAddress(addr)
 	if err != nil {
@@ -119,7 +122,16 @@ func (d *Dialer) Dial(ctx context.Context, addr map[wallet.BackendID]wire.Addres
 		tc.Close()
 		return nil, fmt.Errorf("dial %s at %s: %w", peer, host, err)
 	}
-	return newBoundConn(tc, ser, d.acc, peer, exp), nil
+	// The peer's authentication reply must come within replyTimeout (as
+	// the Port bounds the dialer's): go-perun's active address exchange
+	// waits as long as the caller's context, which may be minutes.
+	if err := tc.SetDeadline(time.Now().Add(d.replyTimeout)); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("dial %s at %s: %w", peer, host, err)
+	}
+	bc := newBoundConn(tc, ser, d.acc, peer, exp)
+	bc.authRecvd = func() { _ = tc.SetDeadline(time.Time{}) }
+	return bc, nil
 }
 
 // Close aborts the Dialer's ongoing dials; it leaves the Hosts table and

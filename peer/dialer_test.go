@@ -2,6 +2,8 @@ package peer
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
 	"math/rand"
 	"net"
 	"sync"
@@ -121,6 +123,79 @@ func TestDialer(t *testing.T) {
 		require.NoError(t, c.Close())
 		require.Error(t, c.Close(), "a second Close of a connection fails, as wirenet.Conn requires")
 	})
+}
+
+// fakeTLSPeer is a TLS server that treats each connection with serve after
+// the TLS handshake.
+func fakeTLSPeer(t *testing.T, serve func(net.Conn)) (addr string, stop func()) {
+	t.Helper()
+	cert, err := NewCertificate()
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				tc := tls.Server(c, serverTLS(cert))
+				_ = tc.SetDeadline(time.Now().Add(recvTimeout))
+				if tc.Handshake() == nil {
+					serve(tc)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() { ln.Close(); wg.Wait() }
+}
+
+// TestDialerBoundsTheReply: a peer that completes TLS but then answers the
+// authentication with garbage (a frame longer than 1 KiB announced) or not
+// at all fails go-perun's address exchange within the Dialer's reply
+// timeout, even though go-perun itself waits as long as the caller's
+// context.
+func TestDialerBoundsTheReply(t *testing.T) {
+	garbage := make([]byte, 4096)
+	garbage[0], garbage[1] = 0xff, 0xf0 // a 65520-byte frame announced
+	tests := []struct {
+		name  string
+		serve func(net.Conn)
+	}{
+		{"garbage", func(c net.Conn) { _, _ = c.Write(garbage); _, _ = io.Copy(io.Discard, c) }},
+		{"silent", func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, stop := fakeTLSPeer(t, tc.serve)
+			defer stop()
+			peer := newAccount(t).Address().(*wireid.Address)
+			hosts := NewHosts()
+			hosts.Set(peer.Eth(), addr)
+			self := newAccount(t)
+			d := NewDialer(self, hosts, time.Second)
+			d.replyTimeout = 300 * time.Millisecond
+			defer d.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			c, err := d.Dial(ctx, peer.Map(), protobuf.Serializer())
+			require.NoError(t, err)
+			defer c.Close()
+			err = wirenet.ExchangeAddrsActive(ctx, self.Map(), peer.Map(), c)
+			t.Logf("%v after %v", err, time.Since(start).Round(time.Millisecond))
+			require.Error(t, err)
+			require.NoError(t, ctx.Err())
+			require.Less(t, time.Since(start), 3*time.Second)
+		})
+	}
 }
 
 // TestHosts: the table is shared and last writer wins.

@@ -58,5 +58,7 @@
 //
 // The Port speaks go-perun's protobuf serialization only. The first frame of
 // a connection is limited to 1 KiB, and everything up to the user's reply
-// to Config.HandshakeTimeout.
+// to Config.HandshakeTimeout. Likewise a Dialer's connection fails if the
+// peer's reply is larger than 1 KiB or does not come within
+// DefaultHandshakeTimeout of the dial.
 package peer

@@ -42,7 +42,7 @@ func fuzzConn(tb testing.TB) (*conn, func() [][]byte) {
 		tb.Fatal(err)
 	}
 	cfg, err := config.Load(config.Sources{Flags: map[string]any{"dataDir": tb.TempDir(), "keystore.lightKdf": true,
-		"channel.responseTimeout": "1s", "comm.dialTimeout": "200ms"}})
+		"channel.responseTimeout": "1s", "comm.dialTimeout": "200ms", "comm.listen": "127.0.0.1:0"}})
 	if err != nil {
 		tb.Fatal(err)
 	}

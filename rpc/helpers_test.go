@@ -74,7 +74,7 @@ func newFixtureWith(t *testing.T, flags map[string]any, opts func(*node.Options)
 	prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
 	require.NoError(t, err)
 	f.token = token
-	fl := map[string]any{"dataDir": t.TempDir(), "keystore.lightKdf": true, "channel.responseTimeout": "5s", "allowAccountCreation": true}
+	fl := map[string]any{"dataDir": t.TempDir(), "keystore.lightKdf": true, "channel.responseTimeout": "5s", "allowAccountCreation": true, "comm.listen": "127.0.0.1:0"}
 	for k, v := range flags {
 		fl[k] = v
 	}

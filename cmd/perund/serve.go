@@ -125,7 +125,9 @@ func runDev(args []string) error {
 	}
 	cfg, err := config.Load(config.Sources{
 		Base: map[string]any{"keystore": map[string]any{"lightKdf": true}, "allowAccountCreation": true,
-			"channel": map[string]any{"challengeDuration": 60}},
+			"channel": map[string]any{"challengeDuration": 60},
+			// One node, all users on loopback: any free port.
+			"comm": map[string]any{"listen": "127.0.0.1:0"}},
 		File: f.cfgFile, Env: os.Environ(), Flags: over,
 	})
 	if err != nil {
@@ -388,6 +390,9 @@ func setupDemo(ctx context.Context, n *node.Node, demo []struct{ name, key strin
 		for j, o := range sessions {
 			if i == j {
 				continue
+			}
+			if _, err := s.Contacts().ByAddress(addrs[j]); err == nil {
+				continue // from an earlier run: the node dials its own users at its own port
 			}
 			if _, err := s.AddContact(contacts.Contact{Alias: demo[j].name, Address: addrs[j], CommAddress: o.CommAddress()}); err != nil {
 				return fmt.Errorf("demo contacts: %w", err)

@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	defer os.RemoveAll(dir)
 	ncfg, err := config.Load(config.Sources{Flags: map[string]any{
 		"dataDir": dir, "keystore.lightKdf": true, "rpc.maxConnections": cfg.Conns + 10,
-		"channel.responseTimeout": "30s",
+		"channel.responseTimeout": "30s", "comm.listen": "127.0.0.1:0",
 	}})
 	if err != nil {
 		return nil, err
