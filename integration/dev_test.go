@@ -152,6 +152,9 @@ func TestDevRestart(t *testing.T) {
 	require.Equal(t, "open", after.State)
 	require.Equal(t, before.Version, after.Version)
 	require.Equal(t, before.Balance, after.Balance)
+	var bobContact map[string]any
+	sa.OK("contacts_get", map[string]any{"alias": "bob"}, &bobContact)
+	require.Equal(t, sb.CommAddress, bobContact["commAddress"], "the demo contact shows the node's current peer port")
 	var raw map[string]any
 	sa.OK("channel_get", id, &raw)
 	require.Equal(t, "ETH", raw["asset"])

@@ -391,10 +391,18 @@ func setupDemo(ctx context.Context, n *node.Node, demo []struct{ name, key strin
 			if i == j {
 				continue
 			}
-			if _, err := s.Contacts().ByAddress(addrs[j]); err == nil {
-				continue // from an earlier run: the node dials its own users at its own port
+			alias := demo[j].name
+			if c, err := s.Contacts().ByAddress(addrs[j]); err == nil {
+				if c.CommAddress == o.CommAddress() {
+					continue
+				}
+				// From an earlier run on another free port: show the current one.
+				if err := s.Contacts().Remove(c.Alias); err != nil {
+					return fmt.Errorf("demo contacts: %w", err)
+				}
+				alias = c.Alias
 			}
-			if _, err := s.AddContact(contacts.Contact{Alias: demo[j].name, Address: addrs[j], CommAddress: o.CommAddress()}); err != nil {
+			if _, err := s.AddContact(contacts.Contact{Alias: alias, Address: addrs[j], CommAddress: o.CommAddress()}); err != nil {
 				return fmt.Errorf("demo contacts: %w", err)
 			}
 		}
