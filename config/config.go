@@ -45,6 +45,7 @@ type Config struct {
 	Contracts Contracts `koanf:"contracts"`
 	Channel   Channel   `koanf:"channel"`
 	Comm      Comm      `koanf:"comm"`
+	Watcher   Watcher   `koanf:"watcher"`
 	Log       Log       `koanf:"log"`
 	// Assets are the ERC20 tokens channels can hold besides ETH.
 	Assets []Asset `koanf:"assets"`
@@ -149,6 +150,26 @@ type Comm struct {
 	LegacyPeers []string `koanf:"legacyPeers"`
 }
 
+// Watcher configures the node's watchtower account: the keystore account
+// that sends the registrations refuting a stale state of any user's
+// channel, whether the user is logged in or not. It needs ether for gas
+// and must be used for nothing else (a nonce taken elsewhere delays a
+// refutation).
+type Watcher struct {
+	// Account is the account's address; empty: no operator account, a
+	// stale state is then refuted only from the account of a party that is
+	// logged in.
+	Account string `koanf:"account"`
+	// Keystore is the directory holding the account's key file; default
+	// the node's keystore.
+	Keystore string `koanf:"keystore"`
+	// PasswordFile holds the account's password.
+	PasswordFile string `koanf:"passwordFile"`
+	// Password is the account's password; give it through the environment
+	// (PERUND_WATCHER_PASSWORD), not in a file, or use PasswordFile.
+	Password string `koanf:"password"`
+}
+
 // LegacyPeerAddresses returns LegacyPeers parsed (Validate checks them).
 func (c Comm) LegacyPeerAddresses() []common.Address {
 	out := make([]common.Address, 0, len(c.LegacyPeers))
@@ -198,6 +219,10 @@ func Defaults() map[string]any {
 		"comm.host":                      "127.0.0.1",
 		"comm.legacyPeers":               []string{},
 		"comm.dialTimeout":               "5s",
+		"watcher.account":                "",
+		"watcher.keystore":               "",
+		"watcher.passwordFile":           "",
+		"watcher.password":               "",
 		"log.level":                      "info",
 		"log.format":                     "text",
 		"allowAccountCreation":           false,
@@ -467,6 +492,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Comm.DialTimeout < 100*time.Millisecond {
 		return &KeyError{"comm.dialTimeout", "must be at least 100ms"}
+	}
+	if c.Watcher.Account != "" {
+		if !common.IsHexAddress(c.Watcher.Account) {
+			return &KeyError{"watcher.account", fmt.Sprintf("%q is not a hex address", c.Watcher.Account)}
+		}
+		if c.Watcher.PasswordFile == "" && c.Watcher.Password == "" {
+			return &KeyError{"watcher.account", "needs watcher.passwordFile or PERUND_WATCHER_PASSWORD"}
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -205,6 +205,8 @@ type proc struct {
 	log     *lockedBuffer
 	addr    common.Address
 	pw      string
+	// watcher is the node's watchtower account (watcher.account).
+	watcher common.Address
 }
 
 func newProc(t *testing.T, name, key string, a *anvil, c chain.Contracts, extra ...string) *proc {
@@ -235,13 +237,17 @@ log:
   level: debug
 `, port, filepath.Join(dir, "data"), a.url, c.Adjudicator.Hex(), c.AssetHolderETH.Hex(), challenge, peerPort) + strings.Join(extra, "")
 	require.NoError(t, os.WriteFile(p.cfgFile, []byte(cfg), 0o600))
-	keyFile, pwFile := filepath.Join(dir, "key"), filepath.Join(dir, "pw")
-	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
-	require.NoError(t, os.WriteFile(pwFile, []byte(p.pw), 0o600))
-	out, err := exec.Command(perundBin, "keys", "import", "--config", p.cfgFile, "--key-file", keyFile,
-		"--password-file", pwFile, "--light-kdf").CombinedOutput()
-	require.NoError(t, err, string(out))
-	p.addr = common.HexToAddress(strings.TrimSpace(string(out)))
+	p.addr = p.importKey(t, "user", key, p.pw)
+	// The node's watchtower account: a fresh key, funded on anvil, in the
+	// node's keystore.
+	wk, err := crypto.GenerateKey()
+	require.NoError(t, err)
+	p.watcher = p.importKey(t, "watcher", hexutil.Encode(crypto.FromECDSA(wk))[2:], "watcher-"+name)
+	a.setBalance(t, p.watcher, new(big.Int).Mul(big.NewInt(10), chain.Ether))
+	wpw := filepath.Join(dir, "watcher-pw")
+	require.NoError(t, os.WriteFile(wpw, []byte("watcher-"+name), 0o600))
+	cfg += fmt.Sprintf("watcher:\n  account: %s\n  passwordFile: %s\n", p.watcher.Hex(), wpw)
+	require.NoError(t, os.WriteFile(p.cfgFile, []byte(cfg), 0o600))
 	p.start(t)
 	t.Cleanup(func() {
 		p.stop(t)
@@ -253,6 +259,26 @@ log:
 		}
 	})
 	return p
+}
+
+// importKey imports a hex private key into the node's keystore with
+// perund keys import and returns its address.
+func (p *proc) importKey(t *testing.T, what, key, pw string) common.Address {
+	keyFile, pwFile := filepath.Join(p.dir, what+"-key"), filepath.Join(p.dir, what+"-pw-import")
+	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
+	require.NoError(t, os.WriteFile(pwFile, []byte(pw), 0o600))
+	out, err := exec.Command(perundBin, "keys", "import", "--config", p.cfgFile, "--key-file", keyFile,
+		"--password-file", pwFile, "--light-kdf").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return common.HexToAddress(strings.TrimSpace(string(out)))
+}
+
+// setBalance gives addr amount wei on anvil.
+func (a *anvil) setBalance(t *testing.T, addr common.Address, amount *big.Int) {
+	c := a.rpc(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, c.CallContext(ctx, nil, "anvil_setBalance", addr, hexutil.EncodeBig(amount)))
 }
 
 func (p *proc) start(t *testing.T) {

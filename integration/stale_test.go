@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
 	"github.com/perun-network/perun-eth-backend/wallet/simple"
@@ -24,17 +26,23 @@ import (
 	_ "github.com/perund/perund/wireid"
 )
 
-// registerStale plays a cheating bob: from his (stopped) node's database it
-// takes the channel's parameters, builds an old version in which he holds
-// more, signs it with both keys (the test knows them: a state both parties
-// once signed) and registers it on the adjudicator with his own account.
+// registerStale plays a cheating bob: see registerStaleBy.
 func registerStale(t *testing.T, a *anvil, bob *proc, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) {
+	registerStaleBy(t, a, bob, keyBob, c, chID, version, bals)
+}
+
+// registerStaleBy plays a cheating party: from its (stopped) node's
+// database it takes the channel's parameters, builds an old version with
+// balances bals (alice's first), signs it with both keys (the test knows
+// them: a state both parties once signed) and registers it on the
+// adjudicator from the cheater's own account.
+func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey string, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := store.OpenLevelDB(filepath.Join(bob.dir, "data", "channels.db"), store.LevelDBOptions{})
+	st, err := store.OpenLevelDB(filepath.Join(cheater.dir, "data", "channels.db"), store.LevelDBOptions{})
 	require.NoError(t, err)
 	defer st.Close()
-	pr := st.User(bob.addr)
+	pr := st.User(cheater.addr)
 	var id channel.ID
 	copy(id[:], common0x(t, chID))
 	saved, err := pr.RestoreChannel(ctx, id)
@@ -42,6 +50,7 @@ func registerStale(t *testing.T, a *anvil, bob *proc, c chain.Contracts, chID st
 	params := saved.Params()
 	stale := saved.CurrentTX().State.Clone()
 	stale.Version = version
+	stale.IsFinal = false
 	stale.Balances[0][0], stale.Balances[0][1] = bals[0], bals[1]
 
 	ka, _ := crypto.HexToECDSA(keyAlice)
@@ -59,18 +68,33 @@ func registerStale(t *testing.T, a *anvil, bob *proc, c chain.Contracts, chID st
 	defer cl.Close()
 	chainID, err := cl.ChainID(ctx)
 	require.NoError(t, err)
-	chain.ResetNonce(chainID, bob.addr)
-	cb, _ := chain.DeployerBackend(cl, chainID, kb)
-	adj := ethchannel.NewAdjudicator(cb, c.Adjudicator, bob.addr, accounts.Account{Address: bob.addr}, 1_000_000)
-	bobAcc, err := w.Unlock(ethwallet.AsWalletAddr(bob.addr))
+	chain.ResetNonce(chainID, cheater.addr)
+	ck, err := crypto.HexToECDSA(cheaterKey)
 	require.NoError(t, err)
+	cb, _ := chain.DeployerBackend(cl, chainID, ck)
+	adj := ethchannel.NewAdjudicator(cb, c.Adjudicator, cheater.addr, accounts.Account{Address: cheater.addr}, 1_000_000)
 	err = adj.Register(ctx, channel.AdjudicatorReq{
 		Params: params,
-		Acc:    map[wallet.BackendID]wallet.Account{ethwallet.BackendID: bobAcc},
 		Tx:     channel.Transaction{State: stale, Sigs: sigs},
-		Idx:    1,
 	}, nil)
 	require.NoError(t, err)
+}
+
+// onChainVersion reads the version registered on the adjudicator for a
+// channel (0 if none).
+func onChainVersion(t *testing.T, a *anvil, c chain.Contracts, chID string) uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := chain.Dial(ctx, a.url)
+	require.NoError(t, err)
+	defer cl.Close()
+	caller, err := adjudicator.NewAdjudicatorCaller(c.Adjudicator, cl)
+	require.NoError(t, err)
+	var id [32]byte
+	copy(id[:], common0x(t, chID))
+	d, err := caller.Disputes(&bind.CallOpts{Context: ctx}, id)
+	require.NoError(t, err)
+	return d.Version
 }
 
 // TestStaleStateRefuted: bob registers an old state; alice's node refutes

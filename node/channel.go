@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
 	"perun.network/go-perun/channel"
 	"perun.network/go-perun/client"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/subscriptions"
+	"github.com/perund/perund/watchtower"
 )
 
 // channelEntry is the session's view of one go-perun channel.
@@ -43,7 +43,6 @@ type channelEntry struct {
 	settling     bool // a settle attempt is running
 	settleLoop   bool // a background settle (with retries) is running
 	watching     bool
-	stopEvents   context.CancelFunc
 	weRegistered bool
 	col          collisions
 	// changed is closed and replaced on every change of the version, the
@@ -235,12 +234,13 @@ func (e *channelEntry) afterRestore() {
 	}
 }
 
-// startWatching starts go-perun's watcher for the channel (it refutes a
-// stale registration with the latest state) and the channel's own
-// adjudicator subscription, which reports on-chain events to the user.
-// go-perun delivers its watcher events only after taking the channel lock,
-// which its own Settle holds for the whole challenge period, so the
-// disputes topic is fed from the separate subscription.
+// startWatching attaches the channel to the node's watchtower through
+// go-perun's Watch: the client publishes its states to the tower and
+// follows the on-chain phase; the tower refutes a stale registration and
+// reports each event to the session (onTowerEvent), which tells the user
+// and settles. The tower's events reach the session directly, not through
+// go-perun's handler: go-perun delivers those only after taking the
+// channel lock, which its own Settle holds for the whole challenge period.
 func (e *channelEntry) startWatching() {
 	e.mu.Lock()
 	if e.watching || e.ch.IsClosed() {
@@ -248,8 +248,6 @@ func (e *channelEntry) startWatching() {
 		return
 	}
 	e.watching = true
-	ctx, cancel := context.WithCancel(e.s.tasks.ctx)
-	e.stopEvents = cancel
 	e.mu.Unlock()
 	// Watch takes no context: it returns when the channel or the client
 	// closes, which the session's shutdown does before waiting for its tasks.
@@ -269,66 +267,24 @@ func (e *channelEntry) startWatching() {
 			e.s.n.log.Warn("channel watcher stopped", "channel", idHex(e.id), "err", err)
 		}
 	})
-	if !e.s.tasks.goTask("events "+shortID(e.id), func(context.Context) { e.followEvents(ctx) }) {
-		cancel()
-	}
 }
 
-// ignoreEvents is the go-perun watch handler: events are reported from the
-// channel's own subscription (followEvents).
+// ignoreEvents is the go-perun watch handler: the tower reports events to
+// the session directly (onTowerEvent).
 type ignoreEvents struct{}
 
 func (ignoreEvents) HandleAdjudicatorEvent(channel.AdjudicatorEvent) {}
 
-func (e *channelEntry) stopWatching() {
-	e.mu.Lock()
-	stop := e.stopEvents
-	e.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
-}
-
-// followEvents reports the channel's adjudicator events until ctx ends.
-func (e *channelEntry) followEvents(ctx context.Context) {
-	sub, err := e.s.adj.Subscribe(ctx, e.id)
-	if err != nil {
-		if ctx.Err() == nil {
-			e.s.n.log.Error("subscribe to adjudicator events", "channel", idHex(e.id), "err", err)
-		}
-		return
-	}
-	stop := context.AfterFunc(ctx, func() { _ = sub.Close() })
-	defer func() {
-		if stop() {
-			_ = sub.Close()
-		}
-	}()
-	for ev := sub.Next(); ev != nil; ev = sub.Next() {
-		e.handleEvent(ev)
-	}
-}
-
 // handleEvent reports an on-chain event and settles when the channel is
 // concluded or registered: the user's funds are withdrawn without asking.
-func (e *channelEntry) handleEvent(ev channel.AdjudicatorEvent) {
-	latest := e.info().Version
+func (e *channelEntry) handleEvent(ev watchtower.Event) {
 	e.mu.Lock()
-	byPeer := !e.weRegistered
+	weRegistered := e.weRegistered
 	e.mu.Unlock()
-	de := DisputeEvent{ChannelID: idHex(e.id), Version: ev.Version(), ByPeer: byPeer, Timeout: timeoutTime(ev.Timeout())}
+	de := e.s.n.disputeEvent(ev, e.s.addr, weRegistered)
 	settle, secondary, by := false, false, "dispute"
-	switch ev.(type) {
-	case *channel.RegisteredEvent:
-		de.Event = "registered"
-		switch {
-		case ev.Version() < latest:
-			de.Response = fmt.Sprintf("refuted with version %d", latest)
-		case byPeer:
-			de.Response = "the latest state is registered; withdrawing after the challenge period"
-		default:
-			de.Response = "registered; withdrawing after the challenge period"
-		}
+	switch ev.Phase {
+	case watchtower.PhaseRegistered:
 		e.mu.Lock()
 		if e.state != StateClosed {
 			e.moveLocked(StateRegistered)
@@ -336,11 +292,8 @@ func (e *channelEntry) handleEvent(ev channel.AdjudicatorEvent) {
 		e.mu.Unlock()
 		e.publish()
 		settle = true
-	case *channel.ProgressedEvent:
-		de.Event = "progressed"
-	case *channel.ConcludedEvent:
-		de.Event = "concluded"
-		de.Response = "withdrawing"
+	case watchtower.PhaseProgressed:
+	case watchtower.PhaseConcluded:
 		settle, secondary = true, true
 		if e.info().State == StateClosing {
 			by = "agreement"
@@ -352,13 +305,6 @@ func (e *channelEntry) handleEvent(ev channel.AdjudicatorEvent) {
 	if settle {
 		e.settleInBackground(secondary, by)
 	}
-}
-
-func timeoutTime(t channel.Timeout) time.Time {
-	if bt, ok := t.(*ethchannel.BlockTimeout); ok && bt.Time > 0 {
-		return time.Unix(int64(bt.Time), 0).UTC()
-	}
-	return time.Time{}
 }
 
 // settle concludes (if needed) and withdraws the user's share, then closes
@@ -404,7 +350,8 @@ func (e *channelEntry) settle(ctx context.Context, secondary bool, by string) er
 	e.closedAt = &now
 	e.closedBy = by
 	e.mu.Unlock()
-	e.stopWatching()
+	// Concluded and withdrawn: nothing is left to refute.
+	e.s.n.tower.Forget(e.id)
 	if err := e.ch.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		e.s.n.log.Debug("close channel object", "channel", idHex(e.id), "err", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/wire"
 
@@ -33,6 +34,7 @@ import (
 	"github.com/perund/perund/keys"
 	"github.com/perund/perund/peer"
 	"github.com/perund/perund/store"
+	"github.com/perund/perund/watchtower"
 	"github.com/perund/perund/wireid"
 )
 
@@ -56,6 +58,9 @@ type Options struct {
 	// Starting makes the node report HealthStarting until SetReady is
 	// called, e.g. while perund dev brings its demo sessions back.
 	Starting bool
+	// Watcher is the key of the operator account that sends the
+	// watchtower's refutations (watcher.account); nil for none.
+	Watcher *ecdsa.PrivateKey
 }
 
 // Node is a multi-user perund node.
@@ -83,6 +88,13 @@ type Node struct {
 	// selfAddr is where the node dials its own peer port (loopback if it
 	// listens on every interface).
 	selfAddr string
+
+	// tower watches every stored channel of every user, logged in or not;
+	// operator and opAdj send its refutations (zero and nil without
+	// watcher.account).
+	tower    *watchtower.Tower
+	operator common.Address
+	opAdj    *ethchannel.Adjudicator
 
 	// tasks owns the node's goroutines; each session's tasks are a child
 	// group, so anything left of a session ends with the node.
@@ -145,9 +157,8 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	ok = true
 	lg.Info("peer port listening", "listen", port.Addr().String(), "commAddress", commAddr, "legacyPeers", len(o.Config.Comm.LegacyPeers))
-	return &Node{
+	n := &Node{
 		store:     st,
 		cfg:       o.Config,
 		chain:     o.Chain,
@@ -169,7 +180,16 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		passwords: newPasswordGuard(),
 		tasks:     newTaskGroup(context.Background(), lg),
 		starting:  o.Starting,
-	}, nil
+	}
+	if err := n.startTower(ctx, o.Watcher); err != nil {
+		port.Close()
+		if n.tower != nil {
+			_ = n.tower.Close(ctx)
+		}
+		return nil, err
+	}
+	ok = true
+	return n, nil
 }
 
 // openPeerPort opens the node's peer port on comm.listen with the data
@@ -374,6 +394,9 @@ type Login struct {
 func (n *Node) OpenSessions(ctx context.Context, logins []Login) ([]*Session, error) {
 	privs := make([]*ecdsa.PrivateKey, len(logins))
 	for i, l := range logins {
+		if l.Account == n.operator && n.operator != (common.Address{}) {
+			return nil, &InvalidArgError{Field: "account", Msg: "is the node's watchtower account (watcher.account), not a user's"}
+		}
 		if !n.keys.Has(l.Account) {
 			return nil, &NotFoundError{Resource: "account", ID: l.Account.Hex()}
 		}
@@ -621,6 +644,9 @@ func (n *Node) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}
 	if err := n.tasks.stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close node: %w", err))
+	}
+	if err := n.tower.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}
 	if err := n.store.Close(); err != nil {

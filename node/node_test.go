@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"io"
 	"log/slog"
 	"math/big"
@@ -32,7 +33,13 @@ type env struct {
 	// listen is the peer port of each data dir's node: a node started again
 	// from its dir listens where it did, as one with a fixed comm.listen.
 	listen map[string]string
+	// operators are funded watchtower accounts, one per data dir (opOf).
+	operators []*ecdsa.PrivateKey
+	opOf      map[string]*ecdsa.PrivateKey
 }
+
+// envOperators is how many data dirs of one env get a watchtower account.
+const envOperators = 8
 
 func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
 	alloc := map[common.Address]*big.Int{}
@@ -44,6 +51,11 @@ func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
 		alloc[a] = eth(100)
 		addrs = append(addrs, a)
 	}
+	ops := make([]*ecdsa.PrivateKey, envOperators)
+	for i := range ops {
+		ops[i], _ = crypto.GenerateKey()
+		alloc[crypto.PubkeyToAddress(ops[i].PublicKey)] = eth(100)
+	}
 	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: 100 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
@@ -51,7 +63,22 @@ func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
 	defer cancel()
 	_, _, c, err := e.Deploy(ctx)
 	require.NoError(t, err)
-	return &env{chain: e, c: c, listen: map[string]string{}}, addrs
+	return &env{chain: e, c: c, listen: map[string]string{}, operators: ops, opOf: map[string]*ecdsa.PrivateKey{}}, addrs
+}
+
+// operator returns the watchtower account of the node in dir: the same
+// for every start from dir, a new funded one for each dir.
+func (v *env) operator(t *testing.T, dir string) *ecdsa.PrivateKey {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if k, ok := v.opOf[dir]; ok {
+		return k
+	}
+	require.NotEmpty(t, v.operators, "more data dirs than envOperators")
+	k := v.operators[0]
+	v.operators = v.operators[1:]
+	v.opOf[dir] = k
+	return k
 }
 
 func (v *env) node(t *testing.T, keys map[string]string) *node.Node {
@@ -68,6 +95,8 @@ type testNode struct {
 	log   *slog.Logger
 	chain chain.Backend
 	flags map[string]any
+	// noOperator starts the node without a watchtower account.
+	noOperator bool
 }
 
 func (v *env) nodeWith(t *testing.T, dir string, keys map[string]string, o testNode) *node.Node {
@@ -94,7 +123,11 @@ func (v *env) nodeWith(t *testing.T, dir string, keys map[string]string, o testN
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: o.chain, Contracts: v.c, Logger: o.log})
+	var op *ecdsa.PrivateKey
+	if !o.noOperator {
+		op = v.operator(t, dir)
+	}
+	n, err := node.New(ctx, node.Options{Config: cfg, Chain: o.chain, Contracts: v.c, Logger: o.log, Watcher: op})
 	require.NoError(t, err)
 	v.mu.Lock()
 	v.listen[dir] = n.PeerListenAddr().String()
@@ -229,7 +262,9 @@ func openAcceptedWith(ctx context.Context, t *testing.T, alice, bob *node.Sessio
 		ci, _ := bob.RespondProposal(ctx, ev.ProposalID, true, "")
 		accepted <- ci
 	}()
-	ci, err := alice.OpenChannel(ctx, "bob", "ETH", mine, theirs, challenge)
+	c, err := alice.Contacts().ByAddress(bob.Address())
+	require.NoError(t, err)
+	ci, err := alice.OpenChannel(ctx, c.Alias, "ETH", mine, theirs, challenge)
 	require.NoError(t, err)
 	bobCh := <-accepted
 	require.NotNil(t, bobCh)

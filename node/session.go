@@ -23,7 +23,6 @@ import (
 	"perun.network/go-perun/channel/persistence"
 	"perun.network/go-perun/client"
 	"perun.network/go-perun/wallet"
-	"perun.network/go-perun/watcher/local"
 	"perun.network/go-perun/wire"
 	wirenet "perun.network/go-perun/wire/net"
 	"perun.network/go-perun/wire/protobuf"
@@ -163,10 +162,8 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 	}
 	adj := ethchannel.NewAdjudicator(cb, n.contracts.Adjudicator, addr, acc, adjudicatorGasLimit)
 	s.adj = &resilientAdjudicator{Adjudicator: adj, log: n.log}
-	watcher, err := local.NewWatcher(s.adj)
-	if err != nil {
-		return nil, fmt.Errorf("start watcher: %w", err)
-	}
+	// The node's watchtower watches the channels; the client attaches.
+	watcher := n.tower.ForUser(addr, s.onTowerEvent)
 	bus := &observingBus{Bus: s.bus, onUpdate: s.observeIncomingUpdate, onSync: s.takeSyncReply}
 	s.client, err = client.New(wireid.NewAddress(addr).Map(), bus, funder, s.adj,
 		map[wallet.BackendID]wallet.Wallet{ethwallet.BackendID: w}, watcher)
@@ -213,6 +210,7 @@ func (s *Session) start(ctx context.Context) error {
 	for _, e := range restored {
 		e.afterRestore()
 	}
+	s.holdPendingDisputes()
 	return nil
 }
 

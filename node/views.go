@@ -83,6 +83,13 @@ type DisputeEvent struct {
 	Timeout   time.Time `json:"timeout"`
 	ByPeer    bool      `json:"byPeer"`
 	Response  string    `json:"response"`
+	// TxHash is the transaction of the event; empty when the node found
+	// the dispute by reading the adjudicator (at start, after a gap).
+	TxHash string `json:"txHash,omitempty"`
+	// Sender is the account that sent TxHash.
+	Sender string `json:"sender,omitempty"`
+	// ByWatcher: the node's watchtower account sent it (a refutation).
+	ByWatcher bool `json:"byWatcher,omitempty"`
 }
 
 // SessionInfo is the result of opening or resuming a session.

@@ -108,7 +108,7 @@ func TestHealthAndDiscover(t *testing.T) {
 	}
 	for _, m := range []string{"rpc_discover", "node_info", "account_new", "account_list", "session_open", "session_resume",
 		"session_close", "session_info", "contacts_add", "contacts_list", "contacts_get", "contacts_remove", "chain_balance",
-		"channel_open", "channel_list", "channel_get", "channel_send", "channel_request", "channel_close", "channel_forceClose",
+		"channel_open", "channel_list", "channel_get", "channel_send", "channel_request", "channel_close", "channel_forceClose", "dispute_list",
 		"proposal_list", "proposal_respond", "update_list", "update_respond", "perun_subscribe", "perun_unsubscribe"} {
 		require.True(t, names[m], m)
 	}

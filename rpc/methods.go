@@ -92,6 +92,8 @@ func methodTable() map[string]*method {
 			params: []param{str("channelId", "", true)}, fn: channelClose},
 		"channel_forceClose": {summary: "Register the latest state on-chain and settle after the challenge period.", result: "Channel", needsSession: true, timeout: long,
 			params: []param{str("channelId", "", true)}, fn: channelForceClose},
+		"dispute_list": {summary: "The on-chain events of the session's channels, oldest first, including those while the user was logged out.", result: "[DisputeEvent]", needsSession: true, timeout: quick,
+			params: []param{str("channelId", "only this channel", false)}, fn: disputeList},
 		"proposal_list": {summary: "Incoming proposals waiting for an answer.", result: "[Proposal]", needsSession: true, timeout: quick, fn: proposalList},
 		"proposal_respond": {summary: "Answer a proposal.", result: "Channel or {}", needsSession: true, timeout: long,
 			params: []param{str("proposalId", "", true), {"accept", "boolean", true, ""}, str("reason", "", false)}, fn: proposalRespond},
@@ -618,6 +620,20 @@ func channelForceClose(c *call) (any, error) {
 		return nil, err
 	}
 	return c.session().ForceClose(c.ctx, id)
+}
+
+func disputeList(c *call) (any, error) {
+	var p struct {
+		ChannelID *string `json:"channelId"`
+	}
+	if err := decodeParams(c.params, &p); err != nil {
+		return nil, err
+	}
+	id := ""
+	if p.ChannelID != nil {
+		id = *p.ChannelID
+	}
+	return c.session().Disputes(id)
 }
 
 func proposalList(c *call) (any, error) {

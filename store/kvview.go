@@ -37,6 +37,31 @@ func newKVView(db sortedkv.Database) *kvView {
 	return &kvView{PersistRestorer: keyvalue.NewPersistRestorer(db), db: db}
 }
 
+// recTable is the key space of the node's records inside a user's view,
+// apart from go-perun's "Chan:" and "Peer:" tables.
+const recTable = "Rec:"
+
+// PutRecord stores value under key in the view's record table.
+func (v *kvView) PutRecord(key string, value []byte) error {
+	if err := v.db.PutBytes(recTable+key, value); err != nil {
+		return fmt.Errorf("store record %s: %w", key, err)
+	}
+	return nil
+}
+
+// Records returns the records under prefix in ascending order of key.
+func (v *kvView) Records(prefix string) ([]Record, error) {
+	it := v.db.NewIteratorWithPrefix(recTable + prefix)
+	var out []Record
+	for it.Next() {
+		out = append(out, Record{Key: it.Key()[len(recTable):], Value: append([]byte(nil), it.ValueBytes()...)})
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("list records %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
 // ChannelRemoved deletes a channel, with the parent key that go-perun's
 // ChannelRemoved leaves.
 func (v *kvView) ChannelRemoved(ctx context.Context, id channel.ID) error {

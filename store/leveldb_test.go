@@ -235,3 +235,44 @@ func TestRemovedChannel(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{chanTable + string(stray[:]) + ":parent": "\x00"}, spaceKeys(t, st, alice))
 }
+
+// TestRecords: records are kept per user, listed by prefix in key order,
+// replaced by a second put, survive a reopen and are invisible to
+// go-perun's channel iteration.
+func TestRecords(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "channels.db")
+	st, err := OpenLevelDB(path, LevelDBOptions{})
+	require.NoError(t, err)
+	alice, bob := common.HexToAddress("0x01"), common.HexToAddress("0x02")
+	va, vb := st.User(alice), st.User(bob)
+	for _, kv := range []struct{ k, v string }{
+		{"dispute/2/x", "second"}, {"dispute/1/x", "first"}, {"other/1", "other"}, {"dispute/1/x", "first, replaced"},
+	} {
+		require.NoError(t, va.PutRecord(kv.k, []byte(kv.v)))
+	}
+	require.NoError(t, vb.PutRecord("dispute/9/y", []byte("bob's")))
+	it, err := va.RestoreAll()
+	require.NoError(t, err)
+	require.False(t, it.Next(testCtx(t)), "records are no channels")
+	require.NoError(t, it.Close())
+	require.NoError(t, st.Close())
+
+	st, err = OpenLevelDB(path, LevelDBOptions{})
+	require.NoError(t, err)
+	defer st.Close()
+	for _, tc := range []struct {
+		user   common.Address
+		prefix string
+		want   []Record
+	}{
+		{alice, "dispute/", []Record{{"dispute/1/x", []byte("first, replaced")}, {"dispute/2/x", []byte("second")}}},
+		{alice, "other/", []Record{{"other/1", []byte("other")}}},
+		{alice, "none/", nil},
+		{bob, "", []Record{{"dispute/9/y", []byte("bob's")}}},
+	} {
+		got, err := st.User(tc.user).Records(tc.prefix)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, got, "%s %q", tc.user.Hex(), tc.prefix)
+	}
+}

@@ -39,4 +39,16 @@ type View interface {
 	// RestoreAll iterates over every channel of the user, whatever the
 	// peer.
 	RestoreAll() (persistence.ChannelIterator, error)
+	// PutRecord stores a small record of the node's beside the channels
+	// (the dispute log), replacing the one under key.
+	PutRecord(key string, value []byte) error
+	// Records returns the records whose key starts with prefix, in
+	// ascending order of key.
+	Records(prefix string) ([]Record, error)
+}
+
+// Record is a key and value stored by View.PutRecord.
+type Record struct {
+	Key   string
+	Value []byte
 }

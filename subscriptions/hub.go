@@ -49,6 +49,8 @@ type Hub struct {
 	buffer int
 	mu     sync.Mutex
 	subs   map[string]*Subscription
+	// held are events for the next subscriber of their topic (Hold).
+	held   map[Topic][]any
 	closed bool
 }
 
@@ -101,7 +103,33 @@ func (h *Hub) Subscribe(topic Topic) (*Subscription, error) {
 		return s, nil
 	}
 	h.subs[s.id] = s
+	for _, ev := range h.held[topic] {
+		select {
+		case s.events <- ev:
+		default:
+		}
+	}
+	delete(h.held, topic)
 	return s, nil
+}
+
+// Hold keeps ev for the next subscriber of topic, which receives the held
+// events first (events that happened before anybody could subscribe, such
+// as those of a user's channels while the user was logged out). At most
+// half the buffer is held, so that the subscriber has room for live
+// events; older events are dropped first.
+func (h *Hub) Hold(topic Topic, ev any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held == nil {
+		h.held = map[Topic][]any{}
+	}
+	limit := max(h.buffer/2, 1)
+	l := append(h.held[topic], ev)
+	if len(l) > limit {
+		l = l[len(l)-limit:]
+	}
+	h.held[topic] = l
 }
 
 // Unsubscribe ends the subscription id and reports whether it existed.

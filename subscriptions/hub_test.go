@@ -84,3 +84,28 @@ func TestSlowSubscriberDoesNotBlock(t *testing.T) {
 	wg.Wait()
 	require.GreaterOrEqual(t, got, 2)
 }
+
+// TestHold: held events go to the next subscriber of their topic only,
+// first and in order, and at most half a buffer is held.
+func TestHold(t *testing.T) {
+	h := NewHub(6)
+	for i := 0; i < 5; i++ {
+		h.Hold(Disputes, i)
+	}
+	other, err := h.Subscribe(Channels)
+	require.NoError(t, err)
+	first, err := h.Subscribe(Disputes)
+	require.NoError(t, err)
+	h.Publish(Disputes, "live")
+	var got []any
+	for len(got) < 4 {
+		got = append(got, <-first.Events())
+	}
+	require.Equal(t, []any{2, 3, 4, "live"}, got, "the newest three, oldest first, then live ones")
+	second, err := h.Subscribe(Disputes)
+	require.NoError(t, err)
+	h.Publish(Disputes, "later")
+	require.Equal(t, "later", <-second.Events(), "held events are delivered once")
+	require.Empty(t, other.Events())
+	h.Close()
+}

@@ -311,9 +311,13 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	for i, u := range demo {
 		demoInfo = append(demoInfo, node.DemoAccount{Name: u.name, Address: demoAddrs[i].Hex(), Password: u.name})
 	}
+	wkey, err := watcherKey(ctx, cfg, ks, be, kdf, log)
+	if err != nil {
+		return err
+	}
 	// While the demo sessions come back, /healthz answers 503 "starting".
 	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund,
-		Logger: log, Version: version, Demo: demoInfo, Starting: len(demo) > 0})
+		Logger: log, Version: version, Demo: demoInfo, Starting: len(demo) > 0, Watcher: wkey})
 	if err != nil {
 		return err
 	}
@@ -408,6 +412,69 @@ func setupDemo(ctx context.Context, n *node.Node, demo []struct{ name, key strin
 		}
 	}
 	return nil
+}
+
+// devWatcherPassword protects the watchtower account perund sets up by
+// itself on the embedded chain (a development chain: the key guards
+// nothing of value).
+const devWatcherPassword = "perund-dev-watcher"
+
+// watcherKey unlocks the watchtower's operator account: watcher.account
+// if set; on the embedded chain without it, an account of its own in
+// dataDir/watcher, created and funded at the first start; otherwise none.
+func watcherKey(ctx context.Context, cfg *config.Config, ks *keys.Store, be *backend, kdf keys.KDF, log *slog.Logger) (*ecdsa.PrivateKey, error) {
+	w := cfg.Watcher
+	if w.Account == "" {
+		if cfg.Chain.URL != config.Embedded {
+			return nil, nil
+		}
+		dks, err := keys.New(filepath.Join(cfg.DataDir, "watcher"), kdf)
+		if err != nil {
+			return nil, fmt.Errorf("watchtower keystore: %w", err)
+		}
+		list, err := dks.List()
+		if err != nil {
+			return nil, fmt.Errorf("watchtower keystore: %w", err)
+		}
+		if len(list) == 0 {
+			a, err := dks.Create(devWatcherPassword)
+			if err != nil {
+				return nil, fmt.Errorf("create watchtower account: %w", err)
+			}
+			fctx, cancel := context.WithTimeout(ctx, cfg.Chain.TxTimeout)
+			defer cancel()
+			if err := be.fund(fctx, a); err != nil {
+				return nil, fmt.Errorf("fund watchtower account: %w", err)
+			}
+			list = []common.Address{a}
+		}
+		return dks.Unlock(list[0], devWatcherPassword)
+	}
+	store := ks
+	if w.Keystore != "" {
+		var err error
+		if store, err = keys.New(w.Keystore, kdf); err != nil {
+			return nil, fmt.Errorf("config key watcher.keystore: %w", err)
+		}
+	}
+	pw := w.Password
+	if w.PasswordFile != "" {
+		var err error
+		if pw, err = readPasswordFile(w.PasswordFile); err != nil {
+			return nil, fmt.Errorf("config key watcher.passwordFile: %w", err)
+		}
+	}
+	addr := common.HexToAddress(w.Account)
+	key, err := store.Unlock(addr, pw)
+	if err != nil {
+		return nil, fmt.Errorf("config key watcher.account: unlock %s: %w", addr.Hex(), err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if bal, err := be.chain.BalanceAt(bctx, addr, nil); err == nil && bal.Sign() == 0 {
+		log.Warn("the watchtower account has no ether for gas: refutations will fail until it is funded", "account", addr.Hex())
+	}
+	return key, nil
 }
 
 func readPasswordFile(path string) (string, error) {

@@ -19,6 +19,8 @@ export interface Update {
 export interface DisputeEvent {
   channelId: string; event: 'registered' | 'progressed' | 'concluded'; version: number; timeout: string;
   byPeer: boolean; response: string;
+  /** the event's transaction; absent when the node read the dispute from the contract */
+  txHash?: string; sender?: string; byWatcher?: boolean;
 }
 export interface Session {
   sessionId: string; token?: string; address: string; commAddress: string; channels: Channel[];
@@ -86,6 +88,7 @@ export class PerundClient {
   channelRequest(channelId: string, amount: string): Promise<Channel>;
   channelClose(channelId: string): Promise<Channel>;
   channelForceClose(channelId: string): Promise<Channel>;
+  disputeList(channelId?: string): Promise<DisputeEvent[]>;
   proposalList(): Promise<Proposal[]>;
   proposalRespond(proposalId: string, accept: boolean, reason?: string): Promise<Channel | {}>;
   updateList(): Promise<Update[]>;

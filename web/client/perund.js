@@ -366,6 +366,8 @@ export class PerundClient {
   channelClose(channelId) { return this.call('channel_close', { channelId }); }
   /** @param {string} channelId @returns {Promise<Channel>} */
   channelForceClose(channelId) { return this.call('channel_forceClose', { channelId }); }
+  /** @param {string} [channelId] only this channel @returns {Promise<DisputeEvent[]>} */
+  disputeList(channelId) { return this.call('dispute_list', channelId ? { channelId } : {}); }
   /** @returns {Promise<Proposal[]>} */
   proposalList() { return this.call('proposal_list'); }
   /**
