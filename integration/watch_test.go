@@ -25,7 +25,6 @@ func TestRefutedWithoutTheUser(t *testing.T) {
 		{"bob's node restarted, bob not logged in", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
 			a := startAnvil(t)
 			ethc := a.rpc(t)
 			c := deploy(t, a)

@@ -45,6 +45,14 @@ type Store struct {
 	dir string
 	kdf KDF
 	mu  sync.Mutex
+	// The index of the directory: the address of each key file read so
+	// far, by file name, and the path of each address. It is brought up to
+	// date when the directory's modification time changed (a key added or
+	// removed, also by another process), reading only new files, so that a
+	// lookup among thousands of keys costs one stat.
+	byName  map[string]common.Address
+	byAddr  map[common.Address]string
+	scanned time.Time
 }
 
 // New returns the store in dir, creating the directory if needed.
@@ -154,31 +162,49 @@ func (s *Store) find(addr common.Address) (string, error) {
 	return p, nil
 }
 
-// scan reads the address of every key file in the directory.
+// scan returns the index of the directory, reading the key files added
+// since the last scan; s.mu must be held.
 func (s *Store) scan() (map[common.Address]string, error) {
+	fi, err := os.Stat(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read keystore dir: %w", err)
+	}
+	// A modification within the same clock tick as the last scan may not
+	// change the time: rescan while the directory is that recent.
+	if s.byAddr != nil && fi.ModTime().Equal(s.scanned) && time.Since(fi.ModTime()) > time.Second {
+		return s.byAddr, nil
+	}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("read keystore dir: %w", err)
 	}
-	out := make(map[common.Address]string, len(entries))
+	byName := make(map[string]common.Address, len(entries))
+	byAddr := make(map[common.Address]string, len(entries))
 	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || strings.HasSuffix(e.Name(), ".tmp") {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") {
 			continue
 		}
-		p := filepath.Join(s.dir, e.Name())
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
+		p := filepath.Join(s.dir, name)
+		a, ok := s.byName[name]
+		if !ok {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			var f struct {
+				Address string `json:"address"`
+			}
+			if json.Unmarshal(data, &f) != nil || !common.IsHexAddress(f.Address) {
+				continue
+			}
+			a = common.HexToAddress(f.Address)
 		}
-		var f struct {
-			Address string `json:"address"`
-		}
-		if json.Unmarshal(data, &f) != nil || !common.IsHexAddress(f.Address) {
-			continue
-		}
-		out[common.HexToAddress(f.Address)] = p
+		byName[name] = a
+		byAddr[a] = p
 	}
-	return out, nil
+	s.byName, s.byAddr, s.scanned = byName, byAddr, fi.ModTime()
+	return byAddr, nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"os"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/crypto"
@@ -46,4 +47,30 @@ func TestRoundTrip(t *testing.T) {
 	}
 	_, err = s.Import(k, "again")
 	require.ErrorIs(t, err, ErrExists)
+}
+
+// TestIndexSeesOtherWriters: a key imported or removed through another
+// Store on the same directory (another process: perund keys import while
+// the node runs) is seen by the first one's index at the next lookup.
+func TestIndexSeesOtherWriters(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(dir, LightKDF)
+	require.NoError(t, err)
+	b, err := New(dir, LightKDF)
+	require.NoError(t, err)
+	first, err := a.Create("pw")
+	require.NoError(t, err)
+	require.True(t, a.Has(first))
+	second, err := b.Create("pw")
+	require.NoError(t, err)
+	require.True(t, a.Has(second), "added by another writer")
+	list, err := a.List()
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	path, err := b.find(second)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(path))
+	require.False(t, a.Has(second), "removed by another writer")
+	_, err = a.Unlock(first, "pw")
+	require.NoError(t, err)
 }
