@@ -38,6 +38,9 @@ var (
 	StandardKDF = KDF{N: keystore.StandardScryptN, P: keystore.StandardScryptP}
 	// LightKDF is go-ethereum's light scrypt strength, for dev mode and tests.
 	LightKDF = KDF{N: keystore.LightScryptN, P: keystore.LightScryptP}
+	// BenchKDF is the weakest scrypt: for benchmarks with thousands of
+	// throw-away keys only (it protects nothing).
+	BenchKDF = KDF{N: 2, P: 1}
 )
 
 // Store is a directory of key files. It is safe for concurrent use.
@@ -79,25 +82,30 @@ func (s *Store) Create(password string) (common.Address, error) {
 // Import stores key encrypted with password.
 func (s *Store) Import(key *ecdsa.PrivateKey, password string) (common.Address, error) {
 	addr := crypto.PubkeyToAddress(key.PublicKey)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.find(addr); err == nil {
-		return addr, fmt.Errorf("import %s: %w", addr.Hex(), ErrExists)
-	}
 	id, err := uuid.NewRandom()
 	if err != nil {
 		return addr, fmt.Errorf("import %s: %w", addr.Hex(), err)
 	}
+	// scrypt runs outside the lock: imports and unlocks run in parallel.
 	k := &keystore.Key{Id: id, Address: addr, PrivateKey: key}
 	data, err := keystore.EncryptKey(k, password, s.kdf.N, s.kdf.P)
 	if err != nil {
 		return addr, fmt.Errorf("encrypt key %s: %w", addr.Hex(), err)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// find brings the index up to date just before the write, so that
+	// indexLocked may take the directory's new time as current.
+	if _, err := s.find(addr); err == nil {
+		return addr, fmt.Errorf("import %s: %w", addr.Hex(), ErrExists)
+	}
 	name := fmt.Sprintf("UTC--%s--%s", time.Now().UTC().Format("2006-01-02T15-04-05.000000000Z"),
 		strings.ToLower(addr.Hex()[2:]))
-	if err := writeFileAtomic(filepath.Join(s.dir, name), data); err != nil {
+	path := filepath.Join(s.dir, name)
+	if err := writeFileAtomic(path, data); err != nil {
 		return addr, fmt.Errorf("store key %s: %w", addr.Hex(), err)
 	}
+	s.indexLocked(path, addr)
 	return addr, nil
 }
 
@@ -169,9 +177,7 @@ func (s *Store) scan() (map[common.Address]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read keystore dir: %w", err)
 	}
-	// A modification within the same clock tick as the last scan may not
-	// change the time: rescan while the directory is that recent.
-	if s.byAddr != nil && fi.ModTime().Equal(s.scanned) && time.Since(fi.ModTime()) > time.Second {
+	if s.byAddr != nil && fi.ModTime().Equal(s.scanned) && (precise(fi.ModTime()) || time.Since(fi.ModTime()) > time.Second) {
 		return s.byAddr, nil
 	}
 	entries, err := os.ReadDir(s.dir)
@@ -205,6 +211,32 @@ func (s *Store) scan() (map[common.Address]string, error) {
 	}
 	s.byName, s.byAddr, s.scanned = byName, byAddr, fi.ModTime()
 	return byAddr, nil
+}
+
+// precise tells whether t comes from a file system with sub-second
+// timestamps (ext4, xfs, btrfs, tmpfs): there, two changes of a directory
+// get different times. On a coarse one, a change within the same second as
+// the last scan may keep the time, so a directory changed in the last
+// second is scanned again.
+func precise(t time.Time) bool { return t.Nanosecond() != 0 }
+
+// indexLocked adds a file this store wrote to the index, so that its own
+// writes need no rescan; s.mu must be held.
+func (s *Store) indexLocked(path string, addr common.Address) {
+	fi, err := os.Stat(s.dir)
+	if err != nil || s.byAddr == nil {
+		s.scanned = time.Time{} // rescan at the next lookup
+		return
+	}
+	// Another writer may have changed the directory since the last scan:
+	// only if the time moved by our write alone is the index current.
+	s.byName[filepath.Base(path)] = addr
+	s.byAddr[addr] = path
+	if !precise(fi.ModTime()) {
+		s.scanned = time.Time{}
+		return
+	}
+	s.scanned = fi.ModTime()
 }
 
 func writeFileAtomic(path string, data []byte) error {

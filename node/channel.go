@@ -351,7 +351,7 @@ func (e *channelEntry) settle(ctx context.Context, secondary bool, by string) er
 	e.closedBy = by
 	e.mu.Unlock()
 	// Concluded and withdrawn: nothing is left to refute.
-	e.s.n.tower.Forget(e.id)
+	e.s.n.tower.Forget(e.id, e.s.addr)
 	if err := e.ch.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		e.s.n.log.Debug("close channel object", "channel", idHex(e.id), "err", err)
 	}

@@ -2,8 +2,6 @@ package node
 
 import (
 	"perun.network/go-perun/channel"
-
-	"github.com/perund/perund/watchtower"
 )
 
 // ChannelStateForTest returns a live channel's parameters and current state
@@ -15,9 +13,6 @@ func (s *Session) ChannelStateForTest(id string) (*channel.Params, *channel.Stat
 	}
 	return e.ch.Params(), e.ch.State().Clone(), nil
 }
-
-// TowerStatsForTest returns the counters of the node's watchtower.
-func (n *Node) TowerStatsForTest() watchtower.Stats { return n.tower.Stats() }
 
 // OperatorForTest returns the watchtower's operator account.
 func (n *Node) OperatorForTest() string { return n.operator.Hex() }

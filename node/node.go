@@ -58,6 +58,10 @@ type Options struct {
 	// Starting makes the node report HealthStarting until SetReady is
 	// called, e.g. while perund dev brings its demo sessions back.
 	Starting bool
+	// KDF, if set, overrides the keystore's key derivation strength
+	// (keystore.lightKdf): the load program's thousands of users use
+	// keys.BenchKDF, which protects nothing.
+	KDF *keys.KDF
 	// Watcher is the key of the operator account that sends the
 	// watchtower's refutations (watcher.account); nil for none.
 	Watcher *ecdsa.PrivateKey
@@ -131,6 +135,9 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	kdf := keys.StandardKDF
 	if o.Config.Keystore.LightKDF {
 		kdf = keys.LightKDF
+	}
+	if o.KDF != nil {
+		kdf = *o.KDF
 	}
 	ks, err := keys.New(o.Config.KeystoreDir(), kdf)
 	if err != nil {

@@ -113,6 +113,11 @@ func (n *Node) watchUser(ctx context.Context, u common.Address) (int, error) {
 	return count, nil
 }
 
+// WatchStats returns the counters of the node's watchtower: channels
+// watched, checks made, refutations sent and failed, whether its chain
+// subscription is up.
+func (n *Node) WatchStats() watchtower.Stats { return n.tower.Stats() }
+
 // refute sends a refutation: from the operator account, or, without one,
 // from the account of a party that is logged in.
 func (n *Node) refute(ctx context.Context, owners []common.Address, req channel.AdjudicatorReq) error {

@@ -150,7 +150,7 @@ func TestRefutedWhileLoggedOut(t *testing.T) {
 					require.NoError(t, nb.CloseSession(ctx, vic.s, true))
 				}
 			}
-			require.Equal(t, 2, nb.TowerStatsForTest().Watched, "every channel of every user watched before anyone logs in")
+			require.Equal(t, 2, nb.WatchStats().Watched, "every channel of every user watched before anyone logs in")
 
 			for _, vic := range victims {
 				stale := staleState(t, vic.params, vic.latest, 1, eth(9), keyAlice, vic.key)

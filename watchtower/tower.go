@@ -313,11 +313,21 @@ func (t *Tower) Publish(id channel.ID, tx channel.Transaction) {
 	w.latest = tx.Clone()
 }
 
-// Forget stops watching a channel: it is concluded and withdrawn.
-func (t *Tower) Forget(id channel.ID) {
+// Forget tells the tower that owner withdrew from a channel: the tower
+// stops watching it once every owner of the node did (both parties may be
+// users of one node, and the other one still needs the channel's events
+// to withdraw).
+func (t *Tower) Forget(id channel.ID, owner common.Address) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.watches, id)
+	w, ok := t.watches[id]
+	if !ok {
+		return
+	}
+	delete(w.owners, owner)
+	if len(w.owners) == 0 {
+		delete(t.watches, id)
+	}
 }
 
 // Watching tells whether the tower watches id, and its latest version.

@@ -365,3 +365,24 @@ func TestTooLateIsNotRetried(t *testing.T) {
 	require.Zero(t, refutes, "nothing sent after the challenge period")
 	require.EqualValues(t, 1, tw.Stats().RefuteErrors)
 }
+
+// TestForgetPerOwner: a channel of two users of the node stays watched
+// until both withdrew.
+func TestForgetPerOwner(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	tw, _ := w.newTower(t, nil)
+	c := w.newChannel(t, 60)
+	alice, bob := w.addr(w.keys[0]), w.addr(w.keys[1])
+	require.NoError(t, tw.Watch(alice, c.signedState(c.signed(t, 2, 12, 8))))
+	require.NoError(t, tw.Watch(bob, c.signedState(c.signed(t, 3, 13, 7))))
+	latest, ok := tw.Watching(c.params.ID())
+	require.True(t, ok)
+	require.EqualValues(t, 3, latest, "the newest state of either owner")
+	tw.Forget(c.params.ID(), alice)
+	_, ok = tw.Watching(c.params.ID())
+	require.True(t, ok, "bob has not withdrawn yet")
+	tw.Forget(c.params.ID(), bob)
+	_, ok = tw.Watching(c.params.ID())
+	require.False(t, ok)
+}

@@ -40,3 +40,23 @@ func TestLoadSmall(t *testing.T) {
 	}
 	require.NoError(t, leak)
 }
+
+// TestCurveSmall runs the cost curve at two small points: every user gets
+// a channel, the idle node watches all of them with no goroutine per user,
+// the restarted node checks every channel, and the paying users pay.
+func TestCurveSmall(t *testing.T) {
+	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pts, err := RunCurve(ctx, CurveConfig{Points: []int{4, 12}, Duration: time.Second, Paying: 0.5, Batch: 4}, io.Discard)
+	require.NoError(t, err)
+	PrintCurve(os.Stdout, pts)
+	require.Len(t, pts, 2)
+	for _, p := range pts {
+		require.Equal(t, p.Users/2, p.Channels)
+		require.Positive(t, p.Payments)
+		require.Zero(t, p.Failed)
+		require.Positive(t, p.RestoreSeconds)
+	}
+	require.Equal(t, pts[0].Goroutines, pts[1].Goroutines, "an idle user costs no goroutine")
+}
