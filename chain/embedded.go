@@ -402,16 +402,22 @@ func (e *Embedded) DeployAll(ctx context.Context, tokenHolders []common.Address,
 // chain is closing) is returned as one that is already over:
 // perun-eth-backend calls Unsubscribe on it even when subscribing failed.
 func (e *Embedded) SubscribeNewHead(ctx context.Context, ch chan<- *types.Header) (ethereum.Subscription, error) {
-	s, err := e.Client.SubscribeNewHead(ctx, ch)
+	s, err := relay(func(in chan<- *types.Header) (ethereum.Subscription, error) {
+		return e.Client.SubscribeNewHead(ctx, in)
+	}, ch)
 	if err != nil {
 		return failedSubscription{}, fmt.Errorf("subscribe to heads: %w", err)
 	}
 	return s, nil
 }
 
-// SubscribeFilterLogs subscribes to logs, like SubscribeNewHead.
+// SubscribeFilterLogs subscribes to logs, like SubscribeNewHead. Both
+// subscribe through relay (see there: go-ethereum's client keeps every
+// subscription).
 func (e *Embedded) SubscribeFilterLogs(ctx context.Context, q ethereum.FilterQuery, ch chan<- types.Log) (ethereum.Subscription, error) {
-	s, err := e.Client.SubscribeFilterLogs(ctx, q, ch)
+	s, err := relay(func(in chan<- types.Log) (ethereum.Subscription, error) {
+		return e.Client.SubscribeFilterLogs(ctx, q, in)
+	}, ch)
 	if err != nil {
 		return failedSubscription{}, fmt.Errorf("subscribe to logs: %w", err)
 	}

@@ -303,17 +303,22 @@ func (r *Reconnecting) FilterLogs(ctx context.Context, q ethereum.FilterQuery) (
 
 // SubscribeFilterLogs subscribes to logs.
 func (r *Reconnecting) SubscribeFilterLogs(ctx context.Context, q ethereum.FilterQuery, ch chan<- types.Log) (ethereum.Subscription, error) {
-	return r.wrap(r.client().SubscribeFilterLogs(ctx, q, ch))
+	c := r.client()
+	return r.wrap(relay(func(in chan<- types.Log) (ethereum.Subscription, error) { return c.SubscribeFilterLogs(ctx, q, in) }, ch))
 }
 
 // SubscribeNewHead subscribes to new heads.
 func (r *Reconnecting) SubscribeNewHead(ctx context.Context, ch chan<- *types.Header) (ethereum.Subscription, error) {
-	return r.wrap(r.client().SubscribeNewHead(ctx, ch))
+	c := r.client()
+	return r.wrap(relay(func(in chan<- *types.Header) (ethereum.Subscription, error) { return c.SubscribeNewHead(ctx, in) }, ch))
 }
 
 // SubscribeTransactionReceipts subscribes to the receipts of transactions.
 func (r *Reconnecting) SubscribeTransactionReceipts(ctx context.Context, q *ethereum.TransactionReceiptsQuery, ch chan<- []*types.Receipt) (ethereum.Subscription, error) {
-	return r.wrap(r.client().SubscribeTransactionReceipts(ctx, q, ch))
+	c := r.client()
+	return r.wrap(relay(func(in chan<- []*types.Receipt) (ethereum.Subscription, error) {
+		return c.SubscribeTransactionReceipts(ctx, q, in)
+	}, ch))
 }
 
 var _ Backend = (*Reconnecting)(nil)

@@ -144,7 +144,8 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 	for _, c := range s.contacts.List() {
 		n.setHost(c.Address, c.CommAddress)
 	}
-	dialer := peer.NewDialer(s.wireAcc, n.hosts, n.cfg.Comm.DialTimeout)
+	// Users of this node are dialled in process, the others over TCP+TLS.
+	dialer := peer.NewDialer(s.wireAcc, n.hosts, n.cfg.Comm.DialTimeout).InProcess(n.port)
 	s.bus = wirenet.NewBus(s.wireAcc.Map(), &loggingDialer{Dialer: dialer, log: n.log, owner: addr}, protobuf.Serializer())
 	cleanup = append(cleanup, func() { s.bus.Close() })
 

@@ -65,6 +65,9 @@ type Dialer struct {
 	// replyTimeout bounds the peer's authentication reply after the dial.
 	replyTimeout time.Duration
 	dialer       tls.Dialer
+	// port, if set, is the node's own Port: its users are dialled in
+	// process (InProcess).
+	port *Port
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -94,12 +97,17 @@ func (d *Dialer) Dial(ctx context.Context, addr map[wallet.BackendID]wire.Addres
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
+	if d.ctx.Err() != nil {
+		return nil, fmt.Errorf("dial %s: %w", peer, ErrClosed)
+	}
+	if d.port != nil {
+		if c, local, err := d.port.dialLocal(ctx, d.acc, peer, ser); local {
+			return c, err
+		}
+	}
 	host, ok := d.hosts.Lookup(peer.Eth())
 	if !ok {
 		return nil, fmt.Errorf("dial %s: %w", peer, ErrUnknownPeer)
-	}
-	if d.ctx.Err() != nil {
-		return nil, fmt.Errorf("dial %s: %w", peer, ErrClosed)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -132,6 +140,14 @@ func (d *Dialer) Dial(ctx context.Context, addr map[wallet.BackendID]wire.Addres
 	bc := newBoundConn(tc, ser, d.acc, peer, exp)
 	bc.authRecvd = func() { _ = tc.SetDeadline(time.Time{}) }
 	return bc, nil
+}
+
+// InProcess makes the Dialer reach the users registered on port (users of
+// the same node) through an in-memory pipe instead of TCP and TLS; it
+// returns d.
+func (d *Dialer) InProcess(port *Port) *Dialer {
+	d.port = port
+	return d
 }
 
 // Close aborts the Dialer's ongoing dials; it leaves the Hosts table and

@@ -136,7 +136,7 @@ func (p *Port) Register(acc *wireid.Account) (*Listener, error) {
 	if _, ok := p.users[addr]; ok {
 		return nil, fmt.Errorf("register %s: %w", addr.Hex(), ErrRegistered)
 	}
-	l := &Listener{port: p, acc: acc, addr: addr, accept: make(chan *boundConn), done: make(chan struct{})}
+	l := &Listener{port: p, acc: acc, addr: addr, accept: make(chan wirenet.Conn), done: make(chan struct{})}
 	p.users[addr] = l
 	return l, nil
 }
@@ -341,7 +341,7 @@ type Listener struct {
 	port   *Port
 	acc    *wireid.Account
 	addr   common.Address
-	accept chan *boundConn
+	accept chan wirenet.Conn
 	once   sync.Once
 	done   chan struct{}
 }
