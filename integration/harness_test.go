@@ -30,11 +30,13 @@ import (
 )
 
 // anvil's well-known dev keys (mnemonic "test test … junk"): #0 deploys,
-// #1 is alice, #2 is bob.
+// #1 is alice, #2 is bob, #3 carol.
 const (
 	keyDeployer = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 	keyAlice    = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 	keyBob      = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+	// keyCarol (#3) is a second user of bob's node in some tests.
+	keyCarol = "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"
 	challenge   = 60 // seconds
 )
 
@@ -333,9 +335,12 @@ type session struct {
 	CommAddress string `json:"commAddress"`
 }
 
-func (p *proc) login(t *testing.T) *session {
+func (p *proc) login(t *testing.T) *session { return p.loginAs(t, p.addr, p.pw) }
+
+// loginAs opens the session of another user of the node.
+func (p *proc) loginAs(t *testing.T, addr common.Address, pw string) *session {
 	s := &session{Client: rpctest.Dial(t, p.rpcURL)}
-	s.OK("session_open", map[string]any{"account": p.addr.Hex(), "password": p.pw}, s)
+	s.OK("session_open", map[string]any{"account": addr.Hex(), "password": pw}, s)
 	return s
 }
 
@@ -359,8 +364,15 @@ func pairWith(t *testing.T, a *anvil, c chain.Contracts, extra ...string) (alice
 	alice = newProc(t, "alice", keyAlice, a, c, extra...)
 	bob = newProc(t, "bob", keyBob, a, c, extra...)
 	sa, sb = alice.login(t), bob.login(t)
-	sa.OK("contacts_add", map[string]any{"alias": "bob", "address": bob.addr.Hex(), "commAddress": sb.CommAddress}, nil)
-	sb.OK("contacts_add", map[string]any{"alias": "alice", "address": alice.addr.Hex(), "commAddress": sa.CommAddress}, nil)
+	ch = openBetween(t, sa, alice.addr, sb, bob.addr, "bob")
+	return alice, bob, sa, sb, ch
+}
+
+// openBetween puts the users of sa and sb in each other's contacts (sb's
+// as alias) and opens a channel of 10 ETH each from sa's user to sb's.
+func openBetween(t *testing.T, sa *session, aAddr common.Address, sb *session, bAddr common.Address, alias string) channelView {
+	sa.OK("contacts_add", map[string]any{"alias": alias, "address": bAddr.Hex(), "commAddress": sb.CommAddress}, nil)
+	sb.OK("contacts_add", map[string]any{"alias": "alice", "address": aAddr.Hex(), "commAddress": sa.CommAddress}, nil)
 	var sub string
 	sb.OK("perun_subscribe", []string{"proposals"}, &sub)
 	done := make(chan struct{})
@@ -370,10 +382,12 @@ func pairWith(t *testing.T, a *anvil, c chain.Contracts, extra ...string) (alice
 		sb.OK("proposal_respond", map[string]any{"proposalId": pr["proposalId"], "accept": true}, nil)
 	}()
 	ten := new(big.Int).Mul(big.NewInt(10), chain.Ether).String()
-	sa.OK("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": ten, "theirs": ten}}, &ch)
+	var ch channelView
+	sa.OK("channel_open", map[string]any{"peer": alias, "balance": map[string]string{"mine": ten, "theirs": ten}}, &ch)
 	<-done
+	sb.OK("perun_unsubscribe", []string{sub}, nil)
 	require.Equal(t, "open", ch.State)
-	return alice, bob, sa, sb, ch
+	return ch
 }
 
 func health(p *proc) int {

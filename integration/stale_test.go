@@ -28,15 +28,16 @@ import (
 
 // registerStale plays a cheating bob: see registerStaleBy.
 func registerStale(t *testing.T, a *anvil, bob *proc, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) {
-	registerStaleBy(t, a, bob, keyBob, c, chID, version, bals)
+	registerStaleBy(t, a, bob, keyBob, keyBob, c, chID, version, bals)
 }
 
 // registerStaleBy plays a cheating party: from its (stopped) node's
 // database it takes the channel's parameters, builds an old version with
 // balances bals (alice's first), signs it with both keys (the test knows
 // them: a state both parties once signed) and registers it on the
-// adjudicator from the cheater's own account.
-func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey string, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) {
+// adjudicator from the cheater's own account. The channel is between
+// alice (index 0) and the holder of peerKey.
+func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey, peerKey string, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := store.OpenLevelDB(filepath.Join(cheater.dir, "data", "channels.db"), store.LevelDBOptions{})
@@ -54,7 +55,7 @@ func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey string, c
 	stale.Balances[0][0], stale.Balances[0][1] = bals[0], bals[1]
 
 	ka, _ := crypto.HexToECDSA(keyAlice)
-	kb, _ := crypto.HexToECDSA(keyBob)
+	kb, _ := crypto.HexToECDSA(peerKey)
 	w := simple.NewWallet(ka, kb)
 	sigs := make([]wallet.Sig, 2)
 	for i, k := range []*ecdsa.PrivateKey{ka, kb} {
