@@ -123,9 +123,12 @@ func TestStaleStateRefuted(t *testing.T) {
 	ev := sa.Note(time.Minute, func(r map[string]any) bool { return r["event"] == "registered" })
 	require.EqualValues(t, 1, ev["version"])
 	require.Equal(t, true, ev["byPeer"])
-	require.Equal(t, "refuted with version 5", ev["response"])
+	require.Equal(t, "refuting with version 5", ev["response"])
+	require.Equal(t, "sending", ev["refutation"])
 	ref := sa.Note(time.Minute, func(r map[string]any) bool { return r["event"] == "registered" && r["version"] == float64(5) })
 	require.NotEmpty(t, ref["timeout"])
+	require.Equal(t, "mined", ref["refutation"], "refuted only once the refutation is on chain")
+	require.Equal(t, true, ref["byWatcher"])
 
 	// Let the challenge period pass; alice's node concludes and withdraws.
 	closed := closedWhileTimePasses(t, a, ethc, sa, ch.ChannelID)
@@ -202,7 +205,7 @@ func TestChainRestart(t *testing.T) {
 	ethc := a.rpc(t)
 	registerStale(t, a, bob, c, ch.ChannelID, 1, [2]*big.Int{eth(11), eth(9)})
 	ev := sa.Note(time.Minute, func(r map[string]any) bool { return r["event"] == "registered" && r["version"] == float64(1) })
-	require.Equal(t, "refuted with version 3", ev["response"])
+	require.Equal(t, "refuting with version 3", ev["response"])
 	closed := closedWhileTimePasses(t, a, ethc, sa, ch.ChannelID)
 	require.Equal(t, eth(13).String(), closed.Balance["mine"])
 }

@@ -89,10 +89,12 @@ func TestRefutedWithoutTheUser(t *testing.T) {
 				v.s.OK("perun_subscribe", []string{"disputes"}, nil)
 				stale := v.s.Note(30*time.Second, func(r map[string]any) bool { return r["event"] == "registered" && r["version"] == float64(1) })
 				require.Equal(t, true, stale["byPeer"])
-				require.Equal(t, "refuted with version 3", stale["response"])
+				require.Equal(t, "refuting with version 3", stale["response"])
+				require.Equal(t, "sending", stale["refutation"])
 				require.True(t, strings.EqualFold(alice.addr.Hex(), stale["sender"].(string)))
 				ref := v.s.Note(30*time.Second, func(r map[string]any) bool { return r["event"] == "registered" && r["version"] == float64(3) })
 				require.Equal(t, true, ref["byWatcher"])
+				require.Equal(t, "mined", ref["refutation"])
 				require.True(t, strings.EqualFold(bob.watcher.Hex(), ref["sender"].(string)))
 				var log []map[string]any
 				v.s.OK("dispute_list", map[string]any{"channelId": v.ch.ChannelID}, &log)

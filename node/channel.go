@@ -291,17 +291,24 @@ func (e *channelEntry) handleEvent(ev watchtower.Event) {
 		}
 		e.mu.Unlock()
 		e.publish()
-		settle = true
+		// A stale registration that the watchtower refutes is settled
+		// once the refutation is mined (its own event): settling now would
+		// register the latest state a second time, from the user's account.
+		// If the refutation failed, the session's settle registers it.
+		settle = ev.Version >= ev.Latest || ev.RefuteErr != ""
 	case watchtower.PhaseProgressed:
 	case watchtower.PhaseConcluded:
 		settle, secondary = true, true
-		if e.info().State == StateClosing {
+		if ev.Final || e.info().State == StateClosing {
 			by = "agreement"
 		}
 	default:
 		return
 	}
-	e.s.hub.Publish(subscriptions.Disputes, de)
+	// A cooperative close is no dispute: the channels topic tells it.
+	if !ev.Final {
+		e.s.hub.Publish(subscriptions.Disputes, de)
+	}
 	if settle {
 		e.settleInBackground(secondary, by)
 	}

@@ -166,6 +166,13 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
 	require.NoError(t, err)
 	introduce(t, alice, bob)
+	// A cooperative close is no dispute: neither side hears of one.
+	var disputes []*subscriptions.Subscription
+	for _, s := range []*node.Session{alice, bob} {
+		sub, err := s.Hub().Subscribe(subscriptions.Disputes)
+		require.NoError(t, err)
+		disputes = append(disputes, sub)
+	}
 
 	ci := openAccepted(ctx, t, alice, bob, eth(10), eth(10))
 	require.Equal(t, "open", ci.State)
@@ -239,6 +246,12 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond)
 	// alice: 10 - 0.2 - 1 (bob requested 1) = 8.8 in the channel
 	require.Equal(t, new(big.Int).Sub(eth(9), big.NewInt(2e17)).String(), closed.Balance.Mine)
+	for i, s := range []*node.Session{alice, bob} {
+		require.Empty(t, disputes[i].Events(), "no dispute event after a cooperative close")
+		log, err := s.Disputes("")
+		require.NoError(t, err)
+		require.Empty(t, log)
+	}
 }
 
 // openAccepted opens a channel from alice to bob, who accepts it; it

@@ -90,7 +90,18 @@ type DisputeEvent struct {
 	Sender string `json:"sender,omitempty"`
 	// ByWatcher: the node's watchtower account sent it (a refutation).
 	ByWatcher bool `json:"byWatcher,omitempty"`
+	// Refutation is where the node's refutation of a stale registration
+	// stands: RefutationSending, RefutationMined or RefutationFailed;
+	// empty when there is nothing to refute.
+	Refutation string `json:"refutation,omitempty"`
 }
+
+// The states of a refutation (DisputeEvent.Refutation).
+const (
+	RefutationSending = "sending" // the stale registration is seen, the latest state is being registered
+	RefutationMined   = "mined"   // the latest state is registered on chain
+	RefutationFailed  = "failed"  // the registration failed (Response says why); retried while possible
+)
 
 // SessionInfo is the result of opening or resuming a session.
 type SessionInfo struct {

@@ -146,6 +146,9 @@ func (n *Node) refute(ctx context.Context, owners []common.Address, req channel.
 // recordDispute adds an event of the tower to the dispute log of each
 // user of the node who is a party; it is pending for those not logged in.
 func (n *Node) recordDispute(ev watchtower.Event) {
+	if ev.Final {
+		return // a cooperative close: the channels topic tells it
+	}
 	key := fmt.Sprintf("%s%020d/%s", disputeKey, time.Now().UnixNano(), idHex(ev.ChannelID))
 	for _, owner := range ev.Owners {
 		n.mu.Lock()
@@ -213,8 +216,15 @@ func (n *Node) disputeEvent(ev watchtower.Event, owner common.Address, weRegiste
 	switch ev.Phase {
 	case watchtower.PhaseRegistered:
 		switch {
+		case ev.RefuteErr != "":
+			de.Refutation = RefutationFailed
+			de.Response = "refutation failed: " + ev.RefuteErr
 		case ev.Version < ev.Latest:
-			de.Response = fmt.Sprintf("refuted with version %d", ev.Latest)
+			de.Refutation = RefutationSending
+			de.Response = fmt.Sprintf("refuting with version %d", ev.Latest)
+		case ev.Refuted:
+			de.Refutation = RefutationMined
+			de.Response = fmt.Sprintf("refuted: version %d is registered; withdrawing after the challenge period", ev.Version)
 		case de.ByPeer:
 			de.Response = "the latest state is registered; withdrawing after the challenge period"
 		default:

@@ -77,6 +77,15 @@ type Event struct {
 	// Refuting tells that the tower registers Latest because Version is
 	// older.
 	Refuting bool
+	// Refuted tells that this registration is the tower's refutation,
+	// mined.
+	Refuted bool
+	// RefuteErr, if set, is why the refutation of this stale registration
+	// failed (the event is repeated with it).
+	RefuteErr string
+	// Final tells that the concluded version is the latest state and that
+	// state is final: a cooperative close, not a dispute.
+	Final bool
 	// Owners are the users of the node who are parties of the channel.
 	Owners []common.Address
 }
@@ -154,6 +163,8 @@ type watch struct {
 	last    *update
 	sinks   map[*sink]struct{}
 	refutes uint64 // version a running refutation registers; 0 if none
+	// refuted is the version the tower's last refutation registered.
+	refuted uint64
 	// failures counts failed refutations in a row.
 	failures int
 }
@@ -498,6 +509,8 @@ func (t *Tower) handle(u *update) {
 		ev.Refuting = true
 		w.refutes = w.latest.State.Version
 	}
+	ev.Refuted = u.phase == PhaseRegistered && u.version > 0 && (u.version == w.refutes || u.version == w.refuted)
+	ev.Final = u.phase == PhaseConcluded && w.latest.State.IsFinal && u.version == w.latest.State.Version
 	req := channel.AdjudicatorReq{Params: w.params, Tx: w.latest.Clone()}
 	sinks := make([]*sink, 0, len(w.sinks))
 	for s := range w.sinks {
@@ -567,9 +580,16 @@ func (t *Tower) startRefute(ev Event, req channel.AdjudicatorReq) {
 		t.mu.Lock()
 		t.refuting--
 		failures := 0
+		var sinks []*sink
 		if w, ok := t.watches[ev.ChannelID]; ok {
 			w.refutes = 0
+			if err == nil {
+				w.refuted = req.Tx.State.Version
+			}
 			if err != nil {
+				for s := range w.sinks {
+					sinks = append(sinks, s)
+				}
 				w.failures++
 				failures = w.failures
 				w.last = nil // the next check reports and refutes again
@@ -587,6 +607,15 @@ func (t *Tower) startRefute(ev Event, req channel.AdjudicatorReq) {
 		}
 		if t.ctx.Err() != nil {
 			return
+		}
+		// The user hears of the failure (each time: a retry may succeed).
+		failed := ev
+		failed.Refuting, failed.RefuteErr = false, err.Error()
+		if t.o.OnEvent != nil {
+			t.o.OnEvent(failed)
+		}
+		for _, s := range sinks {
+			s.fn(failed)
 		}
 		if errors.Is(err, errTooLate) {
 			t.o.Log.Error("watchtower: cannot refute", "channel", hexID(ev.ChannelID), "err", err)

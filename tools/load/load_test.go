@@ -23,7 +23,7 @@ func TestLoadSmall(t *testing.T) {
 	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, leaktest.Ignores()...)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, Config{Sessions: 4, Conns: 40, Duration: 2 * time.Second}, io.Discard)
+	rep, err := Run(ctx, Config{Sessions: 4, Conns: 40, Duration: 2 * time.Second}, testWriter{t})
 	require.NoError(t, err)
 	rep.Print(os.Stdout)
 	require.Positive(t, rep.Payments)
@@ -59,4 +59,12 @@ func TestCurveSmall(t *testing.T) {
 		require.Positive(t, p.RestoreSeconds)
 	}
 	require.Equal(t, pts[0].Goroutines, pts[1].Goroutines, "an idle user costs no goroutine")
+}
+
+// testWriter sends the load program's progress to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
 }

@@ -11,8 +11,10 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +58,9 @@ type Report struct {
 		Idle, Loaded, AfterClose int
 	} `json:"goroutines"`
 	// Leaked counts goroutines still running after every connection closed
-	// beyond those of the idle node (sessions and channels still open).
+	// beyond those of the idle node (sessions and channels still open),
+	// by kind (creator and function; the embedded chain's own goroutines
+	// are left out).
 	Leaked int `json:"leaked"`
 }
 
@@ -243,6 +247,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	// The channels' watchers and chain subscriptions start just after an
 	// open returns: count once the number has settled.
 	rep.Goroutines.Idle = settledGoroutines(10 * time.Second)
+	idleStacks := goroutineKinds()
 	rep.HeapMiB.Idle = heapMiB()
 
 	// The other connections resume a session each and subscribe.
@@ -332,13 +337,18 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		c.close()
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) && runtime.NumGoroutine() > rep.Goroutines.Idle {
+	for time.Now().Before(deadline) && leakedSince(idleStacks) > 0 {
 		time.Sleep(50 * time.Millisecond)
 	}
 	runtime.GC()
 	rep.Goroutines.AfterClose = runtime.NumGoroutine()
 	rep.HeapMiB.AfterClose = heapMiB()
-	rep.Leaked = max(rep.Goroutines.AfterClose-rep.Goroutines.Idle, 0)
+	rep.Leaked = leakedSince(idleStacks)
+	if rep.Leaked > 0 {
+		// Name what is left: the goroutines' stacks, grouped.
+		progress("%d goroutines more than idle; the process's goroutines:", rep.Leaked)
+		_ = pprof.Lookup("goroutine").WriteTo(logw, 1)
+	}
 	progress("done")
 
 	closeAll()
@@ -359,6 +369,65 @@ func heapMiB() float64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return float64(m.HeapAlloc) / (1 << 20)
+}
+
+// goroutineKinds counts the process's goroutines by kind: the function
+// that created each and the function it runs. The embedded chain's own
+// goroutines (go-ethereum's node, filters and RPC server, which come and
+// go on their own schedule) are left out: the leak check is about perund.
+func goroutineKinds() map[string]int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	kinds := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		if len(lines) < 2 {
+			continue
+		}
+		top := funcName(lines[1])
+		created := ""
+		for _, l := range lines {
+			if strings.HasPrefix(l, "created by ") {
+				created = funcName(strings.TrimPrefix(l, "created by "))
+			}
+		}
+		if strings.HasPrefix(created, "github.com/ethereum/go-ethereum/") && strings.HasPrefix(top, "github.com/ethereum/go-ethereum/") {
+			continue
+		}
+		kinds[created+" > "+top]++
+	}
+	return kinds
+}
+
+// funcName is the function of a stack line ("pkg.F(args)" or "pkg.F in
+// goroutine N").
+func funcName(line string) string {
+	line = strings.TrimSpace(line)
+	if i := strings.Index(line, " in goroutine "); i >= 0 {
+		line = line[:i]
+	}
+	if i := strings.LastIndex(line, "("); i > 0 {
+		line = line[:i]
+	}
+	return line
+}
+
+// leakedSince counts the goroutines of kinds more numerous than in idle.
+func leakedSince(idle map[string]int) int {
+	n := 0
+	for k, c := range goroutineKinds() {
+		if c > idle[k] {
+			n += c - idle[k]
+		}
+	}
+	return n
 }
 
 // settledGoroutines returns the goroutine count once it stayed the same for
