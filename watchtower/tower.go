@@ -134,7 +134,10 @@ type Tower struct {
 	mu      sync.Mutex
 	watches map[channel.ID]*watch
 	// queue holds work for the worker: channel checks and chain updates.
-	queue    []work
+	queue []work
+	// retries are the checks to queue again at the given time (after a
+	// failed read or refutation).
+	retries  map[channel.ID]time.Time
 	wake     chan struct{}
 	started  bool
 	closed   bool
@@ -220,6 +223,7 @@ func New(o Options) (*Tower, error) {
 		o: o, caller: caller, signer: types.LatestSignerForChainID(o.ChainID),
 		ctx: ctx, cancel: cancel,
 		watches: map[channel.ID]*watch{},
+		retries: map[channel.ID]time.Time{},
 		wake:    make(chan struct{}, 1),
 	}, nil
 }
@@ -406,12 +410,6 @@ func (t *Tower) wakeLocked() {
 	}
 }
 
-func (t *Tower) enqueue(w work) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.enqueueLocked(w)
-}
-
 // checkAllLocked queues a check of every watched channel; t.mu held.
 func (t *Tower) checkAllLocked() {
 	for id := range t.watches {
@@ -425,6 +423,9 @@ func (t *Tower) checkAllLocked() {
 func (t *Tower) work() {
 	for {
 		t.mu.Lock()
+		if len(t.queue) == 0 && len(t.retries) > 0 {
+			t.dueRetriesLocked(time.Now())
+		}
 		var next work
 		have := false
 		if t.subbed && len(t.queue) > 0 {
@@ -435,8 +436,26 @@ func (t *Tower) work() {
 				t.queue = nil
 			}
 		}
+		var wait time.Duration
+		if !have {
+			wait = t.nextRetryLocked()
+		}
 		t.mu.Unlock()
 		if !have {
+			var timer <-chan time.Time
+			if wait > 0 {
+				tm := time.NewTimer(wait)
+				timer = tm.C
+				select {
+				case <-t.wake:
+				case <-timer:
+				case <-t.ctx.Done():
+					tm.Stop()
+					return
+				}
+				tm.Stop()
+				continue
+			}
 			select {
 			case <-t.wake:
 				continue
@@ -450,6 +469,42 @@ func (t *Tower) work() {
 		}
 		t.handle(next.u)
 	}
+}
+
+// retryLocked schedules a check of id at the latest after d (an earlier
+// schedule stays); t.mu must be held. Retries need no goroutine: the
+// worker queues them when they are due.
+func (t *Tower) retryLocked(id channel.ID, d time.Duration) {
+	at := time.Now().Add(d)
+	if cur, ok := t.retries[id]; ok && cur.Before(at) {
+		return
+	}
+	t.retries[id] = at
+	t.wakeLocked()
+}
+
+// dueRetriesLocked queues the checks that are due; t.mu must be held.
+func (t *Tower) dueRetriesLocked(now time.Time) {
+	for id, at := range t.retries {
+		if !at.After(now) {
+			delete(t.retries, id)
+			t.queue = append(t.queue, work{id: id})
+		}
+	}
+}
+
+// nextRetryLocked is how long until the next retry is due (0: none).
+func (t *Tower) nextRetryLocked() time.Duration {
+	var next time.Time
+	for _, at := range t.retries {
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if next.IsZero() {
+		return 0
+	}
+	return max(time.Until(next), time.Millisecond)
 }
 
 // check reads the adjudicator's state of id and handles it as an update.
@@ -469,7 +524,9 @@ func (t *Tower) check(id channel.ID) {
 	if err != nil {
 		if t.ctx.Err() == nil {
 			t.o.Log.Warn("watchtower: read the channel's dispute; retrying", "channel", hexID(id), "err", err)
-			t.retryLater(id, 2*time.Second)
+			t.mu.Lock()
+			t.retryLocked(id, 2*time.Second)
+			t.mu.Unlock()
 		}
 		return
 	}
@@ -477,19 +534,6 @@ func (t *Tower) check(id channel.ID) {
 		return // never registered
 	}
 	t.handle(&update{id: id, phase: Phase(d.Phase), version: d.Version, timeout: d.Timeout})
-}
-
-// retryLater queues a check of id after d, unless the tower stops.
-func (t *Tower) retryLater(id channel.ID, d time.Duration) {
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		select {
-		case <-time.After(d):
-			t.enqueue(work{id: id})
-		case <-t.ctx.Done():
-		}
-	}()
 }
 
 // handle records an on-chain update of a watched channel, reports it and
@@ -623,7 +667,9 @@ func (t *Tower) startRefute(ev Event, req channel.AdjudicatorReq) {
 		}
 		d := time.Duration(1<<min(failures, 5)) * time.Second
 		t.o.Log.Error("watchtower: refutation failed; checking again", "channel", hexID(ev.ChannelID), "in", d, "err", err)
-		t.retryLater(ev.ChannelID, d)
+		t.mu.Lock()
+		t.retryLocked(ev.ChannelID, d)
+		t.mu.Unlock()
 	}()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"math/big"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
@@ -232,14 +234,7 @@ func TestCheckFindsOldRegistration(t *testing.T) {
 	w := newWorld(t)
 	c := w.newChannel(t, 600)
 	c.register(t, c.signed(t, 1, 11, 9))
-	// Let a few blocks pass so the registration is out of the look-back.
-	ctx := context.Background()
-	start, err := w.e.BlockNumber(ctx)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		n, err := w.e.BlockNumber(ctx)
-		return err == nil && n >= start+3
-	}, 30*time.Second, 20*time.Millisecond)
+	waitBlocks(t, w, 3) // out of the look-back
 
 	tw, evs := w.newTower(t, func(o *watchtower.Options) { o.LookBack = 1 })
 	require.NoError(t, tw.Watch(w.addr(w.keys[0]), c.signedState(c.signed(t, 3, 13, 7))))
@@ -390,4 +385,70 @@ func TestForgetPerOwner(t *testing.T) {
 	tw.Forget(c.params.ID(), bob)
 	_, ok = tw.Watching(c.params.ID())
 	require.False(t, ok)
+}
+
+// flakyChain fails the adjudicator's dispute reads while down is set.
+type flakyChain struct {
+	ethchannel.ContractInterface
+	mu   sync.Mutex
+	down bool
+}
+
+func (f *flakyChain) setDown(v bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = v
+}
+
+func (f *flakyChain) CallContract(ctx context.Context, call ethereum.CallMsg, block *big.Int) ([]byte, error) {
+	f.mu.Lock()
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return nil, errors.New("chain unreachable (test)")
+	}
+	return f.ContractInterface.CallContract(ctx, call, block)
+}
+
+// TestCheckRetried: reading a channel's dispute fails while the chain
+// does not answer calls; the check is retried (without a goroutine per
+// channel) and, once the chain answers, the old registration is refuted.
+// Not parallel: it counts the process's goroutines.
+func TestCheckRetried(t *testing.T) {
+	w := newWorld(t)
+	c := w.newChannel(t, 600)
+	c.register(t, c.signed(t, 1, 11, 9))
+	waitBlocks(t, w, 3) // out of the one-block look-back: only a check finds it
+	fc := &flakyChain{ContractInterface: w.e}
+	fc.setDown(true)
+	tw, _ := w.newTower(t, func(o *watchtower.Options) { o.Chain = fc; o.LookBack = 1 })
+	chans := make([]*channelOf, 50)
+	for i := range chans {
+		chans[i] = w.newChannel(t, 600)
+		require.NoError(t, tw.Watch(w.addr(w.keys[0]), chans[i].signedState(chans[i].signed(t, 2, 12, 8))))
+	}
+	require.NoError(t, tw.Watch(w.addr(w.keys[0]), c.signedState(c.signed(t, 3, 13, 7))))
+	tw.Start()
+	require.Eventually(t, func() bool { return tw.Stats().Subscribed && tw.Stats().Checks >= 51 }, 30*time.Second, 10*time.Millisecond,
+		"every check ran (and failed)")
+	before := runtime.NumGoroutine()
+	time.Sleep(2500 * time.Millisecond) // the retries come and fail again
+	require.Greater(t, tw.Stats().Checks, uint64(51), "checks are retried")
+	require.LessOrEqual(t, runtime.NumGoroutine()-before, 1, "no goroutine per failed check")
+	v, _, _ := c.onChain(t)
+	require.EqualValues(t, 1, v)
+	fc.setDown(false)
+	waitVersion(t, c, 3)
+}
+
+// waitBlocks waits until n more blocks are sealed.
+func waitBlocks(t *testing.T, w *world, n uint64) {
+	t.Helper()
+	ctx := context.Background()
+	start, err := w.e.BlockNumber(ctx)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		b, err := w.e.BlockNumber(ctx)
+		return err == nil && b >= start+n
+	}, 30*time.Second, 20*time.Millisecond)
 }
