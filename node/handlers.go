@@ -182,6 +182,7 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 		},
 		decide: make(chan decision, 1),
 	}
+	pp.info.Fundable, pp.info.Shortfall = s.fundable(asset, bals[1])
 	s.mu.Lock()
 	s.proposals[pp.info.ProposalID] = pp
 	s.mu.Unlock()
@@ -277,6 +278,26 @@ func (s *Session) validProposal(lcp *client.LedgerChannelProposalMsg) (common.Ad
 	return peer, asset, nil
 }
 
+// fundable tells whether the user holds need of asset on chain, and what
+// is missing if not. A balance that cannot be read counts as fundable (the
+// deposit then says what failed).
+func (s *Session) fundable(asset *assetEntry, need *big.Int) (bool, string) {
+	if need.Sign() == 0 {
+		return true, ""
+	}
+	ctx, cancel := context.WithTimeout(s.tasks.ctx, 5*time.Second)
+	defer cancel()
+	have, err := s.n.AssetBalance(ctx, asset.symbol, s.addr)
+	if err != nil {
+		s.n.log.Debug("read balance for a proposal", "address", s.addr.Hex(), "err", err)
+		return true, ""
+	}
+	if have.Cmp(need) >= 0 {
+		return true, ""
+	}
+	return false, new(big.Int).Sub(need, have).String()
+}
+
 // Proposals lists the proposals waiting for an answer.
 func (s *Session) Proposals() []ProposalInfo {
 	s.mu.Lock()
@@ -306,6 +327,17 @@ func (s *Session) RespondProposal(ctx context.Context, id string, accept bool, r
 	if !ok {
 		return nil, &NotFoundError{Resource: "proposal", ID: id}
 	}
+	if accept {
+		// Refused before any transaction when the user cannot fund their
+		// share (checked again: funds may have arrived); the proposal
+		// stays pending, to be rejected or accepted once funded.
+		if err := s.checkFundable(p); err != nil {
+			s.mu.Lock()
+			p.decided = false
+			s.mu.Unlock()
+			return nil, err
+		}
+	}
 	if reason == "" {
 		reason = "rejected by user"
 	}
@@ -317,6 +349,26 @@ func (s *Session) RespondProposal(ctx context.Context, id string, accept bool, r
 	case <-ctx.Done():
 		return nil, &TimeoutError{What: "waiting for the channel to be funded", Timeout: 0}
 	}
+}
+
+// checkFundable refuses accepting p while the user's balance does not
+// cover their share.
+func (s *Session) checkFundable(p *pendingProposal) error {
+	need, ok := new(big.Int).SetString(p.info.Balance.Mine, 10)
+	if !ok {
+		return nil
+	}
+	a, err := s.n.asset(p.info.Asset)
+	if err != nil {
+		return nil //nolint:nilerr // an unknown asset was refused when the proposal came
+	}
+	fundable, short := s.fundable(a, need)
+	if fundable {
+		return nil
+	}
+	missing, _ := new(big.Int).SetString(short, 10)
+	return &InsufficientFundsError{Where: "on chain (" + p.info.Asset + ")",
+		Available: new(big.Int).Sub(need, missing).String(), Needed: need.String()}
 }
 
 // handleUpdate is go-perun's callback for incoming channel updates. It runs

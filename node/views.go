@@ -45,6 +45,11 @@ type ProposalInfo struct {
 	ChallengeDuration uint64    `json:"challengeDuration"`
 	ExpiresAt         time.Time `json:"expiresAt"`
 	Status            string    `json:"status,omitempty"`
+	// Fundable tells whether the user's on-chain balance of the asset
+	// covers their share when the proposal arrived; Shortfall is what is
+	// missing (base units of the asset) when it does not.
+	Fundable  bool   `json:"fundable"`
+	Shortfall string `json:"shortfall,omitempty"`
 }
 
 // Update kinds.

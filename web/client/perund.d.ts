@@ -11,6 +11,8 @@ export interface Channel {
 export interface Proposal {
   proposalId: string; peer: string; asset: string; balance: Balance; challengeDuration: number;
   expiresAt: string; status?: 'pending' | 'expired';
+  /** whether the user's on-chain balance covers their share; shortfall: what is missing */
+  fundable: boolean; shortfall?: string;
 }
 export interface Update {
   updateId: string; channelId: string; peer: string; kind: 'payment' | 'request' | 'close'; amount: string;

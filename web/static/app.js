@@ -306,8 +306,11 @@ function renderIncoming() {
     items.push(el('div', { class: 'item', dataset: { testid: 'proposal', id: p.proposalId } },
       el('div', {}, el('strong', {}, p.peer), ` proposes a channel in ${p.asset}: you put in `, amountEl(p.balance.mine, p.asset),
         ', they put in ', amountEl(p.balance.theirs, p.asset), '. ', countdown(p.expiresAt)),
+      p.fundable === false
+        ? el('div', { class: 'warn', 'data-testid': 'unfundable' }, 'You cannot fund your share: ', amountEl(p.shortfall, p.asset), ' missing on chain.')
+        : '',
       el('div', { class: 'buttons' },
-        el('button', { class: 'good', 'data-testid': 'accept', onclick: (e) => busy(e.target, async () => {
+        el('button', { class: 'good', 'data-testid': 'accept', disabled: p.fundable === false, onclick: (e) => busy(e.target, async () => {
           const ch = await client.proposalRespond(p.proposalId, true);
           state.proposals.delete(p.proposalId);
           if (ch.channelId) { state.channels.set(ch.channelId, ch); renderChannels(); }
