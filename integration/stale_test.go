@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"math/big"
 	"path/filepath"
 	"testing"
@@ -14,13 +13,11 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
-	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
-	"github.com/perun-network/perun-eth-backend/wallet/simple"
 	"github.com/stretchr/testify/require"
 	"perun.network/go-perun/channel"
-	"perun.network/go-perun/wallet"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/store"
 	// The persisted peers are decoded with perund's wire address type.
 	_ "github.com/perund/perund/wireid"
@@ -54,16 +51,7 @@ func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey, peerKey 
 	stale.IsFinal = false
 	stale.Balances[0][0], stale.Balances[0][1] = bals[0], bals[1]
 
-	ka, _ := crypto.HexToECDSA(keyAlice)
-	kb, _ := crypto.HexToECDSA(peerKey)
-	w := simple.NewWallet(ka, kb)
-	sigs := make([]wallet.Sig, 2)
-	for i, k := range []*ecdsa.PrivateKey{ka, kb} {
-		acc, err := w.Unlock(ethwallet.AsWalletAddr(crypto.PubkeyToAddress(k.PublicKey)))
-		require.NoError(t, err)
-		sigs[i], err = ethchannel.Sign(acc, stale)
-		require.NoError(t, err)
-	}
+	tx := perundtest.SignAll(t, stale, perundtest.Keys(t, keyAlice, peerKey)...)
 	cl, err := chain.Dial(ctx, a.url)
 	require.NoError(t, err)
 	defer cl.Close()
@@ -76,7 +64,7 @@ func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey, peerKey 
 	adj := ethchannel.NewAdjudicator(cb, c.Adjudicator, cheater.addr, accounts.Account{Address: cheater.addr}, 1_000_000)
 	err = adj.Register(ctx, channel.AdjudicatorReq{
 		Params: params,
-		Tx:     channel.Transaction{State: stale, Sigs: sigs},
+		Tx:     tx,
 	}, nil)
 	require.NoError(t, err)
 }

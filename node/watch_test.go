@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"math/big"
 	"testing"
 	"time"
@@ -13,14 +12,12 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
-	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
-	"github.com/perun-network/perun-eth-backend/wallet/simple"
 	"github.com/stretchr/testify/require"
 	"perun.network/go-perun/channel"
-	"perun.network/go-perun/wallet"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/subscriptions"
 )
@@ -38,21 +35,7 @@ func staleState(t *testing.T, params *channel.Params, latest *channel.State, v u
 	st.Balances[0][0] = new(big.Int).Set(aliceGets)
 	st.Balances[0][1] = new(big.Int).Sub(total, aliceGets)
 	st.IsFinal = false
-	var pks []*ecdsa.PrivateKey
-	for _, k := range keys {
-		pk, err := crypto.HexToECDSA(k)
-		require.NoError(t, err)
-		pks = append(pks, pk)
-	}
-	w := simple.NewWallet(pks...)
-	sigs := make([]wallet.Sig, len(pks))
-	for i, pk := range pks {
-		acc, err := w.Unlock(ethwallet.AsWalletAddr(crypto.PubkeyToAddress(pk.PublicKey)))
-		require.NoError(t, err)
-		sigs[i], err = ethchannel.Sign(acc, st)
-		require.NoError(t, err)
-	}
-	return channel.Transaction{State: st, Sigs: sigs}
+	return perundtest.SignAll(t, st, perundtest.Keys(t, keys...)...)
 }
 
 // registerAs registers tx on the env's adjudicator, sent by key.

@@ -21,13 +21,13 @@ import (
 	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
-	"github.com/perun-network/perun-eth-backend/wallet/simple"
 	"github.com/stretchr/testify/require"
 	"perun.network/go-perun/channel"
 	"perun.network/go-perun/wallet"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/internal/leaktest"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/watchtower"
 )
 
@@ -103,15 +103,7 @@ func (c *channelOf) signed(t *testing.T, v uint64, a, b int64) channel.Transacti
 	alloc := channel.NewAllocation(2, []wallet.BackendID{ethwallet.BackendID}, asset)
 	alloc.SetAssetBalances(asset, []channel.Bal{new(big.Int).Mul(big.NewInt(a), chain.Ether), new(big.Int).Mul(big.NewInt(b), chain.Ether)})
 	st := &channel.State{ID: c.params.ID(), Version: v, App: channel.NoApp(), Allocation: *alloc, Data: channel.NoData()}
-	wal := simple.NewWallet(c.w.keys[0], c.w.keys[1])
-	sigs := make([]wallet.Sig, 2)
-	for i, k := range c.w.keys {
-		acc, err := wal.Unlock(ethwallet.AsWalletAddr(c.w.addr(k)))
-		require.NoError(t, err)
-		sigs[i], err = ethchannel.Sign(acc, st)
-		require.NoError(t, err)
-	}
-	return channel.Transaction{State: st, Sigs: sigs}
+	return perundtest.SignAll(t, st, c.w.keys[:]...)
 }
 
 func (c *channelOf) signedState(tx channel.Transaction) channel.SignedState {
