@@ -70,9 +70,12 @@ func (c *localConn) Recv() (*wire.Envelope, error) {
 	return e, nil
 }
 
-// Close closes both ends' pipe.
+// Close closes this end (the other end's reads then fail). A second call
+// does nothing: go-perun's bus closes a connection from its endpoint and
+// again from its registry when it shuts down, and the node reports close
+// errors.
 func (c *localConn) Close() error {
-	err := fmt.Errorf("close in-process connection: %w", ErrClosed)
+	var err error
 	c.once.Do(func() { err = c.conn.Close() })
 	return err
 }

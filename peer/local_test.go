@@ -86,5 +86,6 @@ func TestInProcessPairEnforced(t *testing.T) {
 	require.ErrorIs(t, err, ErrAuth)
 	_, local, _ = n.port.dialLocal(ctx, a, c.Address().(*wireid.Address), protobuf.Serializer())
 	require.False(t, local, "c is not registered here")
-	_ = ab.Close()
+	require.NoError(t, ab.Close())
+	require.NoError(t, ab.Close(), "a second close does nothing (go-perun's bus closes twice)")
 }
