@@ -245,8 +245,12 @@ export class PerundClient {
     }
   }
 
-  /** Sends on the current socket without waiting for readiness. */
-  #send(method, params, timeout) {
+  /**
+   * Sends on the current socket without waiting for readiness; it gives up
+   * after timeout ms. total is the call's whole timeout, which the error
+   * reports (timeout is what was left of it after connecting).
+   */
+  #send(method, params, timeout, total = timeout) {
     return new Promise((resolve, reject) => {
       const ws = this.ws;
       if (!ws || ws.readyState !== 1) {
@@ -256,7 +260,7 @@ export class PerundClient {
       const id = String(this.nextId++);
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new PerundError(`${method}: no answer within ${timeout} ms`, ERR_TIMEOUT, { timeout }, method));
+        reject(new PerundError(`${method}: no answer within ${total} ms`, ERR_TIMEOUT, { timeout: total }, method));
       }, timeout);
       this.pending.set(id, { resolve, reject, timer, method });
       const req = { jsonrpc: '2.0', id, method };
@@ -283,7 +287,7 @@ export class PerundClient {
     } finally {
       clearTimeout(timer);
     }
-    const result = await this.#send(method, params, Math.max(deadline - Date.now(), 1));
+    const result = await this.#send(method, params, Math.max(deadline - Date.now(), 1), timeout);
     if (method === 'session_open' || method === 'session_resume') {
       this.session = { sessionId: result.sessionId, token: result.token ?? params.token };
     } else if (method === 'session_close') {
