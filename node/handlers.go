@@ -182,7 +182,10 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 		},
 		decide: make(chan decision, 1),
 	}
-	pp.info.Fundable, pp.info.Shortfall = s.fundable(asset, bals[1])
+	pp.info.Fundable = true
+	if short, _ := s.shortfall(asset, bals[1]); short != nil {
+		pp.info.Fundable, pp.info.Shortfall = false, short.String()
+	}
 	s.mu.Lock()
 	s.proposals[pp.info.ProposalID] = pp
 	s.mu.Unlock()
@@ -278,24 +281,24 @@ func (s *Session) validProposal(lcp *client.LedgerChannelProposalMsg) (common.Ad
 	return peer, asset, nil
 }
 
-// fundable tells whether the user holds need of asset on chain, and what
-// is missing if not. A balance that cannot be read counts as fundable (the
-// deposit then says what failed).
-func (s *Session) fundable(asset *assetEntry, need *big.Int) (bool, string) {
+// shortfall returns what the user lacks on chain to put need of asset
+// into a channel (nil: nothing) and the balance it read. A balance that
+// cannot be read counts as enough (the deposit then says what failed).
+func (s *Session) shortfall(asset *assetEntry, need *big.Int) (short, have *big.Int) {
 	if need.Sign() == 0 {
-		return true, ""
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(s.tasks.ctx, 5*time.Second)
 	defer cancel()
 	have, err := s.n.AssetBalance(ctx, asset.symbol, s.addr)
 	if err != nil {
 		s.n.log.Debug("read balance for a proposal", "address", s.addr.Hex(), "err", err)
-		return true, ""
+		return nil, nil
 	}
 	if have.Cmp(need) >= 0 {
-		return true, ""
+		return nil, have
 	}
-	return false, new(big.Int).Sub(need, have).String()
+	return new(big.Int).Sub(need, have), have
 }
 
 // Proposals lists the proposals waiting for an answer.
@@ -362,13 +365,10 @@ func (s *Session) checkFundable(p *pendingProposal) error {
 	if err != nil {
 		return nil //nolint:nilerr // an unknown asset was refused when the proposal came
 	}
-	fundable, short := s.fundable(a, need)
-	if fundable {
-		return nil
+	if short, have := s.shortfall(a, need); short != nil {
+		return &InsufficientFundsError{Where: "on chain (" + p.info.Asset + ")", Available: have.String(), Needed: need.String()}
 	}
-	missing, _ := new(big.Int).SetString(short, 10)
-	return &InsufficientFundsError{Where: "on chain (" + p.info.Asset + ")",
-		Available: new(big.Int).Sub(need, missing).String(), Needed: need.String()}
+	return nil
 }
 
 // handleUpdate is go-perun's callback for incoming channel updates. It runs

@@ -11,8 +11,9 @@ import (
 )
 
 // resilientAdjudicator hands out adjudicator subscriptions that subscribe
-// again when the chain connection breaks, so go-perun's watcher and the
-// disputes topic keep watching across a chain restart. A new subscription
+// again when the chain connection breaks, so the short-lived subscriptions
+// of go-perun's settle path (waiting for a registration, a conclusion)
+// survive a chain restart; watching itself is the node's watchtower's. A new subscription
 // reads past events first, so nothing that happened meanwhile is missed;
 // an event may be delivered twice, which the watcher and the node accept.
 type resilientAdjudicator struct {

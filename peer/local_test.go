@@ -38,6 +38,8 @@ func TestInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), recvTimeout)
 	defer cancel()
 
+	// bob is in no Hosts table: a TCP dial could not find him, so these
+	// envelopes can only have gone in process.
 	require.NoError(t, alice.publish(ctx, bob.addr, wire.NewPingMsg()))
 	bob.expect(t, alice.addr)
 	require.NoError(t, bob.publish(ctx, alice.addr, wire.NewPongMsg()))

@@ -415,44 +415,14 @@ func (cv *curve) pay(ctx context.Context, p *CurvePoint) error {
 		}
 		chans[i] = s.Channels[0].ChannelID
 	}
-	var (
-		payments, failed atomic.Int64
-		mu               sync.Mutex
-		lats             []time.Duration
-		wg               sync.WaitGroup
-	)
-	pctx, cancel := context.WithTimeout(ctx, cv.cfg.Duration)
-	defer cancel()
-	t0 := time.Now()
+	loops := make([]payLoop, 0, k/2)
 	for i := 0; i < k; i += 2 {
-		c, ch := clients[i], chans[i]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			for pctx.Err() == nil {
-				s := time.Now()
-				if err := c.call(ctx, "channel_send", map[string]any{"channelId": ch, "amount": "1"}, nil); err != nil {
-					failed.Add(1)
-					continue
-				}
-				mine = append(mine, time.Since(s))
-				payments.Add(1)
-			}
-			mu.Lock()
-			lats = append(lats, mine...)
-			mu.Unlock()
-		}()
+		loops = append(loops, payLoop{c: clients[i], channel: chans[i]})
 	}
-	wg.Wait()
-	secs := time.Since(t0).Seconds()
-	p.Payments, p.Failed = payments.Load(), failed.Load()
-	p.PerSecond = float64(p.Payments) / secs
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-	if len(lats) > 0 {
-		p.P50Ms = float64(lats[len(lats)/2].Microseconds()) / 1000
-		p.P99Ms = float64(lats[min(len(lats)*99/100, len(lats)-1)].Microseconds()) / 1000
-	}
+	res := pay(ctx, cv.cfg.Duration, loops)
+	p.Payments, p.Failed = res.payments, res.failed
+	p.PerSecond = float64(p.Payments) / res.seconds
+	p.P50Ms, p.P99Ms = res.pct(0.5), res.pct(0.99)
 	for _, c := range clients {
 		if err := c.call(ctx, "session_close", map[string]any{"force": true}, nil); err != nil {
 			return fmt.Errorf("log out: %w", err)

@@ -276,54 +276,20 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 
 	// Pay: each payer loops on one channel (both directions alternate by
 	// channel so that every session both pays and gets paid).
-	var (
-		payments, failed atomic.Int64
-		latMu            sync.Mutex
-		lats             []time.Duration
-	)
-	pctx, pcancel := context.WithTimeout(ctx, cfg.Duration)
-	t0 := time.Now()
+	loops := make([]payLoop, 0, cfg.Payers)
 	for i := 0; i < cfg.Payers; i++ {
 		p := i % pairs
-		payer, ch := users[2*p], users[2*p].channel
+		payer := users[2*p]
 		if (i/pairs)%2 == 1 {
 			payer = users[2*p+1]
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			for pctx.Err() == nil {
-				s := time.Now()
-				err := payer.c.call(ctx, "channel_send", map[string]any{"channelId": ch, "amount": "1"}, nil)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				mine = append(mine, time.Since(s))
-				payments.Add(1)
-			}
-			latMu.Lock()
-			lats = append(lats, mine...)
-			latMu.Unlock()
-		}()
+		loops = append(loops, payLoop{c: payer.c, channel: users[2*p].channel})
 	}
-	wg.Wait()
-	pcancel()
-	rep.Seconds = time.Since(t0).Seconds()
-	rep.Payments, rep.Failed = payments.Load(), failed.Load()
+	res := pay(ctx, cfg.Duration, loops)
+	rep.Seconds, rep.Payments, rep.Failed = res.seconds, res.payments, res.failed
 	rep.PerSecond = float64(rep.Payments) / rep.Seconds
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-	pct := func(q float64) float64 {
-		if len(lats) == 0 {
-			return 0
-		}
-		return float64(lats[min(int(q*float64(len(lats))), len(lats)-1)].Microseconds()) / 1000
-	}
-	rep.LatencyMs.P50, rep.LatencyMs.P90, rep.LatencyMs.P99 = pct(0.5), pct(0.9), pct(0.99)
-	if len(lats) > 0 {
-		rep.LatencyMs.Max = float64(lats[len(lats)-1].Microseconds()) / 1000
-	}
+	rep.LatencyMs.P50, rep.LatencyMs.P90, rep.LatencyMs.P99 = res.pct(0.5), res.pct(0.9), res.pct(0.99)
+	rep.LatencyMs.Max = res.pct(1)
 	time.Sleep(500 * time.Millisecond) // the last notifications
 	for _, c := range all {
 		rep.Notifications += c.notified.Load()
@@ -363,6 +329,63 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		return nil, fmt.Errorf("close node: %w", err)
 	}
 	return rep, nil
+}
+
+// payLoop is one payment loop: a client paying 1 wei on a channel.
+type payLoop struct {
+	c       *client
+	channel string
+}
+
+// payResult is what the payment loops measured.
+type payResult struct {
+	payments, failed int64
+	seconds          float64
+	lats             []time.Duration // sorted
+}
+
+// pct is the q-quantile of the latencies in ms (1: the maximum).
+func (r payResult) pct(q float64) float64 {
+	if len(r.lats) == 0 {
+		return 0
+	}
+	return float64(r.lats[min(int(q*float64(len(r.lats))), len(r.lats)-1)].Microseconds()) / 1000
+}
+
+// pay runs the loops at once for d, each waiting for its answer before
+// paying again.
+func pay(ctx context.Context, d time.Duration, loops []payLoop) payResult {
+	var (
+		payments, failed atomic.Int64
+		mu               sync.Mutex
+		lats             []time.Duration
+		wg               sync.WaitGroup
+	)
+	pctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t0 := time.Now()
+	for _, l := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for pctx.Err() == nil {
+				s := time.Now()
+				if err := l.c.call(ctx, "channel_send", map[string]any{"channelId": l.channel, "amount": "1"}, nil); err != nil {
+					failed.Add(1)
+					continue
+				}
+				mine = append(mine, time.Since(s))
+				payments.Add(1)
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	return payResult{payments: payments.Load(), failed: failed.Load(), seconds: time.Since(t0).Seconds(), lats: lats}
 }
 
 func heapMiB() float64 {
