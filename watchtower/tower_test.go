@@ -260,7 +260,9 @@ func TestOneSubscriptionForManyChannels(t *testing.T) {
 		require.NoError(t, tw.Watch(alice, c.signedState(txs[i])))
 	}
 	require.Eventually(t, func() bool { return tw.Stats().Checks >= uint64(len(chans)) }, time.Minute, 10*time.Millisecond)
-	require.LessOrEqual(t, runtime.NumGoroutine()-before, 2, "goroutines do not grow with the channels watched")
+	// A goroutine per channel would add 300; the margin is for the chain's
+	// and the RPC's own goroutines that come and go meanwhile.
+	require.Less(t, runtime.NumGoroutine()-before, 20, "goroutines do not grow with the channels watched")
 	require.Equal(t, len(chans), tw.Stats().Watched)
 
 	target := chans[150]

@@ -32,6 +32,13 @@ func Ignores() []goleak.Option {
 		// blocked for ever on an unbuffered channel: a session that closes
 		// while a dispute waits out its challenge period leaves one behind.
 		goleak.IgnoreTopFunction("perun.network/go-perun/client.(*Channel).ensureRegistered.func1"),
+		// go-ethereum's log subscription (eth/filters FilterAPI.Logs) ends
+		// by uninstalling its filter from the filter system's event loop,
+		// asynchronously after the subscriber went away; when the embedded
+		// chain closes first, the loop is gone and the goroutine waits on it
+		// for ever. Only a goroutine already unsubscribing is ignored: a
+		// subscription still open stays in Logs' own loop and still shows.
+		goleak.IgnoreAnyFunction("github.com/ethereum/go-ethereum/eth/filters.(*Subscription).Unsubscribe"),
 		// goleveldb's mpoolDrain ends up to a second after its database
 		// closed, longer than goleak retries. A database left open is still
 		// caught: its compaction goroutines stay.
