@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
 	"perun.network/go-perun/channel"
 	"perun.network/go-perun/client"
@@ -44,7 +45,13 @@ type channelEntry struct {
 	settleLoop   bool // a background settle (with retries) is running
 	watching     bool
 	weRegistered bool
-	col          collisions
+	// outcome is set once the channel is closed with an older state than
+	// the latest (adopt).
+	outcome *Outcome
+	// chainSeq counts the on-chain events of the channel: a settle that
+	// waits for the chain wakes on it.
+	chainSeq uint64
+	col      collisions
 	// changed is closed and replaced on every change of the version, the
 	// state or the settling flags: waiters select on it instead of polling.
 	changed chan struct{}
@@ -160,6 +167,10 @@ func (e *channelEntry) info() ChannelInfo {
 		ClosedBy:          e.closedBy,
 		TxHashes:          append([]string{}, e.txHashes...),
 	}
+	if e.outcome != nil {
+		o := *e.outcome
+		ci.Outcome = &o
+	}
 	return ci
 }
 
@@ -216,6 +227,7 @@ func (e *channelEntry) afterRestore() {
 	switch e.ch.Phase() {
 	case channel.Acting, channel.Signing:
 		e.markOpen()
+		e.checkOnChain()
 	case channel.Final:
 		e.mu.Lock()
 		e.moveLocked(StateClosing)
@@ -232,6 +244,35 @@ func (e *channelEntry) afterRestore() {
 		// Opening was interrupted: the channel never became usable.
 		e.startWatching()
 	}
+}
+
+// checkOnChain reads the adjudicator's entry of a channel restored open
+// (at login, at node start): a dispute that the chain decided while the
+// user was away (another version concluded, or standing past its challenge
+// period), or the latest state registered, is settled now. A stale
+// registration that can still be refuted is the watchtower's.
+func (e *channelEntry) checkOnChain() {
+	e.s.tasks.goTask("check "+shortID(e.id), func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		d, now, err := e.s.n.readDispute(ctx, e.id)
+		if err != nil {
+			e.s.n.log.Warn("check the channel on chain", "channel", idHex(e.id), "err", err)
+			return
+		}
+		local := e.ch.State().Version
+		if v := judge(d, local, now); v != verdictSettle || (d.Registered && d.Version == local) {
+			e.s.n.log.Info("channel disputed on chain while the user was away", "channel", idHex(e.id),
+				"phase", d.Phase.String(), "onChainVersion", d.Version, "latestVersion", local, "next", v.String())
+			e.mu.Lock()
+			if e.state == StateOpen {
+				e.moveLocked(StateRegistered)
+			}
+			e.mu.Unlock()
+			e.publish()
+			e.settleInBackground(false, "dispute")
+		}
+	})
 }
 
 // startWatching attaches the channel to the node's watchtower through
@@ -282,6 +323,10 @@ func (e *channelEntry) handleEvent(ev watchtower.Event) {
 	weRegistered := e.weRegistered
 	e.mu.Unlock()
 	de := e.s.n.disputeEvent(ev, e.s.addr, weRegistered)
+	e.mu.Lock()
+	e.chainSeq++
+	e.notifyLocked()
+	e.mu.Unlock()
 	settle, secondary, by := false, false, "dispute"
 	switch ev.Phase {
 	case watchtower.PhaseRegistered:
@@ -299,6 +344,11 @@ func (e *channelEntry) handleEvent(ev watchtower.Event) {
 	case watchtower.PhaseProgressed:
 	case watchtower.PhaseConcluded:
 		settle, secondary = true, true
+		e.mu.Lock()
+		if ev.Version == e.version {
+			de.Balance = &Balance{Mine: amount(e.bals[e.idx]), Theirs: amount(e.bals[1-e.idx])}
+		}
+		e.mu.Unlock()
 		if ev.Final || e.info().State == StateClosing {
 			by = "agreement"
 		}
@@ -317,7 +367,11 @@ func (e *channelEntry) handleEvent(ev watchtower.Event) {
 // settle concludes (if needed) and withdraws the user's share, then closes
 // the channel: one attempt, bounded by ctx and the settle timeout. It runs
 // at most once at a time per channel; while another attempt runs, or once
-// the channel is closed, it returns nil at once.
+// the channel is closed, it returns nil at once. The chain is read before
+// and after go-perun's settle: when it concluded another version, or
+// another version stands past its challenge period, go-perun's settle
+// (which would only revert) is not tried and the chain's outcome is
+// adopted or awaited (reconcile).
 func (e *channelEntry) settle(ctx context.Context, secondary bool, by string) error {
 	e.mu.Lock()
 	if e.settling || e.state == StateClosed {
@@ -331,26 +385,69 @@ func (e *channelEntry) settle(ctx context.Context, secondary bool, by string) er
 	e.notifyLocked()
 	e.mu.Unlock()
 	e.publish()
-	cfg := e.s.n.cfg
-	timeout := 3*cfg.Chain.TxTimeout + time.Duration(e.challenge)*time.Second + 30*time.Second
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	ctx, rec := withRecorder(ctx)
-	err := e.ch.Settle(ctx, secondary)
-	e.addTxs(rec.all())
-	if err != nil {
+	fail := func(err error) error {
 		e.mu.Lock()
 		e.settling = false
 		e.notifyLocked()
 		e.mu.Unlock()
+		return err
+	}
+	cfg := e.s.n.cfg
+	timeout := 3*cfg.Chain.TxTimeout + time.Duration(e.challenge)*time.Second + 30*time.Second
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if handled, err := e.reconcile(ctx); handled {
+		if err != nil {
+			return fail(err)
+		}
+		return nil // adopted: closed
+	} else if err != nil {
+		e.s.n.log.Warn("read the channel on chain before settling", "channel", idHex(e.id), "err", err)
+	}
+	ctx, rec := withRecorder(ctx)
+	err := e.ch.Settle(ctx, secondary)
+	e.addTxs(rec.all())
+	if err != nil {
 		chain.ResetNonce(e.s.n.chainID, e.s.addr)
 		if errors.Is(context.Cause(ctx), errStopping) {
 			e.s.n.log.Debug("settle interrupted by shutdown; it resumes at the next session open", "channel", idHex(e.id), "err", err)
-		} else {
-			e.s.n.log.Error("settle channel", "channel", idHex(e.id), "err", err)
+			return fail(chainErr(fmt.Errorf("settle channel %s: %w", idHex(e.id), err), rec))
 		}
-		return chainErr(fmt.Errorf("settle channel %s: %w", idHex(e.id), err), rec)
+		e.s.n.log.Error("settle channel", "channel", idHex(e.id), "err", err)
+		// The chain may have moved meanwhile (the peer concluded an older
+		// state): then its outcome decides, not a retry.
+		if handled, rerr := e.reconcile(ctx); handled {
+			if rerr != nil {
+				return fail(rerr)
+			}
+			return nil
+		}
+		return fail(chainErr(fmt.Errorf("settle channel %s: %w", idHex(e.id), err), rec))
 	}
+	if by == "dispute" {
+		e.tellWithdrawn(rec.last())
+	}
+	e.finishClosed(by)
+	return nil
+}
+
+// tellWithdrawn reports the user's share withdrawn after a dispute that
+// the latest state won.
+func (e *channelEntry) tellWithdrawn(txHash string) {
+	e.mu.Lock()
+	mine, theirs, v := amount(e.bals[e.idx]), amount(e.bals[1-e.idx]), e.version
+	e.mu.Unlock()
+	e.tellDispute(DisputeEvent{
+		ChannelID: idHex(e.id), Event: DisputeWithdrawn, Version: v, TxHash: txHash,
+		Amount: mine, Balance: &Balance{Mine: mine, Theirs: theirs},
+		Response: fmt.Sprintf("your share of version %d is withdrawn", v),
+	})
+}
+
+// finishClosed records the channel closed (by "agreement" or "dispute")
+// once it is concluded and the user's share withdrawn: the tower forgets
+// it, the session moves it to its closed channels and tells the user.
+func (e *channelEntry) finishClosed(by string) {
 	now := time.Now().UTC()
 	e.mu.Lock()
 	e.state = StateClosed
@@ -375,8 +472,7 @@ func (e *channelEntry) settle(ctx context.Context, secondary bool, by string) er
 	e.notifyLocked() // waiters see the channel closed once it is on record
 	e.mu.Unlock()
 	s.hub.Publish(subscriptions.Channels, ci)
-	s.n.log.Info("channel closed", "channel", ci.ChannelID, "by", by)
-	return nil
+	s.n.log.Info("channel closed", "channel", ci.ChannelID, "by", by, "version", ci.Version)
 }
 
 // settleNow runs one settle attempt as a session task and waits for its
@@ -422,6 +518,9 @@ func (e *channelEntry) settleInBackground(secondary bool, by string) {
 			if e.getState() == StateClosed {
 				return
 			}
+			e.mu.Lock()
+			seq := e.chainSeq
+			e.mu.Unlock()
 			err := e.settle(ctx, secondary, by)
 			if err == nil {
 				continue // closed, or another attempt got in first: checked above
@@ -430,11 +529,26 @@ func (e *channelEntry) settleInBackground(secondary bool, by string) {
 				return
 			}
 			secondary = false
-			d := settleRetry.delay(failures)
-			failures++
-			e.s.n.log.Warn("settle failed; retrying", "channel", idHex(e.id), "attempt", failures, "in", d)
-			if e.waitFor(ctx, d, func() bool { return e.state == StateClosed }) {
-				return
+			chainMoved := func() bool { return e.state == StateClosed || e.chainSeq != seq }
+			var await *awaitError
+			switch {
+			case errors.As(err, &await):
+				// Nothing to send: wait for the conclusion (an event of the
+				// tower), reading the chain again now and then (a call, no
+				// transaction).
+				e.s.n.log.Info("settle waits for the chain", "channel", idHex(e.id), "why", err)
+				e.waitFor(ctx, settleRetry.limit, chainMoved)
+			case isRevert(err):
+				// A reverted transaction is not sent again unchanged: the
+				// next attempt waits until the chain moves (or the next
+				// login or start).
+				e.s.n.log.Error("settle reverted; not retrying until the channel moves on chain", "channel", idHex(e.id), "err", err)
+				e.waitFor(ctx, 0, chainMoved)
+			default:
+				d := settleRetry.delay(failures)
+				failures++
+				e.s.n.log.Warn("settle failed; retrying", "channel", idHex(e.id), "attempt", failures, "in", d)
+				e.waitFor(ctx, d, func() bool { return e.state == StateClosed })
 			}
 		}
 	})
@@ -443,6 +557,13 @@ func (e *channelEntry) settleInBackground(secondary bool, by string) {
 		e.settleLoop = false
 		e.mu.Unlock()
 	}
+}
+
+// isRevert tells whether err is a transaction that the chain reverted (or
+// would revert: a failed gas estimation), which sending again unchanged
+// cannot mend.
+func isRevert(err error) bool {
+	return errors.Is(err, ethchannel.ErrTxFailed) || strings.Contains(err.Error(), "execution reverted")
 }
 
 // acquire takes the channel's operation slot.
@@ -516,10 +637,15 @@ func insufficientInChannel(pay bool, have, amt *big.Int) error {
 
 // Close settles the channel cooperatively: a final state signed by both,
 // then conclude and withdraw. When the peer does not agree in time, it falls
-// back to the dispute path.
+// back to the dispute path. A channel closed already answers with how it
+// closed.
 func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
 	e, err := s.acquireEntry(ctx, id)
 	if err != nil {
+		// Closing a closed channel answers with how it closed.
+		if ci, cerr := s.Channel(id); cerr == nil && ci.State == StateClosed {
+			return ci, nil
+		}
 		return ChannelInfo{}, err
 	}
 	defer e.release()
@@ -542,17 +668,22 @@ func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
 		e.weRegistered = true
 		e.mu.Unlock()
 	}
-	if err := e.settleNow(ctx, by); err != nil {
+	if err := e.settleNow(ctx, by); err != nil && !isAwait(err) {
 		return ChannelInfo{}, err
 	}
 	return s.waitClosed(ctx, e)
 }
 
 // ForceClose registers the latest state on-chain without asking the peer,
-// waits out the challenge period, concludes and withdraws.
+// waits out the challenge period, concludes and withdraws. A channel closed
+// already answers with how it closed.
 func (s *Session) ForceClose(ctx context.Context, id string) (ChannelInfo, error) {
 	e, err := s.acquireEntry(ctx, id)
 	if err != nil {
+		// Closing a closed channel answers with how it closed.
+		if ci, cerr := s.Channel(id); cerr == nil && ci.State == StateClosed {
+			return ci, nil
+		}
 		return ChannelInfo{}, err
 	}
 	defer e.release()
@@ -564,7 +695,7 @@ func (s *Session) ForceClose(ctx context.Context, id string) (ChannelInfo, error
 	e.mu.Lock()
 	e.weRegistered = true
 	e.mu.Unlock()
-	if err := e.settleNow(ctx, "dispute"); err != nil {
+	if err := e.settleNow(ctx, "dispute"); err != nil && !isAwait(err) {
 		return ChannelInfo{}, err
 	}
 	return s.waitClosed(ctx, e)

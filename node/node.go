@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/wire"
@@ -99,6 +100,8 @@ type Node struct {
 	tower    *watchtower.Tower
 	operator common.Address
 	opAdj    *ethchannel.Adjudicator
+	// adjCaller reads the adjudicator's disputes (reconcile.go).
+	adjCaller *adjudicator.AdjudicatorCaller
 
 	// tasks owns the node's goroutines; each session's tasks are a child
 	// group, so anything left of a session ends with the node.

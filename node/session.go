@@ -55,6 +55,8 @@ type Session struct {
 	bus      *wirenet.Bus
 	client   *client.Client
 	adj      *resilientAdjudicator
+	wallet   *simple.Wallet   // the user's key, for signatures outside go-perun (withdrawals)
+	ethAcc   accounts.Account // the user's account, sending transactions
 	pr       store.View
 	contacts *contacts.Book
 	hub      *subscriptions.Hub
@@ -157,6 +159,7 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 	rb := recordingBackend{Backend: n.chain, unattributed: func(tx *types.Transaction) { s.attributeTx(adjABI, tx) }}
 	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
 	acc := accounts.Account{Address: addr}
+	s.wallet, s.ethAcc = w, acc
 	funder := ethchannel.NewFunder(cb)
 	for _, a := range n.assets {
 		funder.RegisterAsset(*a.asset, a.depositor(), acc)

@@ -34,6 +34,21 @@ type ChannelInfo struct {
 	// ClosedBy says how a closed channel was settled: "agreement" or "dispute".
 	ClosedBy string   `json:"closedBy,omitempty"`
 	TxHashes []string `json:"txHashes"`
+	// Outcome is set on a channel closed by a dispute that concluded an
+	// older state than the latest one both parties signed: Version and
+	// Balance are then the concluded state's, Outcome the latest one's.
+	*Outcome
+}
+
+// Outcome compares what the chain concluded with the latest off-chain
+// state, on a channel whose dispute concluded an older state.
+type Outcome struct {
+	// LatestVersion and LatestBalance are the latest state signed by both.
+	LatestVersion uint64  `json:"latestVersion"`
+	LatestBalance Balance `json:"latestBalance"`
+	// Difference is the user's concluded share minus their latest share
+	// (negative: the user lost that much to the older state).
+	Difference string `json:"difference"`
 }
 
 // ProposalInfo describes an incoming channel proposal.
@@ -99,7 +114,16 @@ type DisputeEvent struct {
 	// stands: RefutationSending, RefutationMined or RefutationFailed;
 	// empty when there is nothing to refute.
 	Refutation string `json:"refutation,omitempty"`
+	// Amount is what a "withdrawn" event withdrew for the user.
+	Amount string `json:"amount,omitempty"`
+	// Balance is each side's share of the concluded state ("withdrawn").
+	Balance *Balance `json:"balance,omitempty"`
 }
+
+// DisputeWithdrawn is the event of the user's share withdrawn after a
+// dispute; the other events are named after the adjudicator's phases
+// ("registered", "progressed", "concluded").
+const DisputeWithdrawn = "withdrawn"
 
 // The states of a refutation (DisputeEvent.Refutation).
 const (

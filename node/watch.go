@@ -11,6 +11,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	"perun.network/go-perun/channel"
 
@@ -44,6 +45,11 @@ func (n *Node) startTower(ctx context.Context, op *ecdsa.PrivateKey) error {
 		n.operator = addr
 		n.opAdj = ethchannel.NewAdjudicator(cb, n.contracts.Adjudicator, addr, acc, adjudicatorGasLimit)
 	}
+	caller, err := adjudicator.NewAdjudicatorCaller(n.contracts.Adjudicator, n.chain)
+	if err != nil {
+		return fmt.Errorf("bind adjudicator: %w", err)
+	}
+	n.adjCaller = caller
 	tw, err := watchtower.New(watchtower.Options{
 		Chain: n.chain, ChainID: n.chainID, Adjudicator: n.contracts.Adjudicator,
 		Refute: n.refute, OnEvent: n.recordDispute, Log: n.log,
@@ -222,6 +228,8 @@ func (n *Node) disputeEvent(ev watchtower.Event, owner common.Address, weRegiste
 		case ev.Version < ev.Latest:
 			de.Refutation = RefutationSending
 			de.Response = fmt.Sprintf("refuting with version %d", ev.Latest)
+		case ev.Version > ev.Latest:
+			de.Response = fmt.Sprintf("version %d is registered, newer than this node's latest version %d: its outcome stands; withdrawing after the challenge period", ev.Version, ev.Latest)
 		case ev.Refuted:
 			de.Refutation = RefutationMined
 			de.Response = fmt.Sprintf("refuted: version %d is registered; withdrawing after the challenge period", ev.Version)

@@ -181,8 +181,18 @@ type update struct {
 	txHash  common.Hash
 }
 
-func (u *update) same(o *update) bool {
-	return o != nil && u.phase == o.phase && u.version == o.version && u.timeout == o.timeout
+// after tells whether u is newer than o (nil: nothing known). On chain a
+// channel's version only grows and, within a version, its phase only moves
+// forward (registered, progressed, concluded): anything else is a replay
+// of the past (a subscription reading back, a check overtaken by events).
+func (u *update) after(o *update) bool {
+	if o == nil {
+		return true
+	}
+	if u.version != o.version {
+		return u.version > o.version
+	}
+	return u.phase > o.phase
 }
 
 // work is one item of the worker's queue: a check of a channel (u nil) or
@@ -541,7 +551,7 @@ func (t *Tower) check(id channel.ID) {
 func (t *Tower) handle(u *update) {
 	t.mu.Lock()
 	w, ok := t.watches[u.id]
-	if !ok || u.same(w.last) {
+	if !ok || !u.after(w.last) {
 		t.mu.Unlock()
 		return
 	}
@@ -636,7 +646,11 @@ func (t *Tower) startRefute(ev Event, req channel.AdjudicatorReq) {
 				}
 				w.failures++
 				failures = w.failures
-				w.last = nil // the next check reports and refutes again
+				// The next check reports and refutes again, unless the
+				// chain moved on meanwhile (or it is too late).
+				if !errors.Is(err, errTooLate) && w.last != nil && w.last.phase == PhaseRegistered && w.last.version == ev.Version {
+					w.last = nil
+				}
 			} else {
 				w.failures = 0
 			}

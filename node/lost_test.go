@@ -1,0 +1,177 @@
+package node_test
+
+import (
+	"context"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
+	"github.com/perun-network/perun-eth-backend/wallet/simple"
+	"github.com/stretchr/testify/require"
+	"perun.network/go-perun/channel"
+	"perun.network/go-perun/wallet"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/node"
+	"github.com/perund/perund/subscriptions"
+)
+
+// concludeAs concludes tx (registered, its challenge period waited out)
+// and withdraws the share of party idx, sent and signed by key.
+func (v *env) concludeAs(t *testing.T, key string, idx channel.Index, params *channel.Params, tx channel.Transaction) {
+	t.Helper()
+	pk, err := crypto.HexToECDSA(key)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id, err := v.chain.ChainID(ctx)
+	require.NoError(t, err)
+	addr := crypto.PubkeyToAddress(pk.PublicKey)
+	chain.ResetNonce(id, addr)
+	cb, _ := chain.DeployerBackend(v.chain, id, pk)
+	adj := ethchannel.NewAdjudicator(cb, v.c.Adjudicator, addr, accounts.Account{Address: addr}, 1_000_000)
+	acc, err := simple.NewWallet(pk).Unlock(ethwallet.AsWalletAddr(addr))
+	require.NoError(t, err)
+	require.NoError(t, adj.Withdraw(ctx, channel.AdjudicatorReq{
+		Params: params, Tx: tx, Idx: idx, Acc: map[wallet.BackendID]wallet.Account{ethwallet.BackendID: acc},
+	}, nil))
+}
+
+// sentSince returns the transactions mined from block from on, by sender.
+func (v *env) sentSince(t *testing.T, from uint64) map[common.Address][]*types.Receipt {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	head, err := v.chain.BlockNumber(ctx)
+	require.NoError(t, err)
+	signer := v.chain.Signer()
+	out := map[common.Address][]*types.Receipt{}
+	for n := from; n <= head; n++ {
+		b, err := v.chain.BlockByNumber(ctx, new(big.Int).SetUint64(n))
+		require.NoError(t, err)
+		for _, tx := range b.Transactions() {
+			r, err := v.chain.TransactionReceipt(ctx, tx.Hash())
+			require.NoError(t, err)
+			sender, err := types.Sender(signer, tx)
+			require.NoError(t, err)
+			out[sender] = append(out[sender], r)
+		}
+	}
+	return out
+}
+
+// TestLostDisputeAdopted is issue 18's lost dispute: bob's node is down
+// while alice registers an old state (version 1, in which she holds 2 ETH
+// more than in the latest, version 3), waits out the challenge period,
+// concludes it and withdraws. When bob's node is back and bob logs in,
+// the node does not try to register or conclude version 3 (it would only
+// revert): it withdraws bob's share of version 1 in one transaction and
+// shows the channel closed by dispute at version 1 beside the latest
+// state; channel_close answers at once with that.
+func TestLostDisputeAdopted(t *testing.T) {
+	v, addrs := newEnv(t, keyAlice, keyBob)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	na := v.nodeIn(t, dirA, map[string]string{keyAlice: "alice"})
+	nb := v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
+	require.NoError(t, err)
+	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	introduce(t, alice, bob)
+	ch := openAcceptedWith(ctx, t, alice, bob, eth(10), eth(10), 10)
+	for i := 0; i < 3; i++ {
+		_, err := alice.Send(ctx, ch.ChannelID, eth(1))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		c, err := bob.Channel(ch.ChannelID)
+		return err == nil && c.Version == 3
+	}, 10*time.Second, 5*time.Millisecond)
+	params, latest, err := alice.ChannelStateForTest(ch.ChannelID)
+	require.NoError(t, err)
+
+	// Both nodes go away: alice's would refute her, bob's is down.
+	require.NoError(t, na.Close(ctx))
+	require.NoError(t, nb.Close(ctx))
+	stale := staleState(t, params, latest, 1, eth(9), keyAlice, keyBob)
+	v.registerAs(t, keyAlice, params, stale)
+	v.concludeAs(t, keyAlice, 0, params, stale)
+
+	before, err := v.chain.BalanceAt(ctx, addrs[1], nil)
+	require.NoError(t, err)
+	from, err := v.chain.BlockNumber(ctx)
+	require.NoError(t, err)
+	nb = v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
+	bob, err = nb.OpenSession(ctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	sub, err := bob.Hub().Subscribe(subscriptions.Disputes)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		c, err := bob.Channel(ch.ChannelID)
+		return err == nil && c.State == node.StateClosed
+	}, time.Minute, 50*time.Millisecond, "bob's channel is closed with the chain's outcome")
+	closed, err := bob.Close(ctx, ch.ChannelID)
+	require.NoError(t, err, "closing a closed channel answers with how it closed")
+	require.Equal(t, "dispute", closed.ClosedBy)
+	require.EqualValues(t, 1, closed.Version)
+	require.Equal(t, eth(11).String(), closed.Balance.Mine)
+	require.Equal(t, eth(9).String(), closed.Balance.Theirs)
+	require.NotNil(t, closed.Outcome)
+	require.EqualValues(t, 3, closed.LatestVersion)
+	require.Equal(t, eth(13).String(), closed.LatestBalance.Mine)
+	require.Equal(t, new(big.Int).Neg(eth(2)).String(), closed.Difference)
+
+	sent := v.sentSince(t, from+1)
+	require.Len(t, sent[addrs[1]], 1, "bob's node sent one transaction: the withdrawal")
+	w := sent[addrs[1]][0]
+	require.Equal(t, types.ReceiptStatusSuccessful, w.Status)
+	require.Contains(t, closed.TxHashes, w.TxHash.Hex())
+	for sender, rs := range sent {
+		for _, r := range rs {
+			require.Equal(t, types.ReceiptStatusSuccessful, r.Status, "no reverted transaction (sender %s)", sender.Hex())
+		}
+	}
+	after, err := v.chain.BalanceAt(ctx, addrs[1], nil)
+	require.NoError(t, err)
+	gas := new(big.Int).Mul(new(big.Int).SetUint64(w.GasUsed), w.EffectiveGasPrice)
+	want := new(big.Int).Add(before, eth(11))
+	require.Equal(t, want.Sub(want, gas).String(), after.String(), "bob withdrew his version-1 share to the wei")
+
+	var withdrawn *node.DisputeEvent
+	for withdrawn == nil {
+		select {
+		case ev := <-sub.Events():
+			if de := ev.(node.DisputeEvent); de.Event == node.DisputeWithdrawn {
+				withdrawn = &de
+			}
+		case <-ctx.Done():
+			t.Fatal("no withdrawn event")
+		}
+	}
+	require.EqualValues(t, 1, withdrawn.Version)
+	require.Equal(t, eth(11).String(), withdrawn.Amount)
+	require.Equal(t, w.TxHash.Hex(), withdrawn.TxHash)
+	log, err := bob.Disputes(ch.ChannelID)
+	require.NoError(t, err)
+	require.Equal(t, node.DisputeWithdrawn, log[len(log)-1].Event)
+
+	// The adopted channel is gone from go-perun's database: a restart does
+	// not bring it back.
+	require.NoError(t, nb.Close(ctx))
+	nb = v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
+	require.Zero(t, nb.WatchStats().Watched)
+	bob, err = nb.OpenSession(ctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	c, err := bob.Channel(ch.ChannelID)
+	require.NoError(t, err)
+	require.Equal(t, node.StateClosed, c.State)
+	require.EqualValues(t, 1, c.Version)
+}

@@ -1,0 +1,304 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts/abi"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
+	"perun.network/go-perun/channel"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/subscriptions"
+	"github.com/perund/perund/watchtower"
+)
+
+// chainDispute is the adjudicator's entry of a channel (its disputes map).
+type chainDispute struct {
+	Phase   watchtower.Phase
+	Version uint64
+	Timeout uint64 // unix seconds: the end of the challenge period
+	// Registered: the channel has an entry at all (a registration or a
+	// conclusion happened).
+	Registered bool
+}
+
+// verdict is what the node does with a channel whose on-chain entry is d
+// while its latest state signed by both parties has version local.
+type verdict int
+
+const (
+	// verdictSettle: go-perun's settle can finish the channel with the
+	// latest state (nothing registered, the latest registered, or an older
+	// one that can still be refuted).
+	verdictSettle verdict = iota
+	// verdictAdopt: the chain concluded another version than the latest:
+	// that version is the channel's outcome; registering or concluding
+	// again would only revert. The node withdraws its share of it.
+	verdictAdopt
+	// verdictAwait: another version than the latest stands and cannot be
+	// refuted any more (the challenge period is over), or the chain holds
+	// a newer version than the node: nothing the node could send would
+	// change it. The node waits for the conclusion, then adopts it.
+	verdictAwait
+)
+
+func (v verdict) String() string {
+	switch v {
+	case verdictSettle:
+		return "settle"
+	case verdictAdopt:
+		return "adopt"
+	case verdictAwait:
+		return "await"
+	}
+	return fmt.Sprintf("verdict(%d)", int(v))
+}
+
+// judge decides what to do with a channel whose on-chain entry is d, whose
+// latest state has version local, at chain time now (unix seconds).
+func judge(d chainDispute, local, now uint64) verdict {
+	if !d.Registered || d.Version == local {
+		return verdictSettle
+	}
+	if d.Phase == watchtower.PhaseConcluded {
+		return verdictAdopt
+	}
+	if d.Version > local || now >= d.Timeout {
+		return verdictAwait
+	}
+	return verdictSettle // stale and still refutable
+}
+
+// readDispute reads the adjudicator's entry of id and the chain's time.
+func (n *Node) readDispute(ctx context.Context, id channel.ID) (chainDispute, uint64, error) {
+	d, err := n.adjCaller.Disputes(&bind.CallOpts{Context: ctx}, id)
+	if err != nil {
+		return chainDispute{}, 0, fmt.Errorf("read the channel's dispute on the adjudicator: %w", err)
+	}
+	h, err := n.chain.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return chainDispute{}, 0, fmt.Errorf("read the chain's head: %w", err)
+	}
+	return chainDispute{
+		Phase: watchtower.Phase(d.Phase), Version: d.Version, Timeout: d.Timeout,
+		Registered: d.Version != 0 || d.Timeout != 0 || d.Phase != 0,
+	}, h.Time, nil
+}
+
+// awaitError is why a settle waits: another version than the latest stands
+// on chain and only its conclusion can follow.
+type awaitError struct {
+	version, latest, timeout uint64
+}
+
+func (e *awaitError) Error() string {
+	if e.version > e.latest {
+		return fmt.Sprintf("the peer registered version %d, newer than this node's latest version %d: waiting for its conclusion, then withdrawing the share it gives",
+			e.version, e.latest)
+	}
+	return fmt.Sprintf("version %d stands on chain (the latest is %d; its challenge period ended %s): waiting for its conclusion",
+		e.version, e.latest, time.Unix(int64(e.timeout), 0).UTC().Format(time.RFC3339))
+}
+
+// isAwait tells whether err is an awaitError: a close waits for the
+// chain's conclusion instead of failing.
+func isAwait(err error) bool {
+	var a *awaitError
+	return errors.As(err, &a)
+}
+
+// reconcile compares the channel with the chain before and after go-perun's
+// settle: it returns handled true when the chain's state decided the
+// channel (adopted, or waiting for the conclusion with err an awaitError),
+// so that go-perun's settle is not tried (again).
+func (e *channelEntry) reconcile(ctx context.Context) (handled bool, err error) {
+	d, now, err := e.s.n.readDispute(ctx, e.id)
+	if err != nil {
+		return false, err
+	}
+	local := e.ch.State().Version
+	switch v := judge(d, local, now); v {
+	case verdictAdopt:
+		return true, e.adopt(ctx, d, local)
+	case verdictAwait:
+		return true, &awaitError{version: d.Version, latest: local, timeout: d.Timeout}
+	}
+	return false, nil
+}
+
+// adopt closes the channel with the outcome the chain concluded (version
+// d.Version, not the latest): it withdraws the user's holdings of the
+// channel, if any are left, and records the channel closed by dispute with
+// the on-chain balances beside the latest off-chain ones.
+func (e *channelEntry) adopt(ctx context.Context, d chainDispute, local uint64) error {
+	s := e.s
+	mine, txHash, err := e.withdrawHoldings(ctx)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	latest := Balance{Mine: amount(e.bals[e.idx]), Theirs: amount(e.bals[1-e.idx])}
+	total := new(big.Int).Add(e.bals[0], e.bals[1])
+	diff := new(big.Int).Sub(mine, e.bals[e.idx])
+	theirs := new(big.Int).Sub(total, mine)
+	if theirs.Sign() < 0 {
+		theirs.SetInt64(0)
+	}
+	e.bals[e.idx], e.bals[1-e.idx] = new(big.Int).Set(mine), theirs
+	e.version = d.Version
+	e.outcome = &Outcome{LatestVersion: local, LatestBalance: latest, Difference: diff.String()}
+	e.mu.Unlock()
+	if txHash != (common.Hash{}) {
+		e.addTxs([]string{txHash.Hex()})
+	}
+	s.n.log.Warn("channel concluded on chain with an older state than the latest: adopted",
+		"channel", idHex(e.id), "address", s.addr.Hex(), "onChainVersion", d.Version, "latestVersion", local,
+		"withdrawn", mine.String(), "difference", diff.String())
+	ev := DisputeEvent{
+		ChannelID: idHex(e.id), Event: DisputeWithdrawn, Version: d.Version,
+		Amount: mine.String(), Balance: &Balance{Mine: mine.String(), Theirs: theirs.String()},
+		Response: fmt.Sprintf("version %d was concluded on chain, not the latest version %d: your share of it is withdrawn (%s against the latest state)",
+			d.Version, local, signed(diff)),
+	}
+	if txHash != (common.Hash{}) {
+		ev.TxHash = txHash.Hex()
+	}
+	e.tellDispute(ev)
+	// go-perun's database forgets the channel as its own settle would.
+	if err := s.pr.ChannelRemoved(ctx, e.id); err != nil {
+		s.n.log.Warn("remove adopted channel from the database", "channel", idHex(e.id), "err", err)
+	}
+	e.finishClosed("dispute")
+	return nil
+}
+
+// signed writes a signed amount with its sign.
+func signed(x *big.Int) string {
+	if x.Sign() > 0 {
+		return "+" + x.String()
+	}
+	return x.String()
+}
+
+// tellDispute publishes ev on the session's disputes topic and adds it to
+// the user's dispute log.
+func (e *channelEntry) tellDispute(ev DisputeEvent) {
+	s := e.s
+	s.hub.Publish(subscriptions.Disputes, ev)
+	key := fmt.Sprintf("%s%020d/%s", disputeKey, time.Now().UnixNano(), ev.ChannelID)
+	if err := s.n.putDispute(s.addr, key, disputeRecord{DisputeEvent: ev}); err != nil {
+		s.n.log.Error("record dispute event", "address", s.addr.Hex(), "channel", ev.ChannelID, "err", err)
+	}
+}
+
+// withdrawHoldings withdraws what the asset holder holds for the user in
+// the channel and returns the amount with the transaction. Holdings that
+// were withdrawn already (a crash after the withdrawal) are found in the
+// asset holder's Withdrawn events, with no transaction.
+func (e *channelEntry) withdrawHoldings(ctx context.Context) (*big.Int, common.Hash, error) {
+	s := e.s
+	a := s.n.assetOf(e.ch.State().Assets[0])
+	if a == nil {
+		return nil, common.Hash{}, errors.New("withdraw: the channel's asset is not configured")
+	}
+	part := e.ch.Params().Parts[e.idx]
+	fid := ethchannel.FundingIDs(e.id, part)[0]
+	ah, err := assetholder.NewAssetholder(a.holder, s.n.chain)
+	if err != nil {
+		return nil, common.Hash{}, fmt.Errorf("bind asset holder: %w", err)
+	}
+	held, err := ah.Holdings(&bind.CallOpts{Context: ctx}, fid)
+	if err != nil {
+		return nil, common.Hash{}, fmt.Errorf("read holdings: %w", err)
+	}
+	if held.Sign() == 0 {
+		got, err := withdrawnBefore(ctx, ah, fid)
+		return got, common.Hash{}, err
+	}
+	auth := assetholder.AssetHolderWithdrawalAuth{
+		ChannelID:   e.id,
+		Participant: ethwallet.AsChannelParticipant(part),
+		Receiver:    s.addr,
+		Amount:      held,
+	}
+	enc, err := encodeWithdrawalAuth(auth)
+	if err != nil {
+		return nil, common.Hash{}, err
+	}
+	acc, err := s.wallet.Unlock(ethwallet.AsWalletAddr(s.addr))
+	if err != nil {
+		return nil, common.Hash{}, fmt.Errorf("unlock account: %w", err)
+	}
+	sig, err := acc.SignData(enc)
+	if err != nil {
+		return nil, common.Hash{}, fmt.Errorf("sign withdrawal: %w", err)
+	}
+	cb := s.adj.Adjudicator.ContractBackend
+	opts, err := cb.NewTransactor(ctx, adjudicatorGasLimit, s.ethAcc)
+	if err != nil {
+		return nil, common.Hash{}, fmt.Errorf("withdraw: %w", err)
+	}
+	tx, err := ah.Withdraw(opts, auth, sig)
+	if err != nil {
+		chain.ResetNonce(s.n.chainID, s.addr)
+		return nil, common.Hash{}, fmt.Errorf("send withdrawal: %w", err)
+	}
+	s.n.log.Info("transaction sent", "purpose", "withdraw the concluded share", "channel", idHex(e.id), "tx", tx.Hash().Hex(), "amount", held.String())
+	if _, err := cb.ConfirmTransaction(ctx, tx, s.ethAcc); err != nil {
+		s.n.log.Error("transaction failed", "purpose", "withdraw the concluded share", "channel", idHex(e.id), "tx", tx.Hash().Hex(), "err", err)
+		return nil, tx.Hash(), &ChainError{TxHash: tx.Hash().Hex(), Err: fmt.Errorf("withdraw: %w", err)}
+	}
+	s.n.log.Info("transaction mined", "purpose", "withdraw the concluded share", "channel", idHex(e.id), "tx", tx.Hash().Hex())
+	return held, tx.Hash(), nil
+}
+
+// withdrawnBefore sums the asset holder's Withdrawn events of fid.
+func withdrawnBefore(ctx context.Context, ah *assetholder.Assetholder, fid [32]byte) (*big.Int, error) {
+	it, err := ah.FilterWithdrawn(&bind.FilterOpts{Context: ctx}, [][32]byte{fid})
+	if err != nil {
+		return nil, fmt.Errorf("read past withdrawals: %w", err)
+	}
+	defer it.Close()
+	sum := new(big.Int)
+	for it.Next() {
+		sum.Add(sum, it.Event.Amount)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("read past withdrawals: %w", err)
+	}
+	return sum, nil
+}
+
+// withdrawalAuthArgs is the ABI encoding of the asset holder's
+// WithdrawalAuth, which the participant signs.
+var withdrawalAuthArgs = func() abi.Arguments {
+	t, err := abi.NewType("tuple", "", []abi.ArgumentMarshaling{
+		{Name: "channelID", Type: "bytes32"},
+		{Name: "participant", Type: "tuple", Components: []abi.ArgumentMarshaling{
+			{Name: "ethAddress", Type: "address"},
+			{Name: "ccAddress", Type: "bytes"},
+		}},
+		{Name: "receiver", Type: "address"},
+		{Name: "amount", Type: "uint256"},
+	})
+	if err != nil {
+		panic(err) // a constant type
+	}
+	return abi.Arguments{{Type: t}}
+}()
+
+func encodeWithdrawalAuth(a assetholder.AssetHolderWithdrawalAuth) ([]byte, error) {
+	enc, err := withdrawalAuthArgs.Pack(a)
+	if err != nil {
+		return nil, fmt.Errorf("encode withdrawal authorisation: %w", err)
+	}
+	return enc, nil
+}
