@@ -351,6 +351,10 @@ type channelView struct {
 	State     string            `json:"state"`
 	TxHashes  []string          `json:"txHashes"`
 	ClosedBy  string            `json:"closedBy"`
+	// The outcome of a dispute that concluded an older state.
+	LatestVersion uint64            `json:"latestVersion"`
+	LatestBalance map[string]string `json:"latestBalance"`
+	Difference    string            `json:"difference"`
 }
 
 // pair starts alice and bob, each in the other's contacts, and opens a

@@ -11,10 +11,14 @@ import (
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
+	gethrpc "github.com/ethereum/go-ethereum/rpc"
 	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
+	"github.com/perun-network/perun-eth-backend/wallet/simple"
 	"github.com/stretchr/testify/require"
 	"perun.network/go-perun/channel"
+	"perun.network/go-perun/wallet"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/internal/perundtest"
@@ -33,8 +37,8 @@ func registerStale(t *testing.T, a *anvil, bob *proc, c chain.Contracts, chID st
 // balances bals (alice's first), signs it with both keys (the test knows
 // them: a state both parties once signed) and registers it on the
 // adjudicator from the cheater's own account. The channel is between
-// alice (index 0) and the holder of peerKey.
-func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey, peerKey string, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) {
+// alice (index 0) and the holder of peerKey. It returns the registration.
+func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey, peerKey string, c chain.Contracts, chID string, version uint64, bals [2]*big.Int) channel.AdjudicatorReq {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := store.OpenLevelDB(filepath.Join(cheater.dir, "data", "channels.db"), store.LevelDBOptions{})
@@ -62,11 +66,63 @@ func registerStaleBy(t *testing.T, a *anvil, cheater *proc, cheaterKey, peerKey 
 	require.NoError(t, err)
 	cb, _ := chain.DeployerBackend(cl, chainID, ck)
 	adj := ethchannel.NewAdjudicator(cb, c.Adjudicator, cheater.addr, accounts.Account{Address: cheater.addr}, 1_000_000)
-	err = adj.Register(ctx, channel.AdjudicatorReq{
-		Params: params,
-		Tx:     tx,
-	}, nil)
+	req := channel.AdjudicatorReq{Params: params, Tx: tx}
+	require.NoError(t, adj.Register(ctx, req, nil))
+	return req
+}
+
+// concludeStaleBy concludes req (registered, its challenge period over)
+// and withdraws the share of party idx, sent and signed by key.
+func concludeStaleBy(t *testing.T, a *anvil, c chain.Contracts, key string, idx channel.Index, req channel.AdjudicatorReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pk, err := crypto.HexToECDSA(key)
 	require.NoError(t, err)
+	addr := crypto.PubkeyToAddress(pk.PublicKey)
+	cl, err := chain.Dial(ctx, a.url)
+	require.NoError(t, err)
+	defer cl.Close()
+	chainID, err := cl.ChainID(ctx)
+	require.NoError(t, err)
+	chain.ResetNonce(chainID, addr)
+	cb, _ := chain.DeployerBackend(cl, chainID, pk)
+	adj := ethchannel.NewAdjudicator(cb, c.Adjudicator, addr, accounts.Account{Address: addr}, 1_000_000)
+	acc, err := simple.NewWallet(pk).Unlock(ethwallet.AsWalletAddr(addr))
+	require.NoError(t, err)
+	req.Idx = idx
+	req.Acc = map[wallet.BackendID]wallet.Account{ethwallet.BackendID: acc}
+	require.NoError(t, adj.Withdraw(ctx, req, nil))
+}
+
+// failedSince returns the hashes of the transactions that reverted in the
+// blocks from block from on.
+func failedSince(t *testing.T, ethc *gethrpc.Client, from uint64) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var head hexutil.Uint64
+	require.NoError(t, ethc.CallContext(ctx, &head, "eth_blockNumber"))
+	var failed []string
+	for n := from; n <= uint64(head); n++ {
+		var b struct {
+			Transactions []string `json:"transactions"`
+		}
+		require.NoError(t, ethc.CallContext(ctx, &b, "eth_getBlockByNumber", hexutil.Uint64(n), false))
+		for _, h := range b.Transactions {
+			var r struct{ Status hexutil.Uint64 }
+			require.NoError(t, ethc.CallContext(ctx, &r, "eth_getTransactionReceipt", h))
+			if r.Status != 1 {
+				failed = append(failed, h)
+			}
+		}
+	}
+	return failed
+}
+
+// blockNumber is the chain's head.
+func blockNumber(t *testing.T, ethc *gethrpc.Client) uint64 {
+	var head hexutil.Uint64
+	require.NoError(t, ethc.CallContext(context.Background(), &head, "eth_blockNumber"))
+	return uint64(head)
 }
 
 // onChainVersion reads the version registered on the adjudicator for a

@@ -106,9 +106,81 @@ func TestRefutedWithoutTheUser(t *testing.T) {
 			closed := closedWhileTimePasses(t, a, ethc, victims[0].s, ch.ChannelID)
 			require.Equal(t, eth(13).String(), closed.Balance["mine"])
 			require.Equal(t, "dispute", closed.ClosedBy)
+			// The whole story, in order: registered (stale) → refutation
+			// sent → refutation mined → concluded → withdrawn.
+			var story []map[string]any
+			victims[0].s.OK("dispute_list", map[string]any{"channelId": ch.ChannelID}, &story)
+			var kinds []string
+			for _, ev := range story {
+				kind := ev["event"].(string)
+				if r, ok := ev["refutation"].(string); ok {
+					kind += "/" + r
+				}
+				kinds = append(kinds, kind)
+			}
+			require.Equal(t, []string{"registered/sending", "registered/mined", "concluded", "withdrawn"}, kinds)
+			require.Equal(t, eth(13).String(), story[3]["amount"])
+			require.Equal(t, closed.TxHashes[len(closed.TxHashes)-1], story[3]["txHash"])
 			want := new(big.Int).Add(start, eth(13))
 			want.Sub(want, gasCost(t, ethc, closed.TxHashes[1:]))
 			require.Equal(t, want.String(), balanceOf(t, ethc, bob.addr).String(), "bob gets every wei of the latest state")
 		})
 	}
+}
+
+// TestLostDispute is issue 18's lost dispute on anvil: bob's node is down
+// for the whole challenge period of an old state that alice registers
+// (version 1, in which she holds 2 ETH more than in the latest, version
+// 3); she concludes it and withdraws. When bob's node is back and bob
+// logs in, his node sends no registration or conclusion that could only
+// revert: it withdraws bob's version-1 share exactly, in one transaction,
+// shows the channel closed by dispute at version 1 beside the latest
+// state, and channel_close answers at once with that.
+func TestLostDispute(t *testing.T) {
+	a := startAnvil(t)
+	ethc := a.rpc(t)
+	c := deploy(t, a)
+	alice, bob, sa, sb, ch := pairWith(t, a, c)
+	for i := 0; i < 3; i++ {
+		sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": eth(1).String()}, nil)
+	}
+	var view channelView
+	require.Eventually(t, func() bool {
+		sb.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, &view)
+		return view.Version == 3
+	}, 10*time.Second, 10*time.Millisecond)
+	bob.stop(t)
+	alice.kill()
+	req := registerStaleBy(t, a, alice, keyAlice, keyBob, c, ch.ChannelID, 1, [2]*big.Int{eth(9), eth(11)})
+	a.passTime(t, ethc, challenge+1)
+	concludeStaleBy(t, a, c, keyAlice, 0, req)
+
+	start := balanceOf(t, ethc, bob.addr)
+	from := blockNumber(t, ethc) + 1
+	bob.start(t)
+	sb = bob.login(t)
+	began := time.Now()
+	var closed channelView
+	sb.OK("channel_close", map[string]any{"channelId": ch.ChannelID}, &closed)
+	t.Logf("channel_close answered after %v", time.Since(began))
+	require.Equal(t, "closed", closed.State)
+	require.Equal(t, "dispute", closed.ClosedBy)
+	require.EqualValues(t, 1, closed.Version)
+	require.Equal(t, eth(11).String(), closed.Balance["mine"])
+	require.EqualValues(t, 3, closed.LatestVersion)
+	require.Equal(t, eth(13).String(), closed.LatestBalance["mine"])
+	require.Equal(t, new(big.Int).Neg(eth(2)).String(), closed.Difference)
+
+	require.Empty(t, failedSince(t, ethc, from), "no transaction reverted")
+	withdrawal := closed.TxHashes[len(closed.TxHashes)-1]
+	want := new(big.Int).Add(start, eth(11))
+	want.Sub(want, gasCost(t, ethc, []string{withdrawal}))
+	require.Equal(t, want.String(), balanceOf(t, ethc, bob.addr).String(), "bob gets every wei of his version-1 share, in one transaction")
+
+	var log []map[string]any
+	sb.OK("dispute_list", map[string]any{"channelId": ch.ChannelID}, &log)
+	last := log[len(log)-1]
+	require.Equal(t, "withdrawn", last["event"])
+	require.Equal(t, eth(11).String(), last["amount"])
+	require.Equal(t, withdrawal, last["txHash"])
 }
