@@ -48,6 +48,9 @@ type channelEntry struct {
 	// outcome is set once the channel is closed with an older state than
 	// the latest (adopt).
 	outcome *Outcome
+	// unsynced: the peer did not answer the sync at login; cleared by the
+	// next state both sign.
+	unsynced bool
 	// chainSeq counts the on-chain events of the channel: a settle that
 	// waits for the chain wakes on it.
 	chainSeq uint64
@@ -139,6 +142,7 @@ func (e *channelEntry) waitFor(ctx context.Context, timeout time.Duration, cond 
 func (e *channelEntry) onUpdate(to *channel.State) {
 	e.setState(to)
 	e.mu.Lock()
+	e.unsynced = false
 	e.col.prune(to.Version)
 	if to.IsFinal && e.state == StateOpen {
 		e.moveLocked(StateClosing)
@@ -166,6 +170,7 @@ func (e *channelEntry) info() ChannelInfo {
 		ClosedAt:          e.closedAt,
 		ClosedBy:          e.closedBy,
 		TxHashes:          append([]string{}, e.txHashes...),
+		Unsynced:          e.unsynced,
 	}
 	if e.outcome != nil {
 		o := *e.outcome

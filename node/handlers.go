@@ -107,9 +107,11 @@ func (s *Session) OpenChannel(ctx context.Context, peerRef, symbol string, mine,
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pctx, rec := withRecorder(pctx)
+	started := time.Now()
 	ch, err := s.client.ProposeChannel(pctx, prop)
 	if err != nil {
-		return ChannelInfo{}, s.mapOpenErr(err, c.Alias, c.CommAddress, timeout, rec)
+		return ChannelInfo{}, s.mapOpenErr(err, openAttempt{peer: c.Alias, commAddr: c.CommAddress, idx: 0,
+			challenge: challenge, timeout: timeout, elapsed: time.Since(started)}, rec)
 	}
 	return s.finishOpen(ch, rec), nil
 }
@@ -125,17 +127,58 @@ func (s *Session) finishOpen(ch *client.Channel, rec *txRecorder) ChannelInfo {
 	return e.info()
 }
 
-func (s *Session) mapOpenErr(err error, peer, commAddr string, timeout time.Duration, rec *txRecorder) error {
+// openAttempt describes a channel opening that failed, for its error.
+type openAttempt struct {
+	peer, commAddr string
+	idx            channel.Index // the user's index in the channel
+	challenge      uint64        // seconds of block time the funding may take
+	timeout        time.Duration // the bound of the whole opening
+	elapsed        time.Duration // how long the opening really took
+}
+
+// lateDeposit names whose deposit did not arrive within the funding period
+// (the challenge duration, of block time), with the real time it took.
+func lateDeposit(fto channel.FundingTimeoutError, o openAttempt) error {
+	ours, theirs := false, false
+	for _, e := range fto.Errors {
+		for _, p := range e.TimedOutPeers {
+			if p == o.idx {
+				ours = true
+			} else {
+				theirs = true
+			}
+		}
+	}
+	who := o.peer + "'s deposit"
+	switch {
+	case ours && theirs:
+		who = "both deposits"
+	case ours:
+		who = "your deposit"
+	}
+	return &TimeoutError{
+		What:    fmt.Sprintf("waiting for %s (the funding period is %d s of block time)", who, o.challenge),
+		Timeout: o.elapsed.Round(100 * time.Millisecond),
+	}
+}
+
+func (s *Session) mapOpenErr(err error, o openAttempt, rec *txRecorder) error {
+	peer, commAddr, timeout := o.peer, o.commAddr, o.timeout
 	switch classify(err) {
 	case failPeerRejected:
 		return &PeerRejectedError{Peer: peer, Reason: rejectReason(err)}
 	case failPeerDepositLate:
-		// The peer's deposit did not come within the challenge duration
-		// (of block time); our own deposit is refunded by a dispute.
-		return &TimeoutError{What: "waiting for the peer's deposit", Timeout: timeout}
+		// A deposit did not come within the challenge duration (of block
+		// time); a deposit made is refunded by a dispute.
+		var fto channel.FundingTimeoutError
+		var fund *client.ChannelFundingError
+		if !errors.As(err, &fto) && errors.As(err, &fund) {
+			errors.As(fund.Err, &fto)
+		}
+		return lateDeposit(fto, o)
 	case failFunding:
 		chain.ResetNonce(s.n.chainID, s.addr)
-		return chainErr(fmt.Errorf("fund channel: %w", err), rec)
+		return chainErr(fmt.Errorf("your deposit failed after %s: %w", o.elapsed.Round(100*time.Millisecond), err), rec)
 	case failPeerNoAnswer:
 		return &TimeoutError{What: "waiting for the peer's answer to the proposal", Timeout: s.n.cfg.Channel.ResponseTimeout}
 	case failPeerUnreachable:
@@ -229,9 +272,11 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 	ctx, cancel := context.WithTimeout(s.tasks.ctx, timeout)
 	defer cancel()
 	ctx, rec := withRecorder(ctx)
+	started := time.Now()
 	ch, err := r.Accept(ctx, lcp.Accept(s.participant(), client.WithRandomNonce()))
 	if err != nil {
-		d.result <- decisionResult{err: s.mapOpenErr(err, s.peerName(peer), "", timeout, rec)}
+		d.result <- decisionResult{err: s.mapOpenErr(err, openAttempt{peer: s.peerName(peer), idx: 1,
+			challenge: lcp.ChallengeDuration, timeout: timeout, elapsed: time.Since(started)}, rec)}
 		return
 	}
 	ci := s.finishOpen(ch, rec)

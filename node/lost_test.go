@@ -3,6 +3,8 @@ package node_test
 import (
 	"context"
 	"math/big"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,4 +176,75 @@ func TestLostDisputeAdopted(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, node.StateClosed, c.State)
 	require.EqualValues(t, 1, c.Version)
+}
+
+// blackhole listens at addr, accepts connections and never answers, like
+// a peer's host that is up while its node hangs. It stops with the test.
+func blackhole(t *testing.T, addr string) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+}
+
+// TestLoginDoesNotWaitForUnreachablePeer (issue 18.8): bob's node restarts
+// while alice's host accepts connections but never answers, and its dial
+// timeout is long. Opening bob's session does not wait for the sync with
+// alice (it would outlast the login's deadline): the channel is restored
+// as stored and reported unsynced.
+func TestLoginDoesNotWaitForUnreachablePeer(t *testing.T) {
+	v, addrs := newEnv(t, keyAlice, keyBob)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	na := v.nodeIn(t, dirA, map[string]string{keyAlice: "alice"})
+	nb := v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
+	require.NoError(t, err)
+	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	introduce(t, alice, bob)
+	ch := openAccepted(ctx, t, alice, bob, eth(10), eth(10))
+	aliceAt := alice.CommAddress()
+	require.NoError(t, na.Close(ctx))
+	require.NoError(t, nb.Close(ctx))
+	blackhole(t, aliceAt)
+
+	nb = v.nodeWith(t, dirB, map[string]string{keyBob: "bob"}, testNode{flags: map[string]any{"comm.dialTimeout": "2m"}})
+	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer lcancel()
+	began := time.Now()
+	bob, err = nb.OpenSession(lctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	t.Logf("session opened in %v", time.Since(began))
+	// Waiting for the sync would have taken the login's whole deadline.
+	require.NoError(t, lctx.Err(), "the login does not wait for a peer that does not answer")
+	got, err := bob.Channel(ch.ChannelID)
+	require.NoError(t, err)
+	require.Equal(t, node.StateOpen, got.State)
+	require.True(t, got.Unsynced, "the channel says that it is not synced with its peer")
 }

@@ -2,8 +2,10 @@ package node
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"perun.network/go-perun/channel"
 
 	"github.com/perund/perund/watchtower"
 )
@@ -29,6 +31,31 @@ func TestJudge(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want.String(), judge(tc.d, local, now).String())
+		})
+	}
+}
+
+// TestLateDeposit: a funding timeout names whose deposit did not arrive,
+// from the user's side, and the time the opening really took.
+func TestLateDeposit(t *testing.T) {
+	t.Parallel()
+	late := func(peers ...channel.Index) channel.FundingTimeoutError {
+		return channel.FundingTimeoutError{Errors: []*channel.AssetFundingError{{Asset: 0, TimedOutPeers: peers}}}
+	}
+	for _, tc := range []struct {
+		name string
+		fto  channel.FundingTimeoutError
+		idx  channel.Index
+		want string
+	}{
+		{"the proposer waits for the peer", late(1), 0, "waiting for bob's deposit (the funding period is 60 s of block time) timed out after 5.2s"},
+		{"the responder waits for the proposer", late(0), 1, "waiting for bob's deposit (the funding period is 60 s of block time) timed out after 5.2s"},
+		{"the user's own deposit is missing", late(1), 1, "waiting for your deposit (the funding period is 60 s of block time) timed out after 5.2s"},
+		{"neither arrived", late(0, 1), 0, "waiting for both deposits (the funding period is 60 s of block time) timed out after 5.2s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := lateDeposit(tc.fto, openAttempt{peer: "bob", idx: tc.idx, challenge: 60, elapsed: 5213 * time.Millisecond})
+			require.EqualError(t, err, tc.want)
 		})
 	}
 }

@@ -68,6 +68,9 @@ type Session struct {
 	proposals map[string]*pendingProposal
 	// syncWait holds the channels waiting for a sync answer (sync.go).
 	syncWait map[channel.ID]syncWaiter
+	// unsynced are the channels whose peer did not answer the sync at
+	// login (sync.go).
+	unsynced map[channel.ID]bool
 	// toSync are the persisted channels start syncs (set up by newSession).
 	toSync   []*persistence.Channel
 	updates  map[string]*pendingUpdate
@@ -108,6 +111,7 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 		updates:   map[string]*pendingUpdate{},
 		stop:      make(chan struct{}),
 		syncWait:  map[channel.ID]syncWaiter{},
+		unsynced:  map[channel.ID]bool{},
 		tasks:     newTaskGroup(n.tasks.ctx, n.log),
 	}
 	var cleanup []func()
@@ -406,6 +410,7 @@ func (s *Session) onNewChannel(ch *client.Channel) {
 		return
 	}
 	e := newChannelEntry(s, ch)
+	e.unsynced = s.unsynced[ch.ID()]
 	if m, ok := s.meta.Channels[idHex(ch.ID())]; ok {
 		e.openedAt = m.OpenedAt
 		e.txHashes = append(e.txHashes, m.TxHashes...)

@@ -19,6 +19,13 @@ import (
 // syncTimeout bounds one channel's sync exchange beyond the dial timeout.
 const syncTimeout = 15 * time.Second
 
+// loginSyncWait is how long opening a session waits for the syncs of its
+// channels: a peer that answers at all answers well within it, and an
+// unreachable one does not hold the user's login (go-perun's bus alone
+// retries a failed dial for some 9 s). A channel whose peer did not
+// answer in time is restored as stored and reported unsynced.
+const loginSyncWait = 3 * time.Second
+
 // syncPersisted brings every persisted open channel up to date with its
 // peer before go-perun restores it. go-perun (at our version) does not sync
 // on restore, and a node killed during an update comes back in one of these
@@ -33,7 +40,8 @@ const syncTimeout = 15 * time.Second
 // transaction from the peer, carrying valid signatures of both parties,
 // replaces ours; an unfinished update of ours is discarded. The result is
 // written to the database, which Restore then reads. Peers that cannot be
-// reached leave the channel as persisted (logged).
+// reached in time (loginSyncWait) leave the channel as persisted (logged),
+// marked unsynced until the channel's next update with the peer.
 //
 // Two sessions that start together (two users of this node after a
 // restart) sync with each other before either has restored: each has
@@ -42,6 +50,8 @@ const syncTimeout = 15 * time.Second
 // is a user of this node without an open session is not dialled at all: it
 // syncs with this session when it opens.
 func (s *Session) syncPersisted(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, loginSyncWait)
+	defer cancel()
 	var wg sync.WaitGroup
 	for _, pch := range s.toSync {
 		wg.Add(1)
@@ -56,6 +66,9 @@ func (s *Session) syncPersisted(ctx context.Context) {
 			}
 			if err := s.syncChannel(ctx, pch, plan.peerFirst); err != nil {
 				s.n.log.Warn("channel not synced with peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "err", err)
+				s.mu.Lock()
+				s.unsynced[pch.ID()] = true
+				s.mu.Unlock()
 				return
 			}
 			s.n.log.Info("channel synced with peer", "session", s.addr.Hex(), "channel", idHex(pch.ID()), "version", pch.CurrentTXV.Version, "before", before)

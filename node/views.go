@@ -34,6 +34,10 @@ type ChannelInfo struct {
 	// ClosedBy says how a closed channel was settled: "agreement" or "dispute".
 	ClosedBy string   `json:"closedBy,omitempty"`
 	TxHashes []string `json:"txHashes"`
+	// Unsynced: the peer could not be reached at login to compare the
+	// channel's latest state; the channel is as this node stored it until
+	// its next update with the peer.
+	Unsynced bool `json:"unsynced,omitempty"`
 	// Outcome is set on a channel closed by a dispute that concluded an
 	// older state than the latest one both parties signed: Version and
 	// Balance are then the concluded state's, Outcome the latest one's.

@@ -54,6 +54,18 @@ func (v *env) registerAs(t *testing.T, key string, params *channel.Params, tx ch
 	require.NoError(t, adj.Register(ctx, channel.AdjudicatorReq{Params: params, Tx: tx}, nil))
 }
 
+// blockTime is the time of the block that holds transaction hash.
+func (v *env) blockTime(t *testing.T, hash string) time.Time {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := v.chain.TransactionReceipt(ctx, common.HexToHash(hash))
+	require.NoError(t, err)
+	h, err := v.chain.HeaderByNumber(ctx, r.BlockNumber)
+	require.NoError(t, err)
+	return time.Unix(int64(h.Time), 0).UTC()
+}
+
 // onChainVersion reads the version registered for a channel.
 func (v *env) onChainVersion(t *testing.T, id channel.ID) uint64 {
 	t.Helper()
@@ -166,6 +178,11 @@ func TestRefutedWhileLoggedOut(t *testing.T) {
 				require.True(t, second.ByWatcher)
 				require.Equal(t, node.RefutationMined, second.Refutation)
 				require.Equal(t, nb.OperatorForTest(), second.Sender)
+				// The challenge end is the wall-clock time the chain allows
+				// the conclusion: the first registration's block time plus
+				// the challenge duration; a refutation does not extend it.
+				require.Equal(t, v.blockTime(t, first.TxHash).Add(10*time.Second), first.Timeout)
+				require.Equal(t, first.Timeout, second.Timeout)
 
 				log, err := s.Disputes(vic.ch.ChannelID)
 				require.NoError(t, err)

@@ -7,6 +7,11 @@ export type ChannelState = 'opening' | 'open' | 'closing' | 'registered' | 'clos
 export interface Channel {
   channelId: string; peer: string; asset: string; balance: Balance; version: number; state: ChannelState;
   challengeDuration: number; openedAt: string; closedAt?: string; closedBy?: string; txHashes: string[];
+  /** the peer did not answer the state comparison at login */
+  unsynced?: boolean;
+  /** on a channel whose dispute concluded an older state: the latest state both signed, and
+   * the user's concluded share minus their latest share (base units) */
+  latestVersion?: number; latestBalance?: Balance; difference?: string;
 }
 export interface Proposal {
   proposalId: string; peer: string; asset: string; balance: Balance; challengeDuration: number;
@@ -19,10 +24,14 @@ export interface Update {
   version: number; balance: Balance; expiresAt: string; status?: 'pending' | 'accepted' | 'rejected' | 'expired';
 }
 export interface DisputeEvent {
-  channelId: string; event: 'registered' | 'progressed' | 'concluded'; version: number; timeout: string;
+  channelId: string; event: 'registered' | 'progressed' | 'concluded' | 'withdrawn'; version: number; timeout: string;
   byPeer: boolean; response: string;
   /** the event's transaction; absent when the node read the dispute from the contract */
   txHash?: string; sender?: string; byWatcher?: boolean;
+  /** where the node's refutation of a stale registration stands */
+  refutation?: 'sending' | 'mined' | 'failed';
+  /** withdrawn: the user's amount; concluded and withdrawn: each side's share */
+  amount?: string; balance?: Balance;
 }
 export interface Session {
   sessionId: string; token?: string; address: string; commAddress: string; channels: Channel[];

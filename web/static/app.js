@@ -406,7 +406,11 @@ function channelCard(c, typed) {
       el('div', { 'data-testid': 'mine' }, el('span', { class: 'label' }, 'mine'), amountEl(c.balance.mine, c.asset)),
       el('div', { 'data-testid': 'theirs' }, el('span', { class: 'label' }, 'theirs'), amountEl(c.balance.theirs, c.asset))),
     closed
-      ? el('div', { class: 'small' }, `Closed${c.closedAt ? ' ' + new Date(c.closedAt).toLocaleString() : ''}${c.closedBy ? ` by ${c.closedBy}` : ''}.`)
+      ? el('div', { class: 'small' }, `Closed${c.closedAt ? ' ' + new Date(c.closedAt).toLocaleString() : ''}${c.closedBy ? ` by ${c.closedBy}` : ''}.`,
+        c.latestVersion !== undefined
+          ? el('div', { 'data-testid': 'outcome' }, `The chain concluded version ${c.version}, not your latest version ${c.latestVersion}: `
+            + `${c.difference.startsWith('-') ? fmtAmt(c.difference.slice(1), c.asset) + ' less' : fmtAmt(c.difference, c.asset) + ' more'} than your latest balance.`)
+          : null)
       : el('div', { class: 'actions' }, amount,
         act('Send', '', 'send', async () => {
           const v = validAmount(c.balance.mine);
