@@ -190,7 +190,10 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 	require.Equal(t, new(big.Int).Add(eth(10), big.NewInt(2e17)).String(), got.Balance.Mine)
 
-	// Paying more than the channel holds changes nothing, on either side.
+	// Paying more than the channel holds changes nothing, on either side,
+	// and keeps the peer connection: the next payment needs no new one.
+	conns := na.PeerStats().Accepted + nb.PeerStats().Accepted
+	require.NotZero(t, conns, "the nodes talk over a peer connection")
 	before, err := alice.Channel(ci.ChannelID)
 	require.NoError(t, err)
 	_, err = alice.Send(ctx, ci.ChannelID, eth(50))
@@ -223,6 +226,7 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	_, err = bob.Request(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)
 	wg.Wait()
+	require.Equal(t, conns, na.PeerStats().Accepted+nb.PeerStats().Accepted, "no new peer connection after the refused payment")
 
 	// Close: bob must agree; he answers the close update.
 	bups, err := bob.Hub().Subscribe(subscriptions.Updates)

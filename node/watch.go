@@ -16,6 +16,7 @@ import (
 	"perun.network/go-perun/channel"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/peer"
 	"github.com/perund/perund/store"
 	"github.com/perund/perund/subscriptions"
 	"github.com/perund/perund/watchtower"
@@ -123,6 +124,11 @@ func (n *Node) watchUser(ctx context.Context, u common.Address) (int, error) {
 // watched, checks made, refutations sent and failed, whether its chain
 // subscription is up.
 func (n *Node) WatchStats() watchtower.Stats { return n.tower.Stats() }
+
+// PeerStats returns the counters of the node's peer port: connections from
+// other nodes accepted and refused (users of this node reach each other in
+// process, without a connection).
+func (n *Node) PeerStats() peer.PortStats { return n.port.Stats() }
 
 // refute sends a refutation: from the operator account, or, without one,
 // from the account of a party that is logged in.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -82,6 +83,21 @@ type Port struct {
 	mu    sync.RWMutex
 	users map[common.Address]*Listener
 	done  bool
+
+	accepted, refused atomic.Uint64
+}
+
+// PortStats are a Port's counters since it opened.
+type PortStats struct {
+	// Accepted counts the connections authenticated and handed to a user.
+	Accepted uint64
+	// Refused counts the connections closed before reaching a user.
+	Refused uint64
+}
+
+// Stats returns the Port's counters.
+func (p *Port) Stats() PortStats {
+	return PortStats{Accepted: p.accepted.Load(), Refused: p.refused.Load()}
 }
 
 // Listen opens the Port on cfg.Addr and starts accepting connections.
@@ -200,6 +216,7 @@ func (p *Port) acceptLoop() {
 		case p.slots <- struct{}{}:
 		default:
 			p.log.Warn("refused connection: too many handshakes in progress", "remote", c.RemoteAddr().String(), "max", p.cfg.MaxHandshakes)
+			p.refused.Add(1)
 			c.Close()
 			continue
 		}
@@ -233,6 +250,7 @@ func (p *Port) serve(c net.Conn) {
 		select {
 		case u.accept <- bc:
 			stop()
+			p.accepted.Add(1)
 			return
 		case <-u.done:
 			err = errors.New("recipient logged out")
@@ -241,6 +259,7 @@ func (p *Port) serve(c net.Conn) {
 		}
 	}
 	stop()
+	p.refused.Add(1)
 	if errors.Is(err, ErrAuth) {
 		log.Warn("refused connection", "err", err)
 	} else {
