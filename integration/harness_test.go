@@ -375,6 +375,12 @@ func pairWith(t *testing.T, a *anvil, c chain.Contracts, extra ...string) (alice
 // openBetween puts the users of sa and sb in each other's contacts (sb's
 // as alias) and opens a channel of 10 ETH each from sa's user to sb's.
 func openBetween(t *testing.T, sa *session, aAddr common.Address, sb *session, bAddr common.Address, alias string) channelView {
+	return openBetweenWith(t, sa, aAddr, sb, bAddr, alias, 0)
+}
+
+// openBetweenWith is openBetween with a challenge duration in seconds (0:
+// the node's default).
+func openBetweenWith(t *testing.T, sa *session, aAddr common.Address, sb *session, bAddr common.Address, alias string, challenge uint64) channelView {
 	sa.OK("contacts_add", map[string]any{"alias": alias, "address": bAddr.Hex(), "commAddress": sb.CommAddress}, nil)
 	sb.OK("contacts_add", map[string]any{"alias": "alice", "address": aAddr.Hex(), "commAddress": sa.CommAddress}, nil)
 	var sub string
@@ -387,7 +393,11 @@ func openBetween(t *testing.T, sa *session, aAddr common.Address, sb *session, b
 	}()
 	ten := new(big.Int).Mul(big.NewInt(10), chain.Ether).String()
 	var ch channelView
-	sa.OK("channel_open", map[string]any{"peer": alias, "balance": map[string]string{"mine": ten, "theirs": ten}}, &ch)
+	params := map[string]any{"peer": alias, "balance": map[string]string{"mine": ten, "theirs": ten}}
+	if challenge > 0 {
+		params["challengeDuration"] = challenge
+	}
+	sa.OK("channel_open", params, &ch)
 	<-done
 	sb.OK("perun_unsubscribe", []string{sub}, nil)
 	require.Equal(t, "open", ch.State)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"math/big"
 	"strings"
 	"testing"
@@ -183,4 +184,37 @@ func TestLostDispute(t *testing.T) {
 	require.Equal(t, "withdrawn", last["event"])
 	require.Equal(t, eth(11).String(), last["amount"])
 	require.Equal(t, withdrawal, last["txHash"])
+}
+
+// TestOldRegistrationRefutedAtStart (issue 18.3): alice registers an old
+// state while bob's node is down, and more than the event look-back (100
+// blocks) passes before it starts again, still within the challenge
+// period. Bob's node reads the adjudicator at start, before anyone logs
+// in, and refutes.
+func TestOldRegistrationRefutedAtStart(t *testing.T) {
+	a := startAnvil(t)
+	ethc := a.rpc(t)
+	c := deploy(t, a)
+	alice := newProc(t, "alice", keyAlice, a, c)
+	bob := newProc(t, "bob", keyBob, a, c)
+	sa, sb := alice.login(t), bob.login(t)
+	ch := openBetweenWith(t, sa, alice.addr, sb, bob.addr, "bob", 600)
+	for i := 0; i < 3; i++ {
+		sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": eth(1).String()}, nil)
+	}
+	var view channelView
+	require.Eventually(t, func() bool {
+		sb.OK("channel_get", map[string]any{"channelId": ch.ChannelID}, &view)
+		return view.Version == 3
+	}, 10*time.Second, 10*time.Millisecond)
+	bob.stop(t)
+	alice.kill()
+	registerStaleBy(t, a, alice, keyAlice, keyBob, c, ch.ChannelID, 1, [2]*big.Int{eth(9), eth(11)})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out any
+	require.NoError(t, ethc.CallContext(ctx, &out, "anvil_mine", 150, 1)) // 150 blocks, 150 s: within the 600 s
+	bob.start(t)
+	require.Eventually(t, func() bool { return onChainVersion(t, a, c, ch.ChannelID) == 3 }, time.Minute, 100*time.Millisecond,
+		"bob's node refuted a registration older than its event look-back, before bob logged in")
 }
