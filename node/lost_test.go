@@ -111,7 +111,8 @@ func TestLostDisputeAdopted(t *testing.T) {
 	require.NoError(t, err)
 	from, err := v.chain.BlockNumber(ctx)
 	require.NoError(t, err)
-	nb = v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
+	rec, lg := newLogRecorder()
+	nb = v.nodeWith(t, dirB, map[string]string{keyBob: "bob"}, testNode{log: lg})
 	bob, err = nb.OpenSession(ctx, addrs[1], "bob", false)
 	require.NoError(t, err)
 	sub, err := bob.Hub().Subscribe(subscriptions.Disputes)
@@ -136,6 +137,10 @@ func TestLostDisputeAdopted(t *testing.T) {
 	w := sent[addrs[1]][0]
 	require.Equal(t, types.ReceiptStatusSuccessful, w.Status)
 	require.Contains(t, closed.TxHashes, w.TxHash.Hex())
+	// Every transaction is logged once with its purpose and outcome.
+	require.Equal(t, 1, rec.count("transaction sent", "purpose", "withdraw", "tx", w.TxHash.Hex()))
+	require.Equal(t, 1, rec.count("transaction mined", "purpose", "withdraw", "tx", w.TxHash.Hex()))
+	require.Zero(t, rec.count("transaction reverted"))
 	for sender, rs := range sent {
 		for _, r := range rs {
 			require.Equal(t, types.ReceiptStatusSuccessful, r.Status, "no reverted transaction (sender %s)", sender.Hex())

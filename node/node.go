@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
@@ -100,6 +101,10 @@ type Node struct {
 	tower    *watchtower.Tower
 	operator common.Address
 	opAdj    *ethchannel.Adjudicator
+	// adjABI and purposes decode the transactions sessions send (txrec.go),
+	// parsed once for all sessions.
+	adjABI   *abi.ABI
+	purposes *txPurposes
 	// adjCaller reads the adjudicator's disputes (reconcile.go).
 	adjCaller *adjudicator.AdjudicatorCaller
 
@@ -181,6 +186,8 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		version:   o.Version,
 		demo:      o.Demo,
 		port:      port,
+		adjABI:    parseAdjudicatorABI(),
+		purposes:  newTxPurposes(),
 		hosts:     peer.NewHosts(),
 		commAddr:  commAddr,
 		selfAddr:  selfDialAddr(port.Addr()),

@@ -211,7 +211,10 @@ func (e *channelEntry) withdrawHoldings(ctx context.Context) (*big.Int, common.H
 	}
 	part := e.ch.Params().Parts[e.idx]
 	fid := ethchannel.FundingIDs(e.id, part)[0]
-	ah, err := assetholder.NewAssetholder(a.holder, s.n.chain)
+	// Bound through the session's backend, which records and logs the
+	// transaction.
+	cb := s.adj.Adjudicator.ContractBackend
+	ah, err := assetholder.NewAssetholder(a.holder, cb)
 	if err != nil {
 		return nil, common.Hash{}, fmt.Errorf("bind asset holder: %w", err)
 	}
@@ -241,7 +244,6 @@ func (e *channelEntry) withdrawHoldings(ctx context.Context) (*big.Int, common.H
 	if err != nil {
 		return nil, common.Hash{}, fmt.Errorf("sign withdrawal: %w", err)
 	}
-	cb := s.adj.Adjudicator.ContractBackend
 	opts, err := cb.NewTransactor(ctx, adjudicatorGasLimit, s.ethAcc)
 	if err != nil {
 		return nil, common.Hash{}, fmt.Errorf("withdraw: %w", err)
@@ -251,12 +253,10 @@ func (e *channelEntry) withdrawHoldings(ctx context.Context) (*big.Int, common.H
 		chain.ResetNonce(s.n.chainID, s.addr)
 		return nil, common.Hash{}, fmt.Errorf("send withdrawal: %w", err)
 	}
-	s.n.log.Info("transaction sent", "purpose", "withdraw the concluded share", "channel", idHex(e.id), "tx", tx.Hash().Hex(), "amount", held.String())
+	// The session's backend logs the transaction and its outcome.
 	if _, err := cb.ConfirmTransaction(ctx, tx, s.ethAcc); err != nil {
-		s.n.log.Error("transaction failed", "purpose", "withdraw the concluded share", "channel", idHex(e.id), "tx", tx.Hash().Hex(), "err", err)
-		return nil, tx.Hash(), &ChainError{TxHash: tx.Hash().Hex(), Err: fmt.Errorf("withdraw: %w", err)}
+		return nil, tx.Hash(), &ChainError{TxHash: tx.Hash().Hex(), Err: fmt.Errorf("withdraw the concluded share: %w", err)}
 	}
-	s.n.log.Info("transaction mined", "purpose", "withdraw the concluded share", "channel", idHex(e.id), "tx", tx.Hash().Hex())
 	return held, tx.Hash(), nil
 }
 

@@ -159,8 +159,8 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 	chain.ResetNonce(n.chainID, addr)
 	w := simple.NewWallet(key)
 	signer := types.LatestSignerForChainID(n.chainID)
-	adjABI := parseAdjudicatorABI()
-	rb := recordingBackend{Backend: n.chain, unattributed: func(tx *types.Transaction) { s.attributeTx(adjABI, tx) }}
+	rb := recordingBackend{Backend: n.chain, unattributed: func(tx *types.Transaction) { s.attributeTx(n.adjABI, tx) },
+		log: n.log, owner: addr, purposes: n.purposes, sent: newSentTxs()}
 	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
 	acc := accounts.Account{Address: addr}
 	s.wallet, s.ethAcc = w, acc

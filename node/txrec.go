@@ -2,11 +2,16 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 
 	"github.com/ethereum/go-ethereum/accounts/abi"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
+	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
+	"github.com/perun-network/perun-eth-backend/bindings/peruntoken"
 
 	"github.com/perund/perund/chain"
 )
@@ -42,14 +47,39 @@ func (r *txRecorder) last() string {
 
 // recordingBackend is a chain backend that reports each sent transaction to
 // the recorder of the sending context, or else to unattributed (go-perun's
-// watcher sends its refutations under contexts of its own).
+// watcher sends its refutations under contexts of its own). It logs every
+// transaction once when sent (with its purpose: the contract method) and
+// once when its receipt is first read (mined or reverted).
 type recordingBackend struct {
 	chain.Backend
 	unattributed func(tx *types.Transaction)
+	log          *slog.Logger
+	owner        common.Address // the sender, named in the log
+	purposes     *txPurposes
+	sent         *sentTxs
 }
+
+// sentTxs are the transactions sent whose outcome is not logged yet.
+type sentTxs struct {
+	mu      sync.Mutex
+	purpose map[common.Hash]string
+}
+
+func newSentTxs() *sentTxs { return &sentTxs{purpose: map[common.Hash]string{}} }
 
 func (b recordingBackend) SendTransaction(ctx context.Context, tx *types.Transaction) error {
 	err := b.Backend.SendTransaction(ctx, tx)
+	if b.log != nil {
+		purpose := b.purposes.of(tx)
+		if err != nil {
+			b.log.Warn("transaction not sent", "address", b.owner.Hex(), "purpose", purpose, "tx", tx.Hash().Hex(), "nonce", tx.Nonce(), "err", err)
+		} else {
+			b.log.Info("transaction sent", "address", b.owner.Hex(), "purpose", purpose, "tx", tx.Hash().Hex(), "nonce", tx.Nonce())
+			b.sent.mu.Lock()
+			b.sent.purpose[tx.Hash()] = purpose
+			b.sent.mu.Unlock()
+		}
+	}
 	if r, ok := ctx.Value(recorderKey{}).(*txRecorder); ok {
 		r.mu.Lock()
 		r.hashes = append(r.hashes, tx.Hash().Hex())
@@ -60,7 +90,72 @@ func (b recordingBackend) SendTransaction(ctx context.Context, tx *types.Transac
 	return err
 }
 
-// adjudicatorABI is parsed once per session (no package state).
+// TransactionReceipt reads a receipt and logs the outcome of a transaction
+// sent through b the first time its receipt is read.
+func (b recordingBackend) TransactionReceipt(ctx context.Context, h common.Hash) (*types.Receipt, error) {
+	r, err := b.Backend.TransactionReceipt(ctx, h)
+	if err != nil || r == nil || b.log == nil {
+		return r, err
+	}
+	b.sent.mu.Lock()
+	purpose, ok := b.sent.purpose[h]
+	delete(b.sent.purpose, h)
+	b.sent.mu.Unlock()
+	if ok {
+		if r.Status == types.ReceiptStatusSuccessful {
+			b.log.Info("transaction mined", "address", b.owner.Hex(), "purpose", purpose, "tx", h.Hex(), "block", r.BlockNumber, "gasUsed", r.GasUsed)
+		} else {
+			b.log.Error("transaction reverted", "address", b.owner.Hex(), "purpose", purpose, "tx", h.Hex(), "block", r.BlockNumber, "gasUsed", r.GasUsed)
+		}
+	}
+	return r, err
+}
+
+// txPurposes names transactions by the Perun contract method they call.
+type txPurposes struct {
+	byID map[[4]byte]string
+}
+
+// newTxPurposes reads the method ids of the adjudicator, the asset holders
+// and the ERC20 token (approve); a node builds it once.
+func newTxPurposes() *txPurposes {
+	p := &txPurposes{byID: map[[4]byte]string{}}
+	for _, md := range []*bind.MetaData{adjudicator.AdjudicatorMetaData, assetholder.AssetholderMetaData, peruntoken.PeruntokenMetaData} {
+		a, err := md.GetAbi()
+		if err != nil || a == nil {
+			continue
+		}
+		for _, m := range a.Methods {
+			var id [4]byte
+			copy(id[:], m.ID)
+			if _, dup := p.byID[id]; !dup {
+				p.byID[id] = m.Name
+			}
+		}
+	}
+	return p
+}
+
+// of names tx: its contract method, "transfer" for a plain payment,
+// "call" for an unknown method.
+func (p *txPurposes) of(tx *types.Transaction) string {
+	data := tx.Data()
+	if len(data) == 0 {
+		return "transfer"
+	}
+	if p == nil || len(data) < 4 {
+		return "call"
+	}
+	var id [4]byte
+	copy(id[:], data[:4])
+	if name, ok := p.byID[id]; ok {
+		return name
+	}
+	return "call"
+}
+
+// parseAdjudicatorABI parses the adjudicator's ABI (once per node: no
+// package state).
 func parseAdjudicatorABI() *abi.ABI {
 	a, err := adjudicator.AdjudicatorMetaData.GetAbi()
 	if err != nil {
