@@ -140,10 +140,15 @@ func TestEndToEnd(t *testing.T) {
 	require.Equal(t, "closed", closed.State)
 	require.Equal(t, "agreement", closed.ClosedBy)
 	require.Equal(t, eth(8).String(), closed.Balance["mine"])
-	// A closed channel takes no more payments or closes: wrong state.
+	// A closed channel takes no more payments: wrong state. Closing it
+	// again answers with how it closed.
 	e := alice.fail("channel_send", map[string]any{"channelId": opened.ChannelID, "amount": "1"}, 1009)
 	require.Equal(t, "closed", e["data"].(map[string]any)["state"])
-	alice.fail("channel_close", map[string]any{"channelId": opened.ChannelID}, 1009)
+	var again channelView
+	alice.ok("channel_close", map[string]any{"channelId": opened.ChannelID}, &again)
+	require.Equal(t, closed.State, again.State)
+	require.Equal(t, closed.ClosedBy, again.ClosedBy)
+	require.Equal(t, closed.Balance, again.Balance)
 
 	var bobView channelView
 	require.Eventually(t, func() bool {
