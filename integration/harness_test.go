@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"net"
@@ -64,7 +65,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	perundBin = filepath.Join(dir, "perund")
-	build := exec.Command("go", "build", "-o", perundBin, "./cmd/perund")
+	args := []string{"build", "-o", perundBin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/perund")...)
 	build.Dir = root
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
@@ -253,6 +258,7 @@ log:
 	p.start(t)
 	t.Cleanup(func() {
 		p.stop(t)
+		p.checkRaces(t)
 		if t.Failed() {
 			t.Logf("log of %s:\n%s", p.name, p.log.String())
 		}
@@ -284,6 +290,7 @@ func (a *anvil) setBalance(t *testing.T, addr common.Address, amount *big.Int) {
 }
 
 func (p *proc) start(t *testing.T) {
+	p.checkRaces(t)
 	p.log = &lockedBuffer{}
 	p.cmd = exec.Command(perundBin, "run", "--config", p.cfgFile)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -321,6 +328,14 @@ func (p *proc) stop(t *testing.T) {
 		t.Errorf("%s did not stop on SIGTERM", p.name)
 	}
 	p.cmd = nil
+}
+
+// checkRaces fails the test if the race detector reported in the log of
+// the process's last run.
+func (p *proc) checkRaces(t *testing.T) {
+	if p.log != nil && strings.Contains(p.log.String(), "WARNING: DATA RACE") {
+		t.Errorf("%s: the race detector found a data race:\n%s", p.name, p.log.String())
+	}
 }
 
 // kill ends the process with SIGKILL.
@@ -437,16 +452,20 @@ func (b *lockedBuffer) Bytes() []byte { return []byte(b.String()) }
 // closeWhileTimePasses calls method (channel_close or channel_forceClose)
 // on ch and moves chain time on until the call returns the closed channel.
 func closeWhileTimePasses(t *testing.T, a *anvil, ethc *gethrpc.Client, s *session, method, ch string) channelView {
-	done := make(chan channelView, 1)
-	go func() {
-		var v channelView
-		s.OK(method, map[string]any{"channelId": ch}, &v)
-		done <- v
-	}()
+	done := make(chan map[string]any, 1)
+	go func() { done <- s.Call(method, map[string]any{"channelId": ch}) }()
+	deadline := time.After(5 * time.Minute) // stops a hang, nothing else
 	for {
 		select {
-		case v := <-done:
+		case m := <-done:
+			require.Nil(t, m["error"], "%s: %v", method, m["error"])
+			var v channelView
+			b, err := json.Marshal(m["result"])
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(b, &v))
 			return v
+		case <-deadline:
+			t.Fatalf("%s did not return", method)
 		case <-time.After(500 * time.Millisecond):
 			a.passTime(t, ethc, challenge/4)
 		}
