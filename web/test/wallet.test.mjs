@@ -71,8 +71,14 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   // bob is on a phone-sized screen.
   const bob = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
   const urls = [];
-  for (const p of [alice, bob]) {
-    p.on('pageerror', (e) => assert.fail(`page error: ${e.message}`));
+  // Collected and asserted at the end: an assert inside a listener would
+  // not fail the test cleanly.
+  const problems = [];
+  for (const [who, p] of [['alice', alice], ['bob', bob]]) {
+    p.on('pageerror', (e) => problems.push(`${who}: page error: ${e.message}`));
+    p.on('console', (m) => { if (m.type() === 'error') problems.push(`${who}: console error: ${m.text()}`); });
+    p.on('requestfailed', (r) => problems.push(`${who}: request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+    p.on('websocket', (ws) => ws.on('socketerror', (e) => problems.push(`${who}: WebSocket error on ${ws.url()}: ${e}`)));
     p.on('request', (r) => urls.push(r.url()));
   }
 
@@ -159,4 +165,5 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   // Works offline: every request went to the node itself.
   const foreign = urls.filter((u) => !u.startsWith(dev.url + '/') && !u.startsWith(`ws://127.0.0.1:${dev.port}/`));
   assert.deepEqual(foreign, [], 'requests beyond the node');
+  assert.deepEqual(problems, [], 'no page error, console error or failed connection');
 });
