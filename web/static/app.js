@@ -401,7 +401,8 @@ function channelCard(c, typed) {
   };
   return el('article', { class: `channel ${c.state}`, dataset: { testid: 'channel', id: c.channelId, state: c.state, peer: c.peer } },
     el('header', {}, el('strong', {}, c.peer), ' ', el('span', { class: `state ${c.state}`, 'data-testid': 'state' }, c.state),
-      el('span', { class: 'small' }, ` ${c.asset} · version ${c.version}`)),
+      el('span', { class: 'small' }, ` ${c.asset} · version ${c.version}`),
+      c.unsynced ? el('span', { class: 'small', 'data-testid': 'unsynced', title: 'the peer was not reachable at login to compare states' }, ' · not synced with the peer yet') : null),
     el('div', { class: 'bal' },
       el('div', { 'data-testid': 'mine' }, el('span', { class: 'label' }, 'mine'), amountEl(c.balance.mine, c.asset)),
       el('div', { 'data-testid': 'theirs' }, el('span', { class: 'label' }, 'theirs'), amountEl(c.balance.theirs, c.asset))),
