@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -30,14 +31,44 @@ func (l *liar) Map() map[wallet.BackendID]wire.Account {
 	return map[wallet.BackendID]wire.Account{wireid.BackendID: l}
 }
 
+// refusals passes the node's log on and hands the error of every "refused
+// connection" record of the peer port to errs.
+type refusals struct {
+	slog.Handler
+	errs chan error
+}
+
+func (r *refusals) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Message == "refused connection" {
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" {
+				err, _ := a.Value.Any().(error)
+				select {
+				case r.errs <- err:
+				default: // a full channel fails the test's count, not the node
+				}
+			}
+			return true
+		})
+	}
+	return r.Handler.Handle(ctx, rec)
+}
+
+func (r *refusals) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *refusals) WithGroup(string) slog.Handler      { return r }
+
 // TestHandshakeOfRunningNode: the node's peer port refuses go-perun's own,
 // replayable handshake (a plain go-perun dialer) unless the sender is in
 // comm.legacyPeers, refuses a signature that does not match the claimed
 // address even for a listed peer, and accepts perund's bound handshake from
-// anyone. A refusal is an error within the publish attempts, never a hang.
+// anyone. A refusal is the peer port's authentication error (peer.ErrAuth)
+// for every attempt, never a hang, and the impostor's connection never
+// reaches the user.
 func TestHandshakeOfRunningNode(t *testing.T) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
-	rec, lg := newLogRecorder()
+	rec, _ := newLogRecorder()
+	errs := make(chan error, 100)
+	lg := slog.New(&refusals{Handler: rec, errs: errs})
 	n := v.nodeWith(t, t.TempDir(), map[string]string{keyBob: "bob"},
 		testNode{log: lg, flags: map[string]any{"comm.legacyPeers": addrs[0].Hex()}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -65,35 +96,57 @@ func TestHandshakeOfRunningNode(t *testing.T) {
 		id     map[wallet.BackendID]wire.Account
 		dialer wirenet.Dialer
 		ok     bool
+		reason string // of the refusal
 	}{
-		{"replayable handshake of an unlisted peer", mallory.Map(), plain(), false},
-		{"replayable handshake of a legacy peer", alice.Map(), plain(), true},
-		{"legacy peer claimed, signed as mallory", (&liar{claim: wireid.NewAddress(addrs[0]), signer: mallory}).Map(), plain(), false},
-		{"bound handshake of an unlisted peer", mallory.Map(), bound(mallory), true},
+		{"replayable handshake of an unlisted peer", mallory.Map(), plain(), false, crypto.PubkeyToAddress(malloryKey.PublicKey).Hex() + " sent an unbound (replayable) signature"},
+		{"replayable handshake of a legacy peer", alice.Map(), plain(), true, ""},
+		{"legacy peer claimed, signed as mallory", (&liar{claim: wireid.NewAddress(addrs[0]), signer: mallory}).Map(), plain(), false, "static signature of " + addrs[0].Hex()},
+		{"bound handshake of an unlisted peer", mallory.Map(), bound(mallory), true, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			refused := rec.count("refused connection")
+			accepted := n.PeerStats().Accepted
 			bus := wirenet.NewBus(tc.id, tc.dialer, protobuf.Serializer())
 			defer bus.Close()
 			pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
 			defer pcancel()
 			sender := tc.id[wireid.BackendID].Address()
 			start := time.Now()
-			err := bus.Publish(pctx, &wire.Envelope{
-				Sender:    map[wallet.BackendID]wire.Address{wireid.BackendID: sender},
-				Recipient: target.Map(),
-				Msg:       wire.NewPingMsg(),
-			})
-			t.Logf("publish: %v after %v", err, time.Since(start).Round(time.Millisecond))
+			published := make(chan error, 1)
+			go func() {
+				published <- bus.Publish(pctx, &wire.Envelope{
+					Sender:    map[wallet.BackendID]wire.Address{wireid.BackendID: sender},
+					Recipient: target.Map(),
+					Msg:       wire.NewPingMsg(),
+				})
+			}()
 			if tc.ok {
+				err := <-published
+				t.Logf("publish: %v after %v", err, time.Since(start).Round(time.Millisecond))
 				require.NoError(t, err)
 				require.Equal(t, refused, rec.count("refused connection"))
+				require.Eventually(t, func() bool { return n.PeerStats().Accepted > accepted }, 10*time.Second, 5*time.Millisecond,
+					"the connection reached bob")
 				return
 			}
-			require.Error(t, err)
-			require.NoError(t, pctx.Err(), "refused, not left hanging")
+			select {
+			case err := <-errs:
+				t.Logf("refused: %v after %v", err, time.Since(start).Round(time.Millisecond))
+				require.ErrorIs(t, err, peer.ErrAuth)
+				require.ErrorContains(t, err, tc.reason)
+			case err := <-published:
+				t.Fatalf("publish ended without a refusal by the peer port: %v", err)
+			case <-pctx.Done():
+				t.Fatal("the peer port did not refuse the handshake")
+			}
+			pcancel() // go-perun's further attempts would be refused alike
+			require.Error(t, <-published)
+			for len(errs) > 0 {
+				require.ErrorIs(t, <-errs, peer.ErrAuth, "every attempt is refused for its handshake")
+			}
 			require.Greater(t, rec.count("refused connection"), refused, "the peer port refused it")
+			require.Equal(t, accepted, n.PeerStats().Accepted, "the impostor's message never reached bob")
 		})
 	}
 	require.Equal(t, 1, rec.count("accepted a legacy (replayable) handshake", "peer", addrs[0].Hex(), "user", addrs[1].Hex()))

@@ -330,7 +330,12 @@ func TestRestart(t *testing.T) {
 		_, err := alice.Send(ctx, ci.ChannelID, big.NewInt(1000))
 		require.NoError(t, err)
 	}
-	require.Error(t, na.CloseSession(ctx, alice, false), "open channels block a plain close")
+	var conflict *node.ConflictError
+	require.ErrorAs(t, na.CloseSession(ctx, alice, false), &conflict, "open channels block a plain close")
+	require.Equal(t, []string{ci.ChannelID}, conflict.Channels)
+	again, openErr := na.OpenSession(ctx, addrs[0], "alice", false)
+	require.NoError(t, openErr)
+	require.Same(t, alice, again, "the session stays open")
 	require.NoError(t, na.Close(ctx))
 	require.NoError(t, nb.Close(ctx))
 

@@ -97,20 +97,59 @@ func TestHealthAndDiscover(t *testing.T) {
 	var doc struct {
 		OpenRPC string `json:"openrpc"`
 		Methods []struct {
-			Name string `json:"name"`
+			Name           string `json:"name"`
+			ParamStructure string `json:"paramStructure"`
+			Params         *[]struct {
+				Name     string `json:"name"`
+				Required bool   `json:"required"`
+				Schema   struct {
+					Type string `json:"type"`
+				} `json:"schema"`
+			} `json:"params"`
+			Result *struct {
+				Name        string         `json:"name"`
+				Description string         `json:"description"`
+				Schema      map[string]any `json:"schema"`
+			} `json:"result"`
 		} `json:"methods"`
 	}
 	c.ok("rpc_discover", nil, &doc)
 	require.Equal(t, "1.2.6", doc.OpenRPC)
-	names := map[string]bool{}
-	for _, m := range doc.Methods {
-		names[m.Name] = true
+	// The params of each method, "*" marking the required ones.
+	params := map[string][]string{
+		"rpc_discover": nil, "node_info": nil, "account_new": {"password*"}, "account_list": nil,
+		"session_open": {"account*", "password*", "manualAccept"}, "session_resume": {"sessionId*", "token*"},
+		"session_close": {"force"}, "session_info": nil, "contacts_add": {"alias*", "address*", "commAddress*"},
+		"contacts_list": nil, "contacts_get": {"alias*"}, "contacts_remove": {"alias*"}, "chain_balance": {"address", "asset"},
+		"channel_open": {"peer*", "balance*", "asset", "challengeDuration"}, "channel_list": {"state"}, "channel_get": {"channelId*"},
+		"channel_send": {"channelId*", "amount*"}, "channel_request": {"channelId*", "amount*"}, "channel_close": {"channelId*"},
+		"channel_forceClose": {"channelId*"}, "dispute_list": {"channelId"}, "proposal_list": nil,
+		"proposal_respond": {"proposalId*", "accept*", "reason"}, "update_list": nil, "update_respond": {"updateId*", "accept*", "reason"},
+		"perun_subscribe": {"topic*"}, "perun_unsubscribe": {"subscription*"},
 	}
-	for _, m := range []string{"rpc_discover", "node_info", "account_new", "account_list", "session_open", "session_resume",
-		"session_close", "session_info", "contacts_add", "contacts_list", "contacts_get", "contacts_remove", "chain_balance",
-		"channel_open", "channel_list", "channel_get", "channel_send", "channel_request", "channel_close", "channel_forceClose", "dispute_list",
-		"proposal_list", "proposal_respond", "update_list", "update_respond", "perun_subscribe", "perun_unsubscribe"} {
-		require.True(t, names[m], m)
+	documented := map[string][]string{}
+	for _, m := range doc.Methods {
+		// Params by name, or an array holding that object (below).
+		require.Equal(t, "either", m.ParamStructure, m.Name)
+		require.NotNil(t, m.Params, "%s: params", m.Name)
+		got := []string{}
+		for _, p := range *m.Params {
+			require.NotEmpty(t, p.Schema.Type, "%s.%s: schema", m.Name, p.Name)
+			if p.Required {
+				p.Name += "*"
+			}
+			got = append(got, p.Name)
+		}
+		documented[m.Name] = got
+		require.NotNil(t, m.Result, "%s: result", m.Name)
+		require.Equal(t, "result", m.Result.Name, m.Name)
+		require.NotEmpty(t, m.Result.Description, m.Name)
+		require.NotNil(t, m.Result.Schema, "%s: result schema", m.Name)
+	}
+	for m, want := range params {
+		got, ok := documented[m]
+		require.True(t, ok, m)
+		require.ElementsMatch(t, want, got, m)
 	}
 	var info map[string]any
 	c.ok("node_info", []any{}, &info)
@@ -118,9 +157,9 @@ func TestHealthAndDiscover(t *testing.T) {
 	var acc map[string]string
 	c.ok("account_new", map[string]any{"password": "pw"}, &acc)
 	require.Regexp(t, "^0x[0-9a-fA-F]{40}$", acc["address"])
-	c.ok("session_open", map[string]any{"account": acc["address"], "password": "pw"}, nil)
+	c.ok("session_open", []any{map[string]any{"account": acc["address"], "password": "pw"}}, nil)
 	var bal map[string]string
-	c.ok("chain_balance", nil, &bal)
+	c.ok("chain_balance", map[string]any{"asset": "ETH"}, &bal)
 	require.Equal(t, eth(100).String(), bal["balance"], "dev funding of new accounts")
 }
 
