@@ -542,7 +542,7 @@ func (e *channelEntry) settleInBackground(secondary bool, by string) {
 				// tower), reading the chain again now and then (a call, no
 				// transaction).
 				e.s.n.log.Info("settle waits for the chain", "channel", idHex(e.id), "why", err)
-				e.waitFor(ctx, settleRetry.limit, chainMoved)
+				e.waitFor(ctx, max(await.retry, time.Second), chainMoved)
 			case isRevert(err):
 				// A reverted transaction is not sent again unchanged: the
 				// next attempt waits until the chain moves (or the next

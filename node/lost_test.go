@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
 	"github.com/perun-network/perun-eth-backend/wallet/simple"
@@ -45,6 +47,21 @@ func (v *env) concludeAs(t *testing.T, key string, idx channel.Index, params *ch
 	}, nil))
 }
 
+// waitChallengeOver waits until the chain's time has passed the end of
+// the challenge period registered for id.
+func (v *env) waitChallengeOver(t *testing.T, id channel.ID) {
+	t.Helper()
+	caller, err := adjudicator.NewAdjudicatorCaller(v.c.Adjudicator, v.chain)
+	require.NoError(t, err)
+	d, err := caller.Disputes(&bind.CallOpts{Context: context.Background()}, id)
+	require.NoError(t, err)
+	require.NotZero(t, d.Timeout)
+	require.Eventually(t, func() bool {
+		h, err := v.chain.HeaderByNumber(context.Background(), nil)
+		return err == nil && h.Time > d.Timeout
+	}, time.Minute, 100*time.Millisecond)
+}
+
 // sentSince returns the transactions mined from block from on, by sender.
 func (v *env) sentSince(t *testing.T, from uint64) map[common.Address][]*types.Receipt {
 	t.Helper()
@@ -75,8 +92,28 @@ func (v *env) sentSince(t *testing.T, from uint64) map[common.Address][]*types.R
 // the node does not try to register or conclude version 3 (it would only
 // revert): it withdraws bob's share of version 1 in one transaction and
 // shows the channel closed by dispute at version 1 beside the latest
-// state; channel_close answers at once with that.
+// state; channel_close answers at once with that. When alice does not
+// conclude either, bob's node concludes version 1 itself (from the
+// registration's calldata) once the challenge period and a grace are
+// over, then withdraws.
 func TestLostDisputeAdopted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// aliceConcludes: alice concludes her old state and withdraws;
+		// otherwise nobody does and bob's node concludes it itself after
+		// the challenge period (and its grace), then withdraws.
+		aliceConcludes bool
+	}{
+		{"alice concluded", true},
+		{"nobody concluded", false},
+	} {
+		// Not parallel: both cases use alice's account on chains with the
+		// same id (perun-eth-backend's nonce expectations are process-wide).
+		t.Run(tc.name, func(t *testing.T) { lostDispute(t, tc.aliceConcludes) })
+	}
+}
+
+func lostDispute(t *testing.T, aliceConcludes bool) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	na := v.nodeIn(t, dirA, map[string]string{keyAlice: "alice"})
@@ -105,7 +142,11 @@ func TestLostDisputeAdopted(t *testing.T) {
 	require.NoError(t, nb.Close(ctx))
 	stale := staleState(t, params, latest, 1, eth(9), keyAlice, keyBob)
 	v.registerAs(t, keyAlice, params, stale)
-	v.concludeAs(t, keyAlice, 0, params, stale)
+	if aliceConcludes {
+		v.concludeAs(t, keyAlice, 0, params, stale)
+	} else {
+		v.waitChallengeOver(t, params.ID())
+	}
 
 	before, err := v.chain.BalanceAt(ctx, addrs[1], nil)
 	require.NoError(t, err)
@@ -133,8 +174,12 @@ func TestLostDisputeAdopted(t *testing.T) {
 	require.Equal(t, new(big.Int).Neg(eth(2)).String(), closed.Difference)
 
 	sent := v.sentSince(t, from+1)
-	require.Len(t, sent[addrs[1]], 1, "bob's node sent one transaction: the withdrawal")
-	w := sent[addrs[1]][0]
+	want := 1 // the withdrawal
+	if !aliceConcludes {
+		want = 2 // the conclusion of version 1, then the withdrawal
+	}
+	require.Len(t, sent[addrs[1]], want, "bob's node sent no transaction that could only revert")
+	w := sent[addrs[1]][want-1]
 	require.Equal(t, types.ReceiptStatusSuccessful, w.Status)
 	require.Contains(t, closed.TxHashes, w.TxHash.Hex())
 	// Every transaction is logged once with its purpose and outcome.
@@ -148,9 +193,12 @@ func TestLostDisputeAdopted(t *testing.T) {
 	}
 	after, err := v.chain.BalanceAt(ctx, addrs[1], nil)
 	require.NoError(t, err)
-	gas := new(big.Int).Mul(new(big.Int).SetUint64(w.GasUsed), w.EffectiveGasPrice)
-	want := new(big.Int).Add(before, eth(11))
-	require.Equal(t, want.Sub(want, gas).String(), after.String(), "bob withdrew his version-1 share to the wei")
+	gas := new(big.Int)
+	for _, r := range sent[addrs[1]] {
+		gas.Add(gas, new(big.Int).Mul(new(big.Int).SetUint64(r.GasUsed), r.EffectiveGasPrice))
+	}
+	wantBal := new(big.Int).Add(before, eth(11))
+	require.Equal(t, wantBal.Sub(wantBal, gas).String(), after.String(), "bob withdrew his version-1 share to the wei")
 
 	var withdrawn *node.DisputeEvent
 	for withdrawn == nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	ethwallet "github.com/perun-network/perun-eth-backend/wallet"
@@ -97,7 +98,14 @@ func (n *Node) readDispute(ctx context.Context, id channel.ID) (chainDispute, ui
 // on chain and only its conclusion can follow.
 type awaitError struct {
 	version, latest, timeout uint64
+	// retry is when to look again (the node may conclude then).
+	retry time.Duration
 }
+
+// concludeGrace is how long (chain time) after a stale version's challenge
+// period the node leaves its conclusion to the party it favours before
+// concluding it itself (two conclusions at once: one reverts).
+const concludeGrace = 10
 
 func (e *awaitError) Error() string {
 	if e.version > e.latest {
@@ -129,9 +137,96 @@ func (e *channelEntry) reconcile(ctx context.Context) (handled bool, err error) 
 	case verdictAdopt:
 		return true, e.adopt(ctx, d, local)
 	case verdictAwait:
-		return true, &awaitError{version: d.Version, latest: local, timeout: d.Timeout}
+		wait := &awaitError{version: d.Version, latest: local, timeout: d.Timeout, retry: settleRetry.limit}
+		if d.Phase != watchtower.PhaseRegistered || d.Version > local {
+			return true, wait // a newer state than ours: its registrant concludes
+		}
+		if now < d.Timeout+concludeGrace {
+			wait.retry = time.Duration(d.Timeout+concludeGrace-now+1) * time.Second
+			return true, wait
+		}
+		// Nobody concluded the stale version: the node does, so that the
+		// user's share of it can be withdrawn.
+		if err := e.concludeStale(ctx, d); err != nil {
+			e.s.n.log.Warn("conclude the stale version that stands", "channel", idHex(e.id), "version", d.Version, "err", err)
+			return true, wait
+		}
+		if d, _, err = e.s.n.readDispute(ctx, e.id); err != nil {
+			return true, wait
+		}
+		if d.Phase == watchtower.PhaseConcluded {
+			return true, e.adopt(ctx, d, local)
+		}
+		return true, wait
 	}
 	return false, nil
+}
+
+// concludeStale concludes the version d that stands on chain past its
+// challenge period, from the user's account. The state is read from the
+// calldata of its registration (found by the adjudicator's ChannelUpdate
+// event of that version).
+func (e *channelEntry) concludeStale(ctx context.Context, d chainDispute) error {
+	s := e.s
+	cb := s.adj.Adjudicator.ContractBackend
+	adj, err := adjudicator.NewAdjudicator(s.n.contracts.Adjudicator, cb)
+	if err != nil {
+		return fmt.Errorf("bind adjudicator: %w", err)
+	}
+	it, err := adj.FilterChannelUpdate(&bind.FilterOpts{Context: ctx}, [][32]byte{e.id})
+	if err != nil {
+		return fmt.Errorf("read the channel's events: %w", err)
+	}
+	var reg common.Hash
+	for it.Next() {
+		if ev := it.Event; ev.Phase == uint8(watchtower.PhaseRegistered) && ev.Version == d.Version {
+			reg = ev.Raw.TxHash
+		}
+	}
+	ierr := it.Error()
+	it.Close()
+	if ierr != nil {
+		return fmt.Errorf("read the channel's events: %w", ierr)
+	}
+	if reg == (common.Hash{}) {
+		return fmt.Errorf("no registration of version %d among the adjudicator's events", d.Version)
+	}
+	tx, _, err := cb.TransactionByHash(ctx, reg)
+	if err != nil {
+		return fmt.Errorf("read registration %s: %w", reg.Hex(), err)
+	}
+	data := tx.Data()
+	if len(data) < 4 || s.n.adjABI == nil {
+		return fmt.Errorf("registration %s: no adjudicator call", reg.Hex())
+	}
+	m, err := s.n.adjABI.MethodById(data[:4])
+	if err != nil || m.Name != "register" {
+		return fmt.Errorf("registration %s was not a direct register call", reg.Hex())
+	}
+	args, err := m.Inputs.Unpack(data[4:])
+	if err != nil || len(args) == 0 {
+		return fmt.Errorf("decode registration %s: %v", reg.Hex(), err)
+	}
+	ss, ok := abi.ConvertType(args[0], new(adjudicator.AdjudicatorSignedState)).(*adjudicator.AdjudicatorSignedState)
+	if !ok || ss.State.ChannelID != e.id || ss.State.Version != d.Version {
+		return fmt.Errorf("registration %s holds another state", reg.Hex())
+	}
+	ctx, rec := withRecorder(ctx)
+	opts, err := cb.NewTransactor(ctx, adjudicatorGasLimit, s.ethAcc)
+	if err != nil {
+		return fmt.Errorf("conclude: %w", err)
+	}
+	// opts carries ctx: the recorder sees the transaction.
+	ctl, err := adj.Conclude(opts, ss.Params, ss.State, nil)
+	e.addTxs(rec.all())
+	if err != nil {
+		chain.ResetNonce(s.n.chainID, s.addr)
+		return fmt.Errorf("send conclusion: %w", err)
+	}
+	if _, err := cb.ConfirmTransaction(ctx, ctl, s.ethAcc); err != nil {
+		return &ChainError{TxHash: ctl.Hash().Hex(), Err: fmt.Errorf("conclude version %d: %w", d.Version, err)}
+	}
+	return nil
 }
 
 // adopt closes the channel with the outcome the chain concluded (version
