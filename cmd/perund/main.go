@@ -4,6 +4,9 @@
 //	perund dev                      embedded chain, demo users alice and bob, web wallet
 //	perund run --config FILE        a node per configuration
 //	perund keys new|import|list     manage the keystore
+//	perund call METHOD [params]     call the API of a running node (package cli)
+//	perund watch TOPIC...           print a session's notifications
+//	perund completion bash          a bash completion script
 //	perund version
 package main
 
@@ -11,6 +14,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/perund/perund/cmd/perund/internal/cli"
 	"github.com/perund/perund/cmd/perund/internal/quiet"
 )
 
@@ -22,6 +26,13 @@ func main() {
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
+	}
+	if cli.IsCommand(os.Args[1]) {
+		os.Exit(cli.Main(os.Args[1:], secret))
+	}
+	// The client's variables (PERUND_SESSION, …) are no configuration keys.
+	for _, k := range cli.EnvVars() {
+		os.Unsetenv(k)
 	}
 	var err error
 	switch os.Args[1] {
@@ -51,6 +62,11 @@ func usage() {
   perund dev [--data-dir DIR] [--listen HOST:PORT] [--set key=value]...
   perund run --config FILE [--set key=value]...
   perund keys new|import|list [--keystore DIR] [--password-file FILE]
+  perund call [-url URL] [-token T] [-session ID:TOKEN | -account ADDR] METHOD [key=value ... | JSON]
+  perund watch [-url URL] [-token T] [-session ID:TOKEN | -account ADDR] TOPIC...
+  perund completion bash
   perund version
+
+call, watch and completion explain themselves with -h.
 `)
 }
