@@ -16,24 +16,24 @@ const (
 
 // Balance is a pair of amounts from the viewer's side, in base units.
 type Balance struct {
-	Mine   string `json:"mine"`
-	Theirs string `json:"theirs"`
+	Mine   string `json:"mine" api:"amount"`
+	Theirs string `json:"theirs" api:"amount"`
 }
 
 // ChannelInfo describes a channel from one session's side.
 type ChannelInfo struct {
-	ChannelID         string     `json:"channelId"`
-	Peer              string     `json:"peer"`
+	ChannelID         string     `json:"channelId" api:"hash"`
+	Peer              string     `json:"peer" doc:"alias of the contact, or its address"`
 	Asset             string     `json:"asset"`
 	Balance           Balance    `json:"balance"`
-	Version           uint64     `json:"version"`
-	State             string     `json:"state"`
-	ChallengeDuration uint64     `json:"challengeDuration"`
+	Version           uint64     `json:"version" doc:"version of the state; each update increments it"`
+	State             string     `json:"state" api:"channelState"`
+	ChallengeDuration uint64     `json:"challengeDuration" doc:"seconds a registered state can be refuted"`
 	OpenedAt          time.Time  `json:"openedAt"`
 	ClosedAt          *time.Time `json:"closedAt,omitempty"`
 	// ClosedBy says how a closed channel was settled: "agreement" or "dispute".
-	ClosedBy string   `json:"closedBy,omitempty"`
-	TxHashes []string `json:"txHashes"`
+	ClosedBy string   `json:"closedBy,omitempty" api:"enum:agreement,dispute"`
+	TxHashes []string `json:"txHashes" api:"hash" doc:"transactions of the channel (deposits, registration, conclusion, withdrawal)"`
 	// Unsynced: the peer could not be reached at login to compare the
 	// channel's latest state; the channel is as this node stored it until
 	// its next update with the peer.
@@ -52,23 +52,23 @@ type Outcome struct {
 	LatestBalance Balance `json:"latestBalance"`
 	// Difference is the user's concluded share minus their latest share
 	// (negative: the user lost that much to the older state).
-	Difference string `json:"difference"`
+	Difference string `json:"difference" api:"signedAmount" doc:"the user's concluded share minus their latest share; negative: lost to the older state"`
 }
 
 // ProposalInfo describes an incoming channel proposal.
 type ProposalInfo struct {
-	ProposalID        string    `json:"proposalId"`
-	Peer              string    `json:"peer"`
+	ProposalID        string    `json:"proposalId" api:"hash"`
+	Peer              string    `json:"peer" doc:"alias of the contact, or its address"`
 	Asset             string    `json:"asset"`
 	Balance           Balance   `json:"balance"`
-	ChallengeDuration uint64    `json:"challengeDuration"`
-	ExpiresAt         time.Time `json:"expiresAt"`
-	Status            string    `json:"status,omitempty"`
+	ChallengeDuration uint64    `json:"challengeDuration" doc:"seconds a registered state can be refuted"`
+	ExpiresAt         time.Time `json:"expiresAt" doc:"when it is answered for the user if they do not answer (rejected)"`
+	Status            string    `json:"status,omitempty" api:"enum:pending,accepted,rejected,expired"`
 	// Fundable tells whether the user's on-chain balance of the asset
 	// covers their share when the proposal arrived; Shortfall is what is
 	// missing (base units of the asset) when it does not.
 	Fundable  bool   `json:"fundable"`
-	Shortfall string `json:"shortfall,omitempty"`
+	Shortfall string `json:"shortfall,omitempty" api:"amount"`
 }
 
 // Update kinds.
@@ -88,38 +88,38 @@ const (
 
 // UpdateInfo describes an incoming channel update.
 type UpdateInfo struct {
-	UpdateID  string    `json:"updateId"`
-	ChannelID string    `json:"channelId"`
-	Peer      string    `json:"peer"`
-	Kind      string    `json:"kind"`
-	Amount    string    `json:"amount"`
-	Version   uint64    `json:"version"`
+	UpdateID  string    `json:"updateId" api:"hash"`
+	ChannelID string    `json:"channelId" api:"hash"`
+	Peer      string    `json:"peer" doc:"alias of the contact, or its address"`
+	Kind      string    `json:"kind" api:"enum:payment,request,close"`
+	Amount    string    `json:"amount" api:"amount"`
+	Version   uint64    `json:"version" doc:"version of the state; each update increments it"`
 	Balance   Balance   `json:"balance"`
-	ExpiresAt time.Time `json:"expiresAt"`
-	Status    string    `json:"status,omitempty"`
+	ExpiresAt time.Time `json:"expiresAt" doc:"when it is answered for the user if they do not answer (rejected)"`
+	Status    string    `json:"status,omitempty" api:"enum:pending,accepted,rejected,expired"`
 }
 
 // DisputeEvent is an on-chain event of a channel.
 type DisputeEvent struct {
-	ChannelID string    `json:"channelId"`
-	Event     string    `json:"event"`
-	Version   uint64    `json:"version"`
-	Timeout   time.Time `json:"timeout"`
+	ChannelID string    `json:"channelId" api:"hash"`
+	Event     string    `json:"event" api:"enum:registered,progressed,concluded,withdrawn"`
+	Version   uint64    `json:"version" doc:"version of the state; each update increments it"`
+	Timeout   time.Time `json:"timeout" doc:"end of the challenge period: the registered state can be concluded from then on"`
 	ByPeer    bool      `json:"byPeer"`
 	Response  string    `json:"response"`
 	// TxHash is the transaction of the event; empty when the node found
 	// the dispute by reading the adjudicator (at start, after a gap).
-	TxHash string `json:"txHash,omitempty"`
+	TxHash string `json:"txHash,omitempty" api:"hash"`
 	// Sender is the account that sent TxHash.
-	Sender string `json:"sender,omitempty"`
+	Sender string `json:"sender,omitempty" api:"address"`
 	// ByWatcher: the node's watchtower account sent it (a refutation).
 	ByWatcher bool `json:"byWatcher,omitempty"`
 	// Refutation is where the node's refutation of a stale registration
 	// stands: RefutationSending, RefutationMined or RefutationFailed;
 	// empty when there is nothing to refute.
-	Refutation string `json:"refutation,omitempty"`
+	Refutation string `json:"refutation,omitempty" api:"enum:sending,mined,failed"`
 	// Amount is what a "withdrawn" event withdrew for the user.
-	Amount string `json:"amount,omitempty"`
+	Amount string `json:"amount,omitempty" api:"amount"`
 	// Balance is each side's share of the concluded state ("withdrawn").
 	Balance *Balance `json:"balance,omitempty"`
 }
@@ -140,7 +140,7 @@ const (
 type SessionInfo struct {
 	SessionID   string        `json:"sessionId"`
 	Token       string        `json:"token,omitempty"`
-	Address     string        `json:"address"`
+	Address     string        `json:"address" api:"address"`
 	CommAddress string        `json:"commAddress"`
 	Channels    []ChannelInfo `json:"channels"`
 	Pending     *Pending      `json:"pending,omitempty"`
@@ -154,13 +154,13 @@ type Pending struct {
 
 // NodeInfo describes the node.
 type NodeInfo struct {
-	Version           string            `json:"version"`
+	Version           string            `json:"version" doc:"version of the state; each update increments it"`
 	ChainID           string            `json:"chainId"`
-	Adjudicator       string            `json:"adjudicator"`
+	Adjudicator       string            `json:"adjudicator" api:"address"`
 	AssetHolders      map[string]string `json:"assetHolders"`
 	Assets            []AssetInfo       `json:"assets"`
-	ChallengeDuration uint64            `json:"challengeDuration"`
-	ResponseTimeout   int64             `json:"responseTimeout"`
+	ChallengeDuration uint64            `json:"challengeDuration" doc:"seconds a registered state can be refuted"`
+	ResponseTimeout   int64             `json:"responseTimeout" doc:"seconds a proposal or update waits for the user's answer"`
 	Sessions          int               `json:"sessions"`
 	// AccountCreation tells whether account_new is allowed (dev mode).
 	AccountCreation bool `json:"accountCreation"`
@@ -171,7 +171,7 @@ type NodeInfo struct {
 // DemoAccount is a demo user of perund dev.
 type DemoAccount struct {
 	Name     string `json:"name"`
-	Address  string `json:"address"`
+	Address  string `json:"address" api:"address"`
 	Password string `json:"password"`
 }
 

@@ -415,12 +415,12 @@ func (c *conn) run(m *method, cl *call) (res any, err error) {
 			res, err = nil, newError(jsonrpc2.CodeInternalError, "internal error", nil)
 		}
 	}()
-	if m.needsSession && c.session.Load() == nil {
+	if m.session && c.session.Load() == nil {
 		return nil, errNoSessionErr()
 	}
 	// A call outlives its connection (a channel_open goes on when the
 	// browser tab closes) but not the server's shutdown.
-	ctx, cancel := context.WithTimeout(c.srv.callCtx, m.timeout)
+	ctx, cancel := context.WithTimeout(c.srv.callCtx, m.class.timeout())
 	defer cancel()
 	cl.ctx = ctx
 	res, err = m.fn(cl)

@@ -25,6 +25,83 @@ const (
 	CodeWrongState        = 1009
 )
 
+// Data of the errors: each code's data object is one of these types, so
+// that classify and the OpenRPC document (its ErrorData schemas) share
+// them.
+type (
+	// InvalidParamsData names the parameter at fault, with its full path
+	// ("balance.mine"); "params" when the params as a whole are wrong.
+	InvalidParamsData struct {
+		Field string `json:"field"`
+	}
+	// UnauthorizedData says when the next password attempt is allowed.
+	UnauthorizedData struct {
+		RetryAfter int64 `json:"retryAfter,omitempty" doc:"seconds until the account takes another password"`
+	}
+	// NotFoundData names what was not found.
+	NotFoundData struct {
+		Resource string `json:"resource" doc:"channel, proposal, update, contact, session or account"`
+		ID       string `json:"id"`
+	}
+	// ConflictData lists the channels that are in the way.
+	ConflictData struct {
+		Channels []string `json:"channels,omitempty" doc:"open channels of the session"`
+	}
+	// PeerData names the peer that did not answer, and where it was dialled.
+	PeerData struct {
+		Peer        string `json:"peer"`
+		CommAddress string `json:"commAddress"`
+	}
+	// RejectedData is the peer's reason.
+	RejectedData struct {
+		Peer   string `json:"peer"`
+		Reason string `json:"reason"`
+	}
+	// TimeoutData is the time waited, in seconds (0: the node shut down).
+	TimeoutData struct {
+		Timeout int64 `json:"timeout"`
+	}
+	// FundsData says what is there and what is needed, in base units.
+	FundsData struct {
+		Available string `json:"available"`
+		Needed    string `json:"needed"`
+	}
+	// ChainData names the transaction that failed, where there was one.
+	ChainData struct {
+		TxHash string `json:"txHash,omitempty"`
+	}
+	// StateData is the channel's state that does not allow the call.
+	StateData struct {
+		State string `json:"state"`
+	}
+)
+
+// errorCode describes one error of the API, declared once for classify's
+// codes and the document.
+type errorCode struct {
+	code    int64
+	name    string
+	message string
+	data    any // a value of the data's type; nil: no data
+}
+
+// errorCodes are the errors of the API.
+func errorCodes() []errorCode {
+	return []errorCode{
+		{jsonrpc2.CodeInvalidParams, "InvalidParams", "invalid params: the parameter at data.field is missing, unknown or malformed", InvalidParamsData{}},
+		{jsonrpc2.CodeInternalError, "Internal", "internal error (logged by the node)", nil},
+		{CodeUnauthorized, "Unauthorized", "unauthorized: no session, a wrong password, or another user's resource", UnauthorizedData{}},
+		{CodeNotFound, "NotFound", "not found", NotFoundData{}},
+		{CodeConflict, "Conflict", "conflict with the current state (open channels, an existing contact)", ConflictData{}},
+		{CodePeerUnreachable, "PeerUnreachable", "the peer's node cannot be reached", PeerData{}},
+		{CodePeerRejected, "PeerRejected", "the peer rejected the proposal or update", RejectedData{}},
+		{CodeTimeout, "Timeout", "timed out (the peer or the chain did not answer in time, or the node shut down)", TimeoutData{}},
+		{CodeInsufficientFunds, "InsufficientFunds", "insufficient funds", FundsData{}},
+		{CodeChain, "Chain", "chain error: a transaction failed or the chain is unreachable", ChainData{}},
+		{CodeWrongState, "WrongState", "the channel's state does not allow this", StateData{}},
+	}
+}
+
 func newError(code int64, msg string, data any) *jsonrpc2.Error {
 	e := &jsonrpc2.Error{Code: code, Message: msg}
 	if data != nil {
@@ -37,7 +114,7 @@ func newError(code int64, msg string, data any) *jsonrpc2.Error {
 
 // invalidParams is a -32602 error naming the bad field.
 func invalidParams(field, msg string) *jsonrpc2.Error {
-	return newError(jsonrpc2.CodeInvalidParams, "invalid params: "+msg, map[string]string{"field": field})
+	return newError(jsonrpc2.CodeInvalidParams, "invalid params: "+msg, InvalidParamsData{field})
 }
 
 // toError maps an error of the node to a JSON-RPC error. Unknown errors
@@ -70,7 +147,7 @@ func classify(err error) *jsonrpc2.Error {
 	case errors.As(err, &je):
 		return je
 	case errors.As(err, &tm):
-		return newError(CodeUnauthorized, "unauthorized: "+tm.Error(), map[string]int64{"retryAfter": int64(tm.RetryAfter.Seconds() + 0.999)})
+		return newError(CodeUnauthorized, "unauthorized: "+tm.Error(), UnauthorizedData{int64(tm.RetryAfter.Seconds() + 0.999)})
 	case errors.Is(err, node.ErrUnauthorized):
 		return newError(CodeUnauthorized, "unauthorized: "+trimUnauthorized(err), nil)
 	case errors.As(err, &ia):
@@ -78,29 +155,25 @@ func classify(err error) *jsonrpc2.Error {
 	case errors.As(err, &ci):
 		return invalidParams(ci.Field, ci.Error())
 	case errors.As(err, &nf):
-		return newError(CodeNotFound, nf.Error(), map[string]string{"resource": nf.Resource, "id": nf.ID})
+		return newError(CodeNotFound, nf.Error(), NotFoundData{nf.Resource, nf.ID})
 	case errors.Is(err, contacts.ErrNotFound):
-		return newError(CodeNotFound, "contact not found", map[string]string{"resource": "contact", "id": ""})
+		return newError(CodeNotFound, "contact not found", NotFoundData{Resource: "contact"})
 	case errors.As(err, &cf):
-		return newError(CodeConflict, cf.Error(), map[string]any{"channels": nonNil(cf.Channels)})
+		return newError(CodeConflict, cf.Error(), ConflictData{cf.Channels})
 	case errors.Is(err, contacts.ErrConflict):
-		return newError(CodeConflict, "alias or address exists with other data", map[string]any{})
+		return newError(CodeConflict, "alias or address exists with other data", ConflictData{})
 	case errors.As(err, &pu):
-		return newError(CodePeerUnreachable, pu.Error(), map[string]string{"peer": pu.Peer, "commAddress": pu.CommAddress})
+		return newError(CodePeerUnreachable, pu.Error(), PeerData{pu.Peer, pu.CommAddress})
 	case errors.As(err, &pr):
-		return newError(CodePeerRejected, pr.Error(), map[string]string{"peer": pr.Peer, "reason": pr.Reason})
+		return newError(CodePeerRejected, pr.Error(), RejectedData{pr.Peer, pr.Reason})
 	case errors.As(err, &to):
-		return newError(CodeTimeout, to.Error(), map[string]int64{"timeout": int64(to.Timeout.Seconds())})
+		return newError(CodeTimeout, to.Error(), TimeoutData{int64(to.Timeout.Seconds())})
 	case errors.As(err, &ins):
-		return newError(CodeInsufficientFunds, ins.Error(), map[string]string{"available": ins.Available, "needed": ins.Needed})
+		return newError(CodeInsufficientFunds, ins.Error(), FundsData{ins.Available, ins.Needed})
 	case errors.As(err, &ce):
-		data := map[string]string{}
-		if ce.TxHash != "" {
-			data["txHash"] = ce.TxHash
-		}
-		return newError(CodeChain, "chain error", data)
+		return newError(CodeChain, "chain error", ChainData{ce.TxHash})
 	case errors.As(err, &se):
-		return newError(CodeWrongState, se.Error(), map[string]string{"state": se.State})
+		return newError(CodeWrongState, se.Error(), StateData{se.State})
 	case errors.Is(err, subscriptions.ErrUnknownTopic):
 		return invalidParams("topic", err.Error())
 	}
@@ -117,10 +190,3 @@ func trimUnauthorized(err error) string {
 }
 
 var errNoSession = errors.New("no session")
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}

@@ -13,22 +13,21 @@ func FuzzDecodeParams(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var p struct {
-			ChannelID *string `json:"channelId"`
-			Amount    *string `json:"amount"`
-		}
+		var p transferParams
 		err := decodeParams(json.RawMessage(raw), &p)
 		if err != nil {
 			je := toError(err, nil, "fuzz")
-			if je.Code != -32602 || je.Data == nil {
+			var data InvalidParamsData
+			if je.Code != -32602 || je.Data == nil || json.Unmarshal(*je.Data, &data) != nil || data.Field == "" {
 				t.Fatalf("want -32602 with a field, got %+v", je)
 			}
 			return
 		}
-		if p.Amount != nil {
-			if v, err := parseAmount("amount", p.Amount); err == nil && v.Sign() < 0 {
-				t.Fatalf("negative amount %s accepted", v)
-			}
+		if p.Amount.Sign() < 0 {
+			t.Fatalf("negative amount %s accepted", p.Amount.String())
+		}
+		if p.ChannelID != "" && !hashRE.MatchString(string(p.ChannelID)) {
+			t.Fatalf("channel id %q accepted", p.ChannelID)
 		}
 	})
 }

@@ -1,13 +1,10 @@
 package rpc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math/big"
-	"regexp"
+	"reflect"
 	"strings"
 	"time"
 
@@ -17,6 +14,12 @@ import (
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/subscriptions"
 )
+
+// Every method of the API is declared once, below, in methodTable: a params
+// struct, a result type, a handler and a spec. Decoding, required fields,
+// the session check, the timeout and the error mapping happen in one place
+// (register and conn.run); the OpenRPC document (openrpc.go), docs/api.md
+// and the JavaScript client's types are derived from the same table.
 
 // call is one method invocation.
 type call struct {
@@ -30,84 +33,280 @@ type call struct {
 
 func (c *call) session() *node.Session { return c.conn.session.Load() }
 
-type param struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"`
-	Required bool   `json:"required"`
-	Desc     string `json:"description,omitempty"`
-}
+// timeoutClass says how long a method may take: it answers at once, or it
+// waits for the peer, or for the chain. The document publishes it
+// (x-timeout) and clients derive their timeouts from it.
+type timeoutClass string
 
-type method struct {
-	summary      string
-	params       []param
-	result       string
-	needsSession bool
-	timeout      time.Duration
-	fn           func(*call) (any, error)
-}
-
+// The timeout classes.
 const (
-	quick = 30 * time.Second
-	long  = 30 * time.Minute
+	classQuick timeoutClass = "quick"
+	classPeer  timeoutClass = "peer"
+	classChain timeoutClass = "chain"
 )
+
+// timeout is the server-side bound of a call of the class.
+func (t timeoutClass) timeout() time.Duration {
+	if t == classQuick {
+		return 30 * time.Second
+	}
+	return 30 * time.Minute
+}
+
+// spec is what the document says of a method beyond its types.
+type spec struct {
+	summary string
+	desc    string
+	// session: the method needs a session bound to the connection.
+	session bool
+	class   timeoutClass
+	// errors are the application error codes the method can return besides
+	// the ones every method can (invalid params, and unauthorized for a
+	// method that needs a session).
+	errors []int64
+	// onChain says what the call does on the chain, for docs/api.md.
+	onChain string
+}
+
+// example is a call of a method with its answer, for the document.
+type example[P, R any] struct {
+	name   string
+	params P
+	result R
+}
+
+// method is a registered method.
+type method struct {
+	spec
+	params, result reflect.Type
+	examples       []exampleDoc
+	fn             func(*call) (any, error)
+}
+
+type exampleDoc struct {
+	name           string
+	params, result any
+}
+
+// register adds a method: fn gets its params decoded and validated.
+func register[P, R any](m map[string]*method, name string, sp spec, fn func(*call, *P) (R, error), exs ...example[P, R]) {
+	if _, dup := m[name]; dup {
+		panic("rpc: method registered twice: " + name)
+	}
+	md := &method{spec: sp, params: reflect.TypeFor[P](), result: reflect.TypeFor[R]()}
+	for _, ex := range exs {
+		md.examples = append(md.examples, exampleDoc{ex.name, ex.params, ex.result})
+	}
+	md.fn = func(c *call) (any, error) {
+		var p P
+		if err := decodeParams(c.params, &p); err != nil {
+			return nil, err
+		}
+		if v, ok := any(&p).(validator); ok {
+			if err := v.validate(); err != nil {
+				return nil, err
+			}
+		}
+		return fn(c, &p)
+	}
+	m[name] = md
+}
+
+// validator is a params struct with checks across or beyond its fields
+// own types; register runs it after decoding.
+type validator interface{ validate() error }
+
+func (p *transferParams) validate() error {
+	if p.Amount.Sign() == 0 {
+		return invalidParams("amount", "amount must be positive")
+	}
+	return nil
+}
+
+func (p *channelOpenParams) validate() error {
+	if p.ChallengeDuration != nil && *p.ChallengeDuration == 0 {
+		return invalidParams("challengeDuration", "challengeDuration must be at least 1 second")
+	}
+	return nil
+}
 
 func errNoSessionErr() error { return fmt.Errorf("%w: %w", errNoSession, node.ErrUnauthorized) }
 
-func methodTable() map[string]*method {
-	str := func(name, desc string, req bool) param { return param{name, "string", req, desc} }
-	m := map[string]*method{
-		"rpc_discover": {summary: "The OpenRPC document of this API.", result: "object", timeout: quick, fn: nil},
-		"node_info":    {summary: "Node version, chain, contracts and defaults.", result: "NodeInfo", timeout: quick, fn: nodeInfo},
-		"account_new": {summary: "Create a keystore account (dev mode only).", result: "{address}", timeout: quick,
-			params: []param{str("password", "keystore password", true)}, fn: accountNew},
-		"account_list": {summary: "Addresses of the node's keystore.", result: "[address]", timeout: quick, fn: accountList},
-		"session_open": {summary: "Unlock an account and bind its session to this connection.", result: "Session", timeout: quick,
-			params: []param{str("account", "address", true), str("password", "", true), {"manualAccept", "boolean", false, "ask before accepting incoming payments"}}, fn: sessionOpen},
-		"session_resume": {summary: "Bind an existing session to this connection.", result: "Session", timeout: quick,
-			params: []param{str("sessionId", "", true), str("token", "", true)}, fn: sessionResume},
-		"session_close": {summary: "Close the bound session.", result: "{}", needsSession: true, timeout: quick,
-			params: []param{{"force", "boolean", false, "close even with open channels (they stay persisted)"}}, fn: sessionClose},
-		"session_info": {summary: "The bound session.", result: "Session", needsSession: true, timeout: quick, fn: sessionInfo},
-		"contacts_add": {summary: "Add a peer to the address book.", result: "Contact", needsSession: true, timeout: quick,
-			params: []param{str("alias", "", true), str("address", "", true), str("commAddress", "host:port", true)}, fn: contactsAdd},
-		"contacts_list": {summary: "The address book.", result: "[Contact]", needsSession: true, timeout: quick, fn: contactsList},
-		"contacts_get": {summary: "One contact.", result: "Contact", needsSession: true, timeout: quick,
-			params: []param{str("alias", "", true)}, fn: contactsGet},
-		"contacts_remove": {summary: "Remove a contact.", result: "{}", needsSession: true, timeout: quick,
-			params: []param{str("alias", "", true)}, fn: contactsRemove},
-		"chain_balance": {summary: "On-chain balance.", result: "{address, asset, balance}", needsSession: true, timeout: quick,
-			params: []param{str("address", "defaults to the session's", false), str("asset", "ETH", false)}, fn: chainBalance},
-		"channel_open": {summary: "Open a channel with a contact; returns once funded.", result: "Channel", needsSession: true, timeout: long,
-			params: []param{str("peer", "alias or address of a contact", true), {"balance", "{mine, theirs}", true, "amounts in wei"},
-				str("asset", "ETH", false), {"challengeDuration", "integer", false, "seconds"}}, fn: channelOpen},
-		"channel_list": {summary: "The session's channels.", result: "[Channel]", needsSession: true, timeout: quick,
-			params: []param{str("state", "filter", false)}, fn: channelList},
-		"channel_get": {summary: "One channel.", result: "Channel", needsSession: true, timeout: quick,
-			params: []param{str("channelId", "", true)}, fn: channelGet},
-		"channel_send": {summary: "Pay the peer.", result: "Channel", needsSession: true, timeout: long,
-			params: []param{str("channelId", "", true), str("amount", "wei", true)}, fn: channelSend},
-		"channel_request": {summary: "Ask the peer to pay.", result: "Channel", needsSession: true, timeout: long,
-			params: []param{str("channelId", "", true), str("amount", "wei", true)}, fn: channelRequest},
-		"channel_close": {summary: "Settle and withdraw; cooperative, else by dispute.", result: "Channel", needsSession: true, timeout: long,
-			params: []param{str("channelId", "", true)}, fn: channelClose},
-		"channel_forceClose": {summary: "Register the latest state on-chain and settle after the challenge period.", result: "Channel", needsSession: true, timeout: long,
-			params: []param{str("channelId", "", true)}, fn: channelForceClose},
-		"dispute_list": {summary: "The on-chain events of the session's channels, oldest first, including those while the user was logged out.", result: "[DisputeEvent]", needsSession: true, timeout: quick,
-			params: []param{str("channelId", "only this channel", false)}, fn: disputeList},
-		"proposal_list": {summary: "Incoming proposals waiting for an answer.", result: "[Proposal]", needsSession: true, timeout: quick, fn: proposalList},
-		"proposal_respond": {summary: "Answer a proposal.", result: "Channel or {}", needsSession: true, timeout: long,
-			params: []param{str("proposalId", "", true), {"accept", "boolean", true, ""}, str("reason", "", false)}, fn: proposalRespond},
-		"update_list": {summary: "Incoming updates waiting for an answer.", result: "[Update]", needsSession: true, timeout: quick, fn: updateList},
-		"update_respond": {summary: "Answer an update.", result: "Channel or {}", needsSession: true, timeout: long,
-			params: []param{str("updateId", "", true), {"accept", "boolean", true, ""}, str("reason", "", false)}, fn: updateRespond},
-		"perun_subscribe": {summary: "Subscribe to proposals, updates, channels or disputes.", result: "subscription id", needsSession: true, timeout: quick,
-			params: []param{str("topic", "proposals | updates | channels | disputes", true)}, fn: subscribe},
-		"perun_unsubscribe": {summary: "End a subscription.", result: "boolean", needsSession: true, timeout: quick,
-			params: []param{str("subscription", "", true)}, fn: unsubscribe},
+// exampleValues are the values the document's examples share.
+type exampleValues struct {
+	alice, bob Address
+	channel    Hash
+	time       time.Time
+}
+
+func newExampleValues() exampleValues {
+	return exampleValues{
+		alice:   Address{common.HexToAddress("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")},
+		bob:     Address{common.HexToAddress("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC")},
+		channel: Hash("0x3fa1c0de" + strings.Repeat("0", 56)),
+		time:    time.Date(2026, 12, 4, 10, 42, 0, 0, time.UTC),
 	}
+}
+
+func exAmount(s string) Amount {
+	var a Amount
+	a.SetString(s, 10)
+	return a
+}
+
+func (ex exampleValues) channelInfo(version uint64, mine, theirs, state string) node.ChannelInfo {
+	return node.ChannelInfo{ChannelID: string(ex.channel), Peer: "bob", Asset: node.AssetETH,
+		Balance: node.Balance{Mine: mine, Theirs: theirs}, Version: version, State: state,
+		ChallengeDuration: 60, OpenedAt: ex.time, TxHashes: []string{}}
+}
+
+// methodTable declares every method of the API.
+func methodTable() map[string]*method {
+	m := map[string]*method{}
+	ex := newExampleValues()
+	quick := func(summary string) spec { return spec{summary: summary, class: classQuick} }
+	withSession := func(s spec) spec { s.session = true; return s }
+
+	register[noParams, map[string]any](m, "rpc_discover", quick("The OpenRPC document of this API."), nil)
+	register(m, "node_info", quick("Node version, chain, contracts, assets and defaults."),
+		func(c *call, _ *noParams) (node.NodeInfo, error) { return c.conn.srv.node.Info(), nil })
+	register(m, "account_new", spec{summary: "Create a keystore account (only where the node allows it: perund dev).",
+		class: classQuick, errors: []int64{CodeUnauthorized}}, accountNew,
+		example[accountNewParams, accountResult]{"create", accountNewParams{Password: "correct horse"}, accountResult{ex.alice}})
+	register(m, "account_list", quick("Addresses of the node's keystore."),
+		func(c *call, _ *noParams) ([]Address, error) {
+			list, err := c.conn.srv.node.Accounts()
+			out := make([]Address, len(list))
+			for i, a := range list {
+				out[i] = Address{a}
+			}
+			return out, err
+		})
+	register(m, "session_open", spec{summary: "Unlock an account and bind its session to this connection.",
+		desc:  "Answers at once; channels whose peer is not reachable are restored as stored and say unsynced. The token resumes the session from another connection.",
+		class: classQuick, errors: []int64{CodeUnauthorized, CodeNotFound}}, sessionOpen,
+		example[sessionOpenParams, node.SessionInfo]{"alice logs in", sessionOpenParams{Account: ex.alice, Password: "alice"},
+			node.SessionInfo{SessionID: "5b1e2c9a0f4d7e31", Token: "9c2f0d4e6a8b1c3d5e7f9a0b2c4d6e8f", Address: ex.alice.Hex(), CommAddress: "127.0.0.1:8401", Channels: []node.ChannelInfo{}}})
+	register(m, "session_resume", spec{summary: "Bind an existing session to this connection.",
+		class: classQuick, errors: []int64{CodeUnauthorized}}, sessionResume)
+	register(m, "session_close", withSession(spec{summary: "Close the bound session.",
+		desc:  "Refused with 1003 while channels are open, unless force: their channels stay persisted and watched by the node.",
+		class: classQuick, errors: []int64{CodeConflict}}), sessionClose)
+	register(m, "session_info", withSession(quick("The bound session.")),
+		func(c *call, _ *noParams) (node.SessionInfo, error) { return c.session().Info(false), nil })
+	register(m, "contacts_add", withSession(spec{summary: "Add a peer to the address book.",
+		class: classQuick, errors: []int64{CodeConflict}}), contactsAdd,
+		example[Contact, Contact]{"bob", Contact{Alias: "bob", Address: ex.bob, CommAddress: "127.0.0.1:8401"}, Contact{Alias: "bob", Address: ex.bob, CommAddress: "127.0.0.1:8401"}})
+	register(m, "contacts_list", withSession(quick("The address book.")),
+		func(c *call, _ *noParams) ([]Contact, error) {
+			list := c.session().Contacts().List()
+			out := make([]Contact, len(list))
+			for i, ct := range list {
+				out[i] = contactView(ct)
+			}
+			return out, nil
+		})
+	register(m, "contacts_get", withSession(spec{summary: "One contact.", class: classQuick, errors: []int64{CodeNotFound}}),
+		func(c *call, p *aliasParams) (Contact, error) {
+			ct, err := c.session().Contacts().Get(p.Alias)
+			if err != nil {
+				return Contact{}, &node.NotFoundError{Resource: "contact", ID: p.Alias}
+			}
+			return contactView(ct), nil
+		})
+	register(m, "contacts_remove", withSession(spec{summary: "Remove a contact.", class: classQuick, errors: []int64{CodeNotFound}}),
+		func(c *call, p *aliasParams) (Empty, error) {
+			if err := c.session().Contacts().Remove(p.Alias); err != nil {
+				return Empty{}, &node.NotFoundError{Resource: "contact", ID: p.Alias}
+			}
+			return Empty{}, nil
+		})
+	register(m, "chain_balance", withSession(spec{summary: "On-chain balance of an asset.",
+		class: classQuick, errors: []int64{CodeChain}, onChain: "reads the balance (eth_getBalance, or the token's balanceOf)"}), chainBalance,
+		example[chainBalanceParams, chainBalanceResult]{"ETH of the session's account", chainBalanceParams{},
+			chainBalanceResult{ex.alice, node.AssetETH, exAmount("100000000000000000000")}})
+	register(m, "channel_open", withSession(spec{summary: "Open a channel with a contact; answers once it is funded.",
+		desc:    "The peer must accept (its proposals topic); both deposits are then made on chain.",
+		class:   classChain,
+		errors:  []int64{CodeNotFound, CodePeerUnreachable, CodePeerRejected, CodeTimeout, CodeInsufficientFunds, CodeChain},
+		onChain: "deposits the user's share into the asset holder (an ERC20 token is approved first); waits for the peer's deposit"}), channelOpen,
+		example[channelOpenParams, node.ChannelInfo]{"1 ETH with bob", channelOpenParams{Peer: "bob", Balance: balanceParams{Mine: exAmount("1000000000000000000"), Theirs: exAmount("0")}},
+			ex.channelInfo(0, "1000000000000000000", "0", node.StateOpen)})
+	register(m, "channel_list", withSession(quick("The session's channels.")),
+		func(c *call, p *channelListParams) ([]node.ChannelInfo, error) {
+			return c.session().Channels(string(p.State)), nil
+		})
+	register(m, "channel_get", withSession(spec{summary: "One channel.", class: classQuick, errors: []int64{CodeNotFound}}),
+		func(c *call, p *channelParams) (node.ChannelInfo, error) {
+			return c.session().Channel(string(p.ChannelID))
+		})
+	transfer := spec{class: classPeer,
+		errors: []int64{CodeNotFound, CodePeerUnreachable, CodePeerRejected, CodeTimeout, CodeInsufficientFunds, CodeWrongState}}
+	send := transfer
+	send.summary = "Pay the peer: a new state signed by both, at once off chain."
+	register(m, "channel_send", withSession(send),
+		func(c *call, p *transferParams) (node.ChannelInfo, error) {
+			return c.session().Send(c.ctx, string(p.ChannelID), &p.Amount.Int)
+		},
+		example[transferParams, node.ChannelInfo]{"pay 0.25 ETH", transferParams{ChannelID: ex.channel, Amount: exAmount("250000000000000000")},
+			ex.channelInfo(1, "750000000000000000", "250000000000000000", node.StateOpen)})
+	req := transfer
+	req.summary = "Ask the peer to pay; answers once the peer accepted the new state."
+	register(m, "channel_request", withSession(req),
+		func(c *call, p *transferParams) (node.ChannelInfo, error) {
+			return c.session().Request(c.ctx, string(p.ChannelID), &p.Amount.Int)
+		})
+	register(m, "channel_close", withSession(spec{summary: "Settle and withdraw; cooperative, else by dispute.",
+		desc:    "A channel that is already closed answers with how it closed (closedBy, and the outcome of a lost dispute).",
+		class:   classChain,
+		errors:  []int64{CodeNotFound, CodeTimeout, CodeChain, CodeWrongState},
+		onChain: "cooperative: a final state both signed is concluded and the user's share withdrawn; without the peer: the latest state is registered, and after the challenge period concluded and withdrawn"}),
+		func(c *call, p *channelParams) (node.ChannelInfo, error) {
+			return c.session().Close(c.ctx, string(p.ChannelID))
+		})
+	register(m, "channel_forceClose", withSession(spec{summary: "Register the latest state on chain and settle after the challenge period.",
+		class:   classChain,
+		errors:  []int64{CodeNotFound, CodeTimeout, CodeChain, CodeWrongState},
+		onChain: "registers the latest state (a challenge period starts; a newer state of the peer wins), then concludes and withdraws"}),
+		func(c *call, p *channelParams) (node.ChannelInfo, error) {
+			return c.session().ForceClose(c.ctx, string(p.ChannelID))
+		})
+	register(m, "dispute_list", withSession(quick("The on-chain events of the session's channels, oldest first, including those while the user was logged out.")),
+		func(c *call, p *disputeListParams) ([]node.DisputeEvent, error) {
+			return c.session().Disputes(string(p.ChannelID))
+		})
+	register(m, "proposal_list", withSession(quick("Incoming channel proposals waiting for an answer.")),
+		func(c *call, _ *noParams) ([]node.ProposalInfo, error) { return c.session().Proposals(), nil })
+	register(m, "proposal_respond", withSession(spec{summary: "Answer a channel proposal; an accepted one answers once the channel is funded.",
+		class:   classChain,
+		errors:  []int64{CodeNotFound, CodePeerUnreachable, CodeTimeout, CodeInsufficientFunds, CodeChain},
+		onChain: "accept: deposits the user's share, waits for the proposer's deposit"}),
+		func(c *call, p *proposalRespondParams) (Maybe[node.ChannelInfo], error) {
+			ch, err := c.session().RespondProposal(c.ctx, string(p.ProposalID), p.Accept, p.Reason)
+			return Maybe[node.ChannelInfo]{ch}, err
+		})
+	register(m, "update_list", withSession(quick("Incoming channel updates waiting for an answer.")),
+		func(c *call, _ *noParams) ([]node.UpdateInfo, error) { return c.session().Updates(), nil })
+	register(m, "update_respond", withSession(spec{summary: "Answer a channel update (a request to pay, a close, a payment when manualAccept).",
+		class:  classPeer,
+		errors: []int64{CodeNotFound, CodePeerUnreachable, CodeTimeout, CodeInsufficientFunds}}),
+		func(c *call, p *updateRespondParams) (Maybe[node.ChannelInfo], error) {
+			ch, err := c.session().RespondUpdate(c.ctx, string(p.UpdateID), p.Accept, p.Reason)
+			return Maybe[node.ChannelInfo]{ch}, err
+		})
+	register(m, "perun_subscribe", withSession(spec{summary: "Subscribe to a topic; notifications arrive as perun_subscription.",
+		desc:  "Each notification is {\"jsonrpc\":\"2.0\",\"method\":\"perun_subscription\",\"params\":{\"subscription\":ID,\"result\":PAYLOAD}}; x-notifications lists the topics and their payloads. Sent as a notification (without id) it subscribes to nothing.",
+		class: classQuick}), subscribe,
+		example[subscribeParams, string]{"channels", subscribeParams{Topic: "channels"}, "0x6c3b1f0e9a2d4c57"})
+	register(m, "perun_unsubscribe", withSession(quick("End a subscription; false when there was none.")),
+		func(c *call, p *unsubscribeParams) (bool, error) {
+			return c.conn.removeSubscription(p.Subscription), nil
+		})
+
 	doc := openRPC(m)
 	m["rpc_discover"].fn = func(c *call) (any, error) {
-		if err := noParams(c.params); err != nil {
+		var p noParams
+		if err := decodeParams(c.params, &p); err != nil {
 			return nil, err
 		}
 		return doc, nil
@@ -115,169 +314,98 @@ func methodTable() map[string]*method {
 	return m
 }
 
-// openRPC builds the OpenRPC document from the method table.
-func openRPC(m map[string]*method) map[string]any {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
+// The params of the methods (decode.go says how their tags are read).
+type (
+	noParams         struct{}
+	accountNewParams struct {
+		Password string `json:"password" rpc:"required" doc:"password that encrypts the new key file"`
 	}
-	sortStrings(names)
-	methods := make([]map[string]any, 0, len(names))
-	for _, n := range names {
-		md := m[n]
-		ps := make([]map[string]any, 0, len(md.params))
-		for _, p := range md.params {
-			ps = append(ps, map[string]any{"name": p.Name, "required": p.Required, "description": p.Desc,
-				"schema": map[string]any{"type": jsonType(p.Type)}})
-		}
-		methods = append(methods, map[string]any{
-			"name": n, "summary": md.summary, "paramStructure": "either", "params": ps,
-			"result": map[string]any{"name": "result", "description": md.result, "schema": map[string]any{}},
-		})
+	sessionOpenParams struct {
+		Account      Address `json:"account" rpc:"required" doc:"the account's address (account_list)"`
+		Password     string  `json:"password" rpc:"required" doc:"the account's keystore password"`
+		ManualAccept *bool   `json:"manualAccept" doc:"ask before accepting incoming payments (default: accepted at once)"`
 	}
-	return map[string]any{
-		"openrpc": "1.2.6",
-		"info": map[string]any{"title": "perund JSON-RPC API", "version": "1.0.0",
-			"description": "Perun state channels over JSON-RPC 2.0 on WebSocket. Params by name, or an array holding that object. Amounts are decimal strings in wei. Notifications: perun_subscription."},
-		"methods": methods,
+	sessionResumeParams struct {
+		SessionID string `json:"sessionId" rpc:"required"`
+		Token     string `json:"token" rpc:"required" doc:"the token session_open returned"`
 	}
+	sessionCloseParams struct {
+		Force bool `json:"force" doc:"close even with open channels (they stay persisted and watched)"`
+	}
+	aliasParams struct {
+		Alias string `json:"alias" rpc:"required"`
+	}
+	chainBalanceParams struct {
+		Address *Address `json:"address" doc:"defaults to the session's account"`
+		Asset   Symbol   `json:"asset" doc:"defaults to ETH"`
+	}
+	balanceParams struct {
+		Mine   Amount `json:"mine" rpc:"required" doc:"the user's deposit"`
+		Theirs Amount `json:"theirs" rpc:"required" doc:"the peer's deposit"`
+	}
+	channelOpenParams struct {
+		Peer              string        `json:"peer" rpc:"required" doc:"alias or address of a contact"`
+		Balance           balanceParams `json:"balance" rpc:"required" doc:"the initial balance, in base units"`
+		Asset             Symbol        `json:"asset" doc:"defaults to ETH"`
+		ChallengeDuration *uint64       `json:"challengeDuration" doc:"seconds; defaults to node_info.challengeDuration, at least channel.minChallengeDuration"`
+	}
+	channelListParams struct {
+		State ChannelState `json:"state" doc:"only channels in this state"`
+	}
+	channelParams struct {
+		ChannelID Hash `json:"channelId" rpc:"required"`
+	}
+	transferParams struct {
+		ChannelID Hash   `json:"channelId" rpc:"required"`
+		Amount    Amount `json:"amount" rpc:"required" doc:"positive, in base units of the channel's asset"`
+	}
+	disputeListParams struct {
+		ChannelID Hash `json:"channelId" doc:"only this channel's events"`
+	}
+	proposalRespondParams struct {
+		ProposalID Hash   `json:"proposalId" rpc:"required"`
+		Accept     bool   `json:"accept" rpc:"required"`
+		Reason     string `json:"reason" doc:"told to the proposer on a rejection"`
+	}
+	updateRespondParams struct {
+		UpdateID Hash   `json:"updateId" rpc:"required"`
+		Accept   bool   `json:"accept" rpc:"required"`
+		Reason   string `json:"reason" doc:"told to the peer on a rejection"`
+	}
+	subscribeParams struct {
+		Topic Topic `json:"topic" rpc:"required"`
+	}
+	unsubscribeParams struct {
+		Subscription string `json:"subscription" rpc:"required" doc:"the id perun_subscribe returned"`
+	}
+)
+
+// Results that are not the node's views.
+type (
+	accountResult struct {
+		Address Address `json:"address"`
+	}
+	chainBalanceResult struct {
+		Address Address `json:"address"`
+		Asset   string  `json:"asset"`
+		Balance Amount  `json:"balance"`
+	}
+)
+
+// Contact is an entry of the user's address book.
+type Contact struct {
+	Alias       string  `json:"alias" rpc:"required"`
+	Address     Address `json:"address" rpc:"required"`
+	CommAddress string  `json:"commAddress" rpc:"required" doc:"the peer's node, host:port of its peer port"`
 }
 
-func jsonType(t string) string {
-	switch t {
-	case "string", "boolean", "integer":
-		return t
-	}
-	return "object"
+func contactView(ct contacts.Contact) Contact {
+	return Contact{Alias: ct.Alias, Address: Address{ct.Address}, CommAddress: ct.CommAddress}
 }
 
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-}
-
-// decodeParams decodes params given by name or as a one-element array of
-// that object into dst, rejecting unknown fields and wrong types (-32602
-// naming the field).
-func decodeParams(raw json.RawMessage, dst any) error {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		raw = []byte("{}")
-	}
-	if raw[0] == '[' {
-		var arr []json.RawMessage
-		if err := json.Unmarshal(raw, &arr); err != nil {
-			return invalidParams("params", "not a JSON array")
-		}
-		switch len(arr) {
-		case 0:
-			raw = []byte("{}")
-		case 1:
-			raw = bytes.TrimSpace(arr[0])
-			if len(raw) == 0 || raw[0] != '{' {
-				return invalidParams("params", "an array must hold one object with the named parameters")
-			}
-		default:
-			return invalidParams("params", "an array must hold one object with the named parameters")
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return invalidParams(te.Field, fmt.Sprintf("%s must be of type %s", te.Field, te.Type.String()))
-		}
-		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-			f := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
-			return invalidParams(f, "unknown parameter "+f)
-		}
-		return invalidParams("params", err.Error())
-	}
-	return nil
-}
-
-func noParams(raw json.RawMessage) error {
-	var v struct{}
-	return decodeParams(raw, &v)
-}
-
-var decimal = regexp.MustCompile(`^[0-9]{1,78}$`)
-
-// parseAmount parses a non-negative decimal string amount.
-func parseAmount(field string, s *string) (*big.Int, error) {
-	if s == nil {
-		return nil, invalidParams(field, field+" is required")
-	}
-	if !decimal.MatchString(*s) {
-		return nil, invalidParams(field, fmt.Sprintf("%s must be a non-negative decimal integer string in base units, got %q", field, *s))
-	}
-	v, _ := new(big.Int).SetString(*s, 10)
-	return v, nil
-}
-
-func required(field string, s *string) (string, error) {
-	if s == nil || *s == "" {
-		return "", invalidParams(field, field+" is required")
-	}
-	return *s, nil
-}
-
-func parseAddr(field string, s string) (common.Address, error) {
-	a, err := contacts.ParseAddress(s)
-	if err != nil {
-		return a, invalidParams(field, err.Error())
-	}
-	return a, nil
-}
-
-func assetParam(a *string) string {
-	if a == nil {
-		return ""
-	}
-	return *a
-}
-
-func nodeInfo(c *call) (any, error) {
-	if err := noParams(c.params); err != nil {
-		return nil, err
-	}
-	return c.conn.srv.node.Info(), nil
-}
-
-func accountNew(c *call) (any, error) {
-	var p struct {
-		Password *string `json:"password"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
-	if p.Password == nil {
-		return nil, invalidParams("password", "password is required")
-	}
-	a, err := c.conn.srv.node.NewAccount(c.ctx, *p.Password)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{"address": a.Hex()}, nil
-}
-
-func accountList(c *call) (any, error) {
-	if err := noParams(c.params); err != nil {
-		return nil, err
-	}
-	list, err := c.conn.srv.node.Accounts()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(list))
-	for i, a := range list {
-		out[i] = a.Hex()
-	}
-	return out, nil
+func accountNew(c *call, p *accountNewParams) (accountResult, error) {
+	a, err := c.conn.srv.node.NewAccount(c.ctx, p.Password)
+	return accountResult{Address{a}}, err
 }
 
 func (c *call) bind(s *node.Session) {
@@ -287,30 +415,11 @@ func (c *call) bind(s *node.Session) {
 	}
 }
 
-func sessionOpen(c *call) (any, error) {
-	var p struct {
-		Account      *string `json:"account"`
-		Password     *string `json:"password"`
-		ManualAccept *bool   `json:"manualAccept"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
-	acc, err := required("account", p.Account)
-	if err != nil {
-		return nil, err
-	}
-	addr, err := parseAddr("account", acc)
-	if err != nil {
-		return nil, err
-	}
-	if p.Password == nil {
-		return nil, invalidParams("password", "password is required")
-	}
+func sessionOpen(c *call, p *sessionOpenParams) (node.SessionInfo, error) {
 	manual := p.ManualAccept != nil && *p.ManualAccept
-	s, err := c.conn.srv.node.OpenSession(c.ctx, addr, *p.Password, manual)
+	s, err := c.conn.srv.node.OpenSession(c.ctx, p.Account.Address, p.Password, manual)
 	if err != nil {
-		return nil, err
+		return node.SessionInfo{}, err
 	}
 	if p.ManualAccept != nil {
 		s.SetManualAccept(manual)
@@ -321,25 +430,10 @@ func sessionOpen(c *call) (any, error) {
 	return info, nil
 }
 
-func sessionResume(c *call) (any, error) {
-	var p struct {
-		SessionID *string `json:"sessionId"`
-		Token     *string `json:"token"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
-	id, err := required("sessionId", p.SessionID)
+func sessionResume(c *call, p *sessionResumeParams) (node.SessionInfo, error) {
+	s, err := c.conn.srv.node.ResumeSession(p.SessionID, p.Token)
 	if err != nil {
-		return nil, err
-	}
-	tok, err := required("token", p.Token)
-	if err != nil {
-		return nil, err
-	}
-	s, err := c.conn.srv.node.ResumeSession(id, tok)
-	if err != nil {
-		return nil, err
+		return node.SessionInfo{}, err
 	}
 	c.bind(s)
 	info := s.Info(true)
@@ -347,431 +441,60 @@ func sessionResume(c *call) (any, error) {
 	return info, nil
 }
 
-func sessionClose(c *call) (any, error) {
-	var p struct {
-		Force bool `json:"force"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
+func sessionClose(c *call, p *sessionCloseParams) (Empty, error) {
 	s := c.session()
 	if err := c.conn.srv.node.CloseSession(c.ctx, s, p.Force); err != nil {
-		return nil, err
+		return Empty{}, err
 	}
 	c.conn.session.CompareAndSwap(s, nil)
 	c.conn.dropSubscriptions(s)
-	return struct{}{}, nil
+	return Empty{}, nil
 }
 
-func sessionInfo(c *call) (any, error) {
-	if err := noParams(c.params); err != nil {
-		return nil, err
-	}
-	return c.session().Info(false), nil
-}
-
-type contactParams struct {
-	Alias       *string `json:"alias"`
-	Address     *string `json:"address"`
-	CommAddress *string `json:"commAddress"`
-}
-
-func contactsAdd(c *call) (any, error) {
-	var p contactParams
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
-	alias, err := required("alias", p.Alias)
+func contactsAdd(c *call, p *Contact) (Contact, error) {
+	ct, err := c.session().AddContact(contacts.Contact{Alias: p.Alias, Address: p.Address.Address, CommAddress: p.CommAddress})
 	if err != nil {
-		return nil, err
-	}
-	as, err := required("address", p.Address)
-	if err != nil {
-		return nil, err
-	}
-	addr, err := parseAddr("address", as)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := required("commAddress", p.CommAddress)
-	if err != nil {
-		return nil, err
-	}
-	ct, err := c.session().AddContact(contacts.Contact{Alias: alias, Address: addr, CommAddress: ca})
-	if err != nil {
-		return nil, err
+		return Contact{}, err
 	}
 	return contactView(ct), nil
 }
 
-func contactView(ct contacts.Contact) map[string]string {
-	return map[string]string{"alias": ct.Alias, "address": ct.Address.Hex(), "commAddress": ct.CommAddress}
-}
-
-func contactsList(c *call) (any, error) {
-	if err := noParams(c.params); err != nil {
-		return nil, err
-	}
-	list := c.session().Contacts().List()
-	out := make([]map[string]string, len(list))
-	for i, ct := range list {
-		out[i] = contactView(ct)
-	}
-	return out, nil
-}
-
-func aliasParam(c *call) (string, error) {
-	var p struct {
-		Alias *string `json:"alias"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return "", err
-	}
-	return required("alias", p.Alias)
-}
-
-func contactsGet(c *call) (any, error) {
-	alias, err := aliasParam(c)
-	if err != nil {
-		return nil, err
-	}
-	ct, err := c.session().Contacts().Get(alias)
-	if err != nil {
-		return nil, &node.NotFoundError{Resource: "contact", ID: alias}
-	}
-	return contactView(ct), nil
-}
-
-func contactsRemove(c *call) (any, error) {
-	alias, err := aliasParam(c)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.session().Contacts().Remove(alias); err != nil {
-		return nil, &node.NotFoundError{Resource: "contact", ID: alias}
-	}
-	return struct{}{}, nil
-}
-
-func chainBalance(c *call) (any, error) {
-	var p struct {
-		Address *string `json:"address"`
-		Asset   *string `json:"asset"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
+func chainBalance(c *call, p *chainBalanceParams) (chainBalanceResult, error) {
 	var addr *common.Address
 	if p.Address != nil {
-		a, err := parseAddr("address", *p.Address)
-		if err != nil {
-			return nil, err
-		}
-		addr = &a
+		addr = &p.Address.Address
 	}
-	sym := assetParam(p.Asset)
-	a, bal, err := c.session().Balance(c.ctx, addr, sym)
+	a, bal, err := c.session().Balance(c.ctx, addr, string(p.Asset))
 	if err != nil {
-		return nil, err
+		return chainBalanceResult{}, err
 	}
+	sym := string(p.Asset)
 	if sym == "" {
 		sym = node.AssetETH
 	}
-	return map[string]string{"address": a.Hex(), "asset": sym, "balance": bal}, nil
+	var amt Amount
+	amt.SetString(bal, 10)
+	return chainBalanceResult{Address{a}, sym, amt}, nil
 }
 
-func channelOpen(c *call) (any, error) {
-	var p struct {
-		Peer    *string `json:"peer"`
-		Balance *struct {
-			Mine   *string `json:"mine"`
-			Theirs *string `json:"theirs"`
-		} `json:"balance"`
-		Asset             *string `json:"asset"`
-		ChallengeDuration *uint64 `json:"challengeDuration"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
-	peer, err := required("peer", p.Peer)
-	if err != nil {
-		return nil, err
-	}
-	if p.Balance == nil {
-		return nil, invalidParams("balance", "balance {mine, theirs} is required")
-	}
-	mine, err := parseAmount("balance.mine", p.Balance.Mine)
-	if err != nil {
-		return nil, err
-	}
-	theirs, err := parseAmount("balance.theirs", p.Balance.Theirs)
-	if err != nil {
-		return nil, err
-	}
+func channelOpen(c *call, p *channelOpenParams) (node.ChannelInfo, error) {
 	var cd uint64
 	if p.ChallengeDuration != nil {
-		if *p.ChallengeDuration == 0 {
-			return nil, invalidParams("challengeDuration", "challengeDuration must be at least 1 second")
-		}
 		cd = *p.ChallengeDuration
 	}
-	return c.session().OpenChannel(c.ctx, peer, assetParam(p.Asset), mine, theirs, cd)
+	return c.session().OpenChannel(c.ctx, p.Peer, string(p.Asset), &p.Balance.Mine.Int, &p.Balance.Theirs.Int, cd)
 }
 
-func channelList(c *call) (any, error) {
-	var p struct {
-		State *string `json:"state"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
-	state := ""
-	if p.State != nil {
-		switch *p.State {
-		case node.StateOpening, node.StateOpen, node.StateClosing, node.StateRegistered, node.StateClosed:
-			state = *p.State
-		default:
-			return nil, invalidParams("state", "state must be one of opening, open, closing, registered, closed")
-		}
-	}
-	return c.session().Channels(state), nil
-}
-
-func channelIDParam(c *call) (string, error) {
-	var p struct {
-		ChannelID *string `json:"channelId"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return "", err
-	}
-	return validChannelID(p.ChannelID)
-}
-
-var hexID = regexp.MustCompile(`^0x[0-9a-fA-F]{64}$`)
-
-func validChannelID(s *string) (string, error) {
-	id, err := required("channelId", s)
-	if err != nil {
-		return "", err
-	}
-	if !hexID.MatchString(id) {
-		return "", invalidParams("channelId", "channelId must be 0x followed by 64 hex digits")
-	}
-	return strings.ToLower(id[:2]) + strings.ToLower(id[2:]), nil
-}
-
-func channelGet(c *call) (any, error) {
-	id, err := channelIDParam(c)
-	if err != nil {
-		return nil, err
-	}
-	return c.session().Channel(id)
-}
-
-func transferParams(c *call) (string, *big.Int, error) {
-	var p struct {
-		ChannelID *string `json:"channelId"`
-		Amount    *string `json:"amount"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return "", nil, err
-	}
-	id, err := validChannelID(p.ChannelID)
-	if err != nil {
-		return "", nil, err
-	}
-	amt, err := parseAmount("amount", p.Amount)
-	if err != nil {
-		return "", nil, err
-	}
-	if amt.Sign() == 0 {
-		return "", nil, invalidParams("amount", "amount must be positive")
-	}
-	return id, amt, nil
-}
-
-func channelSend(c *call) (any, error) {
-	id, amt, err := transferParams(c)
-	if err != nil {
-		return nil, err
-	}
-	return c.session().Send(c.ctx, id, amt)
-}
-
-func channelRequest(c *call) (any, error) {
-	id, amt, err := transferParams(c)
-	if err != nil {
-		return nil, err
-	}
-	return c.session().Request(c.ctx, id, amt)
-}
-
-func channelClose(c *call) (any, error) {
-	id, err := channelIDParam(c)
-	if err != nil {
-		return nil, err
-	}
-	return c.session().Close(c.ctx, id)
-}
-
-func channelForceClose(c *call) (any, error) {
-	id, err := channelIDParam(c)
-	if err != nil {
-		return nil, err
-	}
-	return c.session().ForceClose(c.ctx, id)
-}
-
-func disputeList(c *call) (any, error) {
-	var p struct {
-		ChannelID *string `json:"channelId"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return nil, err
-	}
-	id := ""
-	if p.ChannelID != nil {
-		id = *p.ChannelID
-	}
-	return c.session().Disputes(id)
-}
-
-func proposalList(c *call) (any, error) {
-	if err := noParams(c.params); err != nil {
-		return nil, err
-	}
-	return c.session().Proposals(), nil
-}
-
-func decodeRespond(c *call, idField string) (string, bool, string, error) {
-	var p struct {
-		Accept *bool   `json:"accept"`
-		Reason *string `json:"reason"`
-		PID    *string `json:"proposalId"`
-		UID    *string `json:"updateId"`
-	}
-	if err := decodeParams(c.params, &p); err != nil {
-		return "", false, "", err
-	}
-	idp, other := p.PID, p.UID
-	if idField == "updateId" {
-		idp, other = p.UID, p.PID
-	}
-	if other != nil {
-		f := "updateId"
-		if idField == "updateId" {
-			f = "proposalId"
-		}
-		return "", false, "", invalidParams(f, "unknown parameter "+f)
-	}
-	id, err := required(idField, idp)
-	if err != nil {
-		return "", false, "", err
-	}
-	if !hexID.MatchString(id) {
-		return "", false, "", invalidParams(idField, idField+" must be 0x followed by 64 hex digits")
-	}
-	if p.Accept == nil {
-		return "", false, "", invalidParams("accept", "accept (boolean) is required")
-	}
-	reason := ""
-	if p.Reason != nil {
-		reason = *p.Reason
-	}
-	return strings.ToLower(id), *p.Accept, reason, nil
-}
-
-func proposalRespond(c *call) (any, error) {
-	id, accept, reason, err := decodeRespond(c, "proposalId")
-	if err != nil {
-		return nil, err
-	}
-	ch, err := c.session().RespondProposal(c.ctx, id, accept, reason)
-	if err != nil {
-		return nil, err
-	}
-	if ch == nil {
-		return struct{}{}, nil
-	}
-	return ch, nil
-}
-
-func updateList(c *call) (any, error) {
-	if err := noParams(c.params); err != nil {
-		return nil, err
-	}
-	return c.session().Updates(), nil
-}
-
-func updateRespond(c *call) (any, error) {
-	id, accept, reason, err := decodeRespond(c, "updateId")
-	if err != nil {
-		return nil, err
-	}
-	ch, err := c.session().RespondUpdate(c.ctx, id, accept, reason)
-	if err != nil {
-		return nil, err
-	}
-	if ch == nil {
-		return struct{}{}, nil
-	}
-	return ch, nil
-}
-
-// stringOrObject decodes ["x"], {"key": "x"} or [{"key": "x"}].
-func stringOrObject(raw json.RawMessage, key string) (string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '[' {
-		var arr []json.RawMessage
-		if err := json.Unmarshal(raw, &arr); err == nil && len(arr) == 1 {
-			var s string
-			if json.Unmarshal(arr[0], &s) == nil {
-				return s, nil
-			}
-		}
-	}
-	m := map[string]*string{}
-	if err := decodeParams(raw, &m); err != nil {
-		return "", err
-	}
-	for k := range m {
-		if k != key {
-			return "", invalidParams(k, "unknown parameter "+k)
-		}
-	}
-	v := m[key]
-	if v == nil {
-		return "", invalidParams(key, key+" is required")
-	}
-	return *v, nil
-}
-
-func subscribe(c *call) (any, error) {
-	topic, err := stringOrObject(c.params, "topic")
-	if err != nil {
-		return nil, err
-	}
-	t, err := subscriptions.ParseTopic(topic)
-	if err != nil {
-		return nil, invalidParams("topic", err.Error())
-	}
+func subscribe(c *call, p *subscribeParams) (string, error) {
 	s := c.session()
-	sub, err := s.Hub().Subscribe(t)
+	sub, err := s.Hub().Subscribe(subscriptions.Topic(p.Topic))
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to %s: %w", t, err)
+		return "", fmt.Errorf("subscribe to %s: %w", p.Topic, err)
 	}
 	if err := c.conn.addSubscription(s, sub); err != nil {
-		return nil, err
+		return "", err
 	}
 	conn := c.conn
 	c.after = func() { conn.startNotifier(sub) }
 	return sub.ID(), nil
-}
-
-func unsubscribe(c *call) (any, error) {
-	id, err := stringOrObject(c.params, "subscription")
-	if err != nil {
-		return nil, err
-	}
-	return c.conn.removeSubscription(id), nil
 }

@@ -60,7 +60,7 @@ func blockerServer(t *testing.T, limit int, b *blocker) string {
 	cfg, err := config.Load(config.Sources{Flags: map[string]any{"dataDir": t.TempDir(), "rpc.maxPending": limit}})
 	require.NoError(t, err)
 	srv := NewServer(nil, cfg.RPC, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	srv.methods["test_block"] = &method{timeout: quick, fn: b.fn}
+	srv.methods["test_block"] = &method{spec: spec{class: classQuick}, fn: b.fn}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)
