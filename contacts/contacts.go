@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode"
 
@@ -49,12 +50,18 @@ func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.F
 // Unwrap makes errors.Is(err, ErrInvalid) hold.
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
-// ParseAddress parses a 0x-prefixed hex Ethereum address in any case.
+// ParseAddress parses a 0x-prefixed hex Ethereum address: all lower or
+// upper case, or mixed case with a valid EIP-55 checksum.
 func ParseAddress(s string) (common.Address, error) {
 	if len(s) != 42 || s[:2] != "0x" && s[:2] != "0X" || !common.IsHexAddress(s) {
 		return common.Address{}, fmt.Errorf("%q is not a 0x-prefixed 20-byte hex address", s)
 	}
-	return common.HexToAddress(s), nil
+	a := common.HexToAddress(s)
+	// A mixed-case address carries an EIP-55 checksum: a typo shows.
+	if h := s[2:]; h != strings.ToLower(h) && h != strings.ToUpper(h) && s[2:] != a.Hex()[2:] {
+		return common.Address{}, fmt.Errorf("%q has a wrong EIP-55 checksum (mixed case): %s is the address with its checksum", s, a.Hex())
+	}
+	return a, nil
 }
 
 // ValidateAlias checks an alias: 1..64 printable characters without spaces.

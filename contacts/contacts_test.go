@@ -78,6 +78,12 @@ func TestBadInput(t *testing.T) {
 	require.Error(t, err)
 	_, err = ParseAddress("70997970C51812dc3A010C7d01b50e0d17dc79C8")
 	require.Error(t, err, "the 0x prefix is required")
+	for _, ok := range []string{"0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "0x70997970c51812dc3a010c7d01b50e0d17dc79c8", "0x70997970C51812DC3A010C7D01B50E0D17DC79C8"} {
+		_, err = ParseAddress(ok)
+		require.NoError(t, err, ok)
+	}
+	_, err = ParseAddress("0x70997970c51812dc3a010c7d01b50e0d17dc79C8")
+	require.ErrorContains(t, err, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8 is the address with its checksum", "a mixed-case typo")
 
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("contacts: [{alias: x, address: 0x1, commAddress: nope}]"), 0o600))
