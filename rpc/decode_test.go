@@ -60,9 +60,11 @@ func TestDecodeParams(t *testing.T) {
 		{name: "empty array", dst: func() any { return &noParams{} }, raw: `[]`},
 		{name: "address checksum", dst: func() any { return &sessionOpenParams{} },
 			raw: `{"account":"0x70997970c51812dc3a010c7d01b50e0d17dc79C8","password":"x"}`, field: "account", msg: "account "},
-		{name: "object first param stays positional", dst: func() any { return &struct {
-			Balance balanceParams `json:"balance"`
-		}{} }, raw: `[{"mine":"1","theirs":"2"}]`,
+		{name: "object first param stays positional", dst: func() any {
+			return &struct {
+				Balance balanceParams `json:"balance"`
+			}{}
+		}, raw: `[{"mine":"1","theirs":"2"}]`,
 			check: func(t *testing.T, v any) {
 				require.Equal(t, "2", v.(*struct {
 					Balance balanceParams `json:"balance"`

@@ -95,7 +95,7 @@ func errorCodes() []errorCode {
 		{CodeConflict, "Conflict", "conflict with the current state (open channels, an existing contact)", ConflictData{}},
 		{CodePeerUnreachable, "PeerUnreachable", "the peer's node cannot be reached", PeerData{}},
 		{CodePeerRejected, "PeerRejected", "the peer rejected the proposal or update", RejectedData{}},
-		{CodeTimeout, "Timeout", "timed out (the peer or the chain did not answer in time, or the node shut down)", TimeoutData{}},
+		{CodeTimeout, "TimedOut", "timed out (the peer or the chain did not answer in time, or the node shut down)", TimeoutData{}},
 		{CodeInsufficientFunds, "InsufficientFunds", "insufficient funds", FundsData{}},
 		{CodeChain, "Chain", "chain error: a transaction failed or the chain is unreachable", ChainData{}},
 		{CodeWrongState, "WrongState", "the channel's state does not allow this", StateData{}},

@@ -9,7 +9,7 @@ import (
 	"regexp"
 )
 
-//go:embed static client/perund.js client/perund.d.ts client/package.json
+//go:embed static client/perund.js client/api.js client/perund.d.ts client/package.json
 var files embed.FS
 
 // Handler serves the wallet's files at / and the JS client at /client/.

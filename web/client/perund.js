@@ -1,54 +1,17 @@
 // perund JavaScript client: JSON-RPC 2.0 over WebSocket for perund's user
-// API (../../docs/api-notes.md, and the contract in shared/api.md). An ES
-// module without dependencies; it runs in browsers and in Node.js (pass a
-// WebSocket implementation such as the `ws` package where there is no
-// global one).
+// API (docs/api.md). An ES module without dependencies; it runs in browsers
+// and in Node.js (pass a WebSocket implementation such as the `ws` package
+// where there is no global one). The typed wrapper of each method, the
+// method table (timeouts) and the error codes are generated from the API's
+// OpenRPC document into api.js; the types are declared in perund.d.ts.
+import { Codes, METHODS, PerundAPI } from './api.js';
 
-/**
- * @typedef {{mine: string, theirs: string}} Balance
- *   Amounts are decimal strings in the asset's base unit (wei for ETH).
- * @typedef {{alias: string, address: string, commAddress: string}} Contact
- * @typedef {'opening'|'open'|'closing'|'registered'|'closed'} ChannelState
- * @typedef {{channelId: string, peer: string, asset: string, balance: Balance,
- *   version: number, state: ChannelState, challengeDuration: number,
- *   openedAt: string, closedAt?: string, closedBy?: string, txHashes: string[]}} Channel
- * @typedef {{proposalId: string, peer: string, asset: string, balance: Balance,
- *   challengeDuration: number, expiresAt: string, status?: string}} Proposal
- * @typedef {{updateId: string, channelId: string, peer: string,
- *   kind: 'payment'|'request'|'close', amount: string, version: number,
- *   balance: Balance, expiresAt: string, status?: string}} Update
- * @typedef {{channelId: string, event: 'registered'|'progressed'|'concluded',
- *   version: number, timeout: string, byPeer: boolean, response: string}} DisputeEvent
- * @typedef {{sessionId: string, token?: string, address: string, commAddress: string,
- *   channels: Channel[], pending?: {proposals: number, updates: number}}} Session
- * @typedef {{symbol: string, decimals: number, assetHolder: string, token?: string}} AssetInfo
- * @typedef {{name: string, address: string, password: string}} DemoAccount
- * @typedef {{version: string, chainId: string, adjudicator: string,
- *   assetHolders: Object<string, string>, assets: AssetInfo[], challengeDuration: number,
- *   responseTimeout: number, sessions: number, accountCreation: boolean,
- *   demoAccounts?: DemoAccount[]}} NodeInfo
- * @typedef {'proposals'|'updates'|'channels'|'disputes'} Topic
- *
- * @typedef {Object} ClientOptions
- * @property {typeof WebSocket} [WebSocket] WebSocket constructor (default: globalThis.WebSocket)
- * @property {number} [timeout] default call timeout in ms (30 000; calls that wait for a peer
- *   or the chain — channel_open, _send, _request, _close, _forceClose, *_respond — get 10 min)
- * @property {boolean} [reconnect] reconnect after a lost connection (default true)
- * @property {number} [reconnectDelay] first delay before reconnecting, ms (500; doubles up to 10 s)
- * @property {string} [token] node token (rpc.authToken), sent as ?token=
- */
+export { Codes, METHODS, PerundAPI };
 
 /** Error code of a call that failed because the connection was lost. */
 export const ERR_CONNECTION = -32000;
 /** Error code of a call that got no answer within its timeout. */
 export const ERR_TIMEOUT = -32001;
-
-/** Application error codes of the API. */
-export const Codes = Object.freeze({
-  UNAUTHORIZED: 1001, NOT_FOUND: 1002, CONFLICT: 1003, PEER_UNREACHABLE: 1004,
-  PEER_REJECTED: 1005, TIMED_OUT: 1006, INSUFFICIENT_FUNDS: 1007, CHAIN: 1008, WRONG_STATE: 1009,
-  PARSE: -32700, INVALID_REQUEST: -32600, METHOD_NOT_FOUND: -32601, INVALID_PARAMS: -32602, INTERNAL: -32603,
-});
 
 /** An error answer of the node (or of the transport): message, JSON-RPC code and data. */
 export class PerundError extends Error {
@@ -67,21 +30,19 @@ export class PerundError extends Error {
   }
 }
 
-const LONG_CALLS = new Set(['channel_open', 'channel_send', 'channel_request', 'channel_close',
-  'channel_forceClose', 'proposal_respond', 'update_respond']);
-const LONG_TIMEOUT = 10 * 60 * 1000;
 
 /**
  * A connection to perund's /rpc. Calls return promises; subscriptions call
  * a handler per event. After a lost connection the client reconnects,
  * resumes the session (session_resume) and subscribes again.
  */
-export class PerundClient {
+export class PerundClient extends PerundAPI {
   /**
    * @param {string} url ws:// or wss:// URL of /rpc
-   * @param {ClientOptions} [options]
+   * @param {import('./perund.d.ts').ClientOptions} [options]
    */
   constructor(url, options = {}) {
+    super();
     this.url = options.token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(options.token)}` : url;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) throw new Error('no WebSocket implementation: pass options.WebSocket');
@@ -277,7 +238,10 @@ export class PerundClient {
    * @returns {Promise<any>} the result; rejects with a PerundError
    */
   async call(method, params, opts = {}) {
-    const timeout = opts.timeout ?? (LONG_CALLS.has(method) ? LONG_TIMEOUT : this.timeout);
+    // A call that waits for the peer or the chain gets the time the node
+    // gives it (the document's x-timeout), a quick one the client's.
+    const slow = METHODS[method] && METHODS[method].class !== 'quick';
+    const timeout = opts.timeout ?? (slow ? METHODS[method].timeout : this.timeout);
     const deadline = Date.now() + timeout;
     let timer;
     try {
@@ -318,74 +282,6 @@ export class PerundClient {
       return this.call('perun_unsubscribe', [s.serverId]);
     };
   }
-
-  // Typed wrappers, one per method of the API.
-
-  /** @returns {Promise<object>} the OpenRPC document */
-  rpcDiscover() { return this.call('rpc_discover'); }
-  /** @returns {Promise<NodeInfo>} */
-  nodeInfo() { return this.call('node_info'); }
-  /** @param {string} password @returns {Promise<{address: string}>} */
-  accountNew(password) { return this.call('account_new', { password }); }
-  /** @returns {Promise<string[]>} */
-  accountList() { return this.call('account_list'); }
-  /**
-   * @param {string} account @param {string} password @param {{manualAccept?: boolean}} [opts]
-   * @returns {Promise<Session>}
-   */
-  sessionOpen(account, password, opts = {}) { return this.call('session_open', { account, password, ...opts }); }
-  /** @param {string} sessionId @param {string} token @returns {Promise<Session>} */
-  sessionResume(sessionId, token) { return this.call('session_resume', { sessionId, token }); }
-  /** @param {{force?: boolean}} [opts] @returns {Promise<{}>} */
-  sessionClose(opts = {}) { return this.call('session_close', opts); }
-  /** @returns {Promise<Session>} */
-  sessionInfo() { return this.call('session_info'); }
-  /** @param {Contact} contact @returns {Promise<Contact>} */
-  contactsAdd(contact) { return this.call('contacts_add', contact); }
-  /** @returns {Promise<Contact[]>} */
-  contactsList() { return this.call('contacts_list'); }
-  /** @param {string} alias @returns {Promise<Contact>} */
-  contactsGet(alias) { return this.call('contacts_get', { alias }); }
-  /** @param {string} alias @returns {Promise<{}>} */
-  contactsRemove(alias) { return this.call('contacts_remove', { alias }); }
-  /**
-   * @param {{address?: string, asset?: string}} [opts]
-   * @returns {Promise<{address: string, asset: string, balance: string}>}
-   */
-  chainBalance(opts = {}) { return this.call('chain_balance', opts); }
-  /**
-   * @param {{peer: string, balance: Balance, asset?: string, challengeDuration?: number}} p
-   * @returns {Promise<Channel>} once the peer accepted and both deposits are confirmed
-   */
-  channelOpen(p) { return this.call('channel_open', p); }
-  /** @param {{state?: ChannelState}} [opts] @returns {Promise<Channel[]>} */
-  channelList(opts = {}) { return this.call('channel_list', opts); }
-  /** @param {string} channelId @returns {Promise<Channel>} */
-  channelGet(channelId) { return this.call('channel_get', { channelId }); }
-  /** @param {string} channelId @param {string} amount in base units @returns {Promise<Channel>} */
-  channelSend(channelId, amount) { return this.call('channel_send', { channelId, amount }); }
-  /** @param {string} channelId @param {string} amount in base units @returns {Promise<Channel>} */
-  channelRequest(channelId, amount) { return this.call('channel_request', { channelId, amount }); }
-  /** @param {string} channelId @returns {Promise<Channel>} */
-  channelClose(channelId) { return this.call('channel_close', { channelId }); }
-  /** @param {string} channelId @returns {Promise<Channel>} */
-  channelForceClose(channelId) { return this.call('channel_forceClose', { channelId }); }
-  /** @param {string} [channelId] only this channel @returns {Promise<DisputeEvent[]>} */
-  disputeList(channelId) { return this.call('dispute_list', channelId ? { channelId } : {}); }
-  /** @returns {Promise<Proposal[]>} */
-  proposalList() { return this.call('proposal_list'); }
-  /**
-   * @param {string} proposalId @param {boolean} accept @param {string} [reason]
-   * @returns {Promise<Channel|{}>}
-   */
-  proposalRespond(proposalId, accept, reason) { return this.call('proposal_respond', { proposalId, accept, ...(reason ? { reason } : {}) }); }
-  /** @returns {Promise<Update[]>} */
-  updateList() { return this.call('update_list'); }
-  /**
-   * @param {string} updateId @param {boolean} accept @param {string} [reason]
-   * @returns {Promise<Channel|{}>}
-   */
-  updateRespond(updateId, accept, reason) { return this.call('update_respond', { updateId, accept, ...(reason ? { reason } : {}) }); }
 }
 
 /**

@@ -319,7 +319,7 @@ function renderIncoming() {
           refreshBalances();
         }) }, 'Accept'),
         el('button', { class: 'danger', 'data-testid': 'reject', onclick: (e) => busy(e.target, async () => {
-          await client.proposalRespond(p.proposalId, false, 'rejected in the wallet');
+          await client.proposalRespond(p.proposalId, false, { reason: 'rejected in the wallet' });
           state.proposals.delete(p.proposalId);
           renderIncoming();
         }) }, 'Reject'))));
@@ -341,7 +341,7 @@ function renderIncoming() {
           renderIncoming();
         }) }, u.kind === 'request' ? 'Pay' : 'Accept'),
         el('button', { class: 'danger', 'data-testid': 'reject', onclick: (e) => busy(e.target, async () => {
-          await client.updateRespond(u.updateId, false, 'rejected in the wallet');
+          await client.updateRespond(u.updateId, false, { reason: 'rejected in the wallet' });
           state.updates.delete(u.updateId);
           renderIncoming();
         }) }, 'Reject'))));
@@ -485,7 +485,7 @@ $('contact-form').addEventListener('submit', (ev) => {
   if (!/^0x[0-9a-fA-F]{40}$/.test(address)) return bad('contact-address', 'The address is 0x followed by 40 hex digits.');
   if (!/^[^\s:]+:\d{1,5}$/.test(commAddress)) return bad('contact-comm', 'The comm address is host:port, e.g. 127.0.0.1:5750.');
   busy(ev.submitter, async () => {
-    await client.contactsAdd({ alias, address, commAddress });
+    await client.contactsAdd(alias, address, commAddress);
     state.contacts = await client.contactsList();
     renderContacts();
     ev.target.reset();
@@ -523,7 +523,7 @@ $('open-form').addEventListener('submit', (ev) => {
   if (have !== undefined && mine > BigInt(have)) return toast(`You have only ${fmtAmt(have, asset)} on-chain.`, 'error');
   log(`Proposing a channel in ${asset} to ${peer}…`);
   busy(ev.submitter, async () => {
-    const ch = await client.channelOpen({ peer, asset, balance: { mine: mine.toString(), theirs: theirs.toString() } });
+    const ch = await client.channelOpen(peer, { mine: mine.toString(), theirs: theirs.toString() }, { asset });
     state.channels.set(ch.channelId, ch);
     renderChannels();
     toast(`Channel with ${peer} open.`, 'ok');

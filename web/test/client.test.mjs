@@ -67,7 +67,7 @@ test('error codes are PerundErrors with code and data', async () => {
   await assert.rejects(c.channelGet(id), (e) => e.code === Codes.NOT_FOUND && e.data.resource === 'channel' && e.method === 'channel_get');
   await assert.rejects(c.channelSend(id, '-5'), (e) => e.code === Codes.INVALID_PARAMS && e.data.field === 'amount');
   await assert.rejects(c.contactsGet('nobody'), (e) => e.code === Codes.NOT_FOUND);
-  await assert.rejects(c.channelOpen({ peer: 'bob', balance: { mine: (10n ** 24n).toString(), theirs: '0' } }),
+  await assert.rejects(c.channelOpen('bob', { mine: (10n ** 24n).toString(), theirs: '0' }),
     (e) => e.code === Codes.INSUFFICIENT_FUNDS && typeof e.data.available === 'string');
   const info = await c.sessionInfo();
   assert.equal(info.address, demo.alice.address);
@@ -79,7 +79,7 @@ test('subscriptions: a channel opened, paid and closed between two clients', { t
   await alice.sessionOpen(demo.alice.address, demo.alice.password);
   await bob.sessionOpen(demo.bob.address, demo.bob.password);
   const proposal = (await watch(bob, 'proposals', (p) => p.status === 'pending')).next;
-  const opening = alice.channelOpen({ peer: 'bob', balance: { mine: '1000', theirs: '1000' } });
+  const opening = alice.channelOpen('bob', { mine: '1000', theirs: '1000' });
   const p = await proposal;
   assert.equal(p.peer, 'alice');
   assert.deepEqual(p.balance, { mine: '1000', theirs: '1000' });
@@ -113,7 +113,7 @@ test('a call that gets no answer in time rejects with ERR_TIMEOUT', async () => 
   const bob = (await c.nodeInfo()).demoAccounts.find((d) => d.name === 'bob');
   const probe = newClient();
   const bs = await probe.sessionOpen(bob.address, bob.password);
-  await c.contactsAdd({ alias: 'bob', address: bob.address, commAddress: bs.commAddress });
+  await c.contactsAdd('bob', bob.address, bs.commAddress);
   await assert.rejects(c.call('channel_open', { peer: 'bob', balance: { mine: '1', theirs: '0' } }, { timeout: 300 }),
     (e) => e.code === ERR_TIMEOUT && e.data.timeout === 300);
   await c.nodeInfo(); // the connection is still fine
@@ -151,7 +151,7 @@ test('reconnect: the session is resumed and subscriptions renewed', { timeout: 1
 
     // The renewed subscription delivers: alice opens and pays.
     const proposal = (await watch(bob, 'proposals', (p) => p.status === 'pending')).next;
-    const opening = alice.channelOpen({ peer: 'bob', balance: { mine: '500', theirs: '0' } });
+    const opening = alice.channelOpen('bob', { mine: '500', theirs: '0' });
     await bob.proposalRespond((await proposal).proposalId, true);
     const ch = await opening;
     await alice.channelSend(ch.channelId, '7');
