@@ -577,14 +577,16 @@ func (t *Tower) handle(u *update) {
 	}
 	t.o.Log.Info("watchtower: channel event", "channel", hexID(u.id), "phase", u.phase.String(),
 		"version", u.version, "latest", ev.Latest, "refuting", ev.Refuting, "by", ev.By.Hex())
-	if refute {
-		t.startRefute(ev, req)
-	}
 	if t.o.OnEvent != nil {
 		t.o.OnEvent(ev)
 	}
 	for _, s := range sinks {
 		s.fn(ev)
+	}
+	// After the event is out: the refutation's outcome (a failure can come
+	// at once) must not reach the user before the registration it answers.
+	if refute {
+		t.startRefute(ev, req)
 	}
 }
 
