@@ -98,6 +98,15 @@ func openRPC(m map[string]*method) map[string]any {
 			"description": "Perun state channels over JSON-RPC 2.0 on WebSocket (/rpc). Params by name (an object), by position (an array in the order of the params), or as an array holding the object of named params. Amounts are decimal strings in base units (wei for ETH); times are RFC 3339 wall-clock times. Each connection is bound to one session (session_open or session_resume). Notifications: perun_subscription (see perun_subscribe's x-notifications). x-timeout is how long a call may take: quick, or waiting for the peer or for the chain."},
 		"methods":    methods,
 		"components": components,
+		// The OpenRPC meta-schema allows no extension on an error object;
+		// x-data-schema is declared as a specification extension for it.
+		"x-extensions": []any{map[string]any{
+			"openrpcExtension": "0.0.0-development", "name": "x-data-schema", "version": "1.0.0",
+			"summary":     "the JSON schema of the error's data",
+			"description": "On an error object (components.errors): the JSON schema of the data member of the error, usually a $ref to one of components.schemas.",
+			"restricted":  []any{"errorObject"},
+			"schema":      map[string]any{"type": "object"},
+		}},
 	}
 }
 
