@@ -142,15 +142,16 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.token, "token", "", "the node's rpc.authToken `T` (default $"+EnvToken+"; the variable keeps it out of ps)")
 	fs.StringVar(&o.session, "session", "", "resume the session `ID:TOKEN` first (default $"+EnvSession+")")
 	fs.StringVar(&o.account, "account", "", "open a session of account `ADDR` first, password from $"+EnvPassword+" or the terminal; prints the export "+EnvSession+"=… line to reuse it")
-	fs.DurationVar(&o.timeout, "timeout", 0, "bound on each network step (default "+QuickTimeout.String()+"; "+SlowTimeout.String()+" for a call that waits for the peer or the chain)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "bound on each network step (default "+StepTimeout.String()+"; for the call, the method's x-timeout in the node's rpc_discover plus "+TimeoutMargin.String()+")")
 }
 
-// quick is the bound on connecting, the session and subscribing.
+// quick is the bound on connecting, the session, subscribing and
+// rpc_discover.
 func (o *options) quick() time.Duration {
 	if o.timeout > 0 {
 		return o.timeout
 	}
-	return QuickTimeout
+	return StepTimeout
 }
 
 // target is where and as whom a command connects.
@@ -321,10 +322,12 @@ the call; -account ADDR opens one (password from PERUND_PASSWORD or asked
 without echo) and prints "export PERUND_SESSION=…" on stderr, as does
 "perund call session_open".
 
-Timeouts: each step (connect, session, call) waits 30s, a call that waits
-for the peer or the chain 30m (channel_open, channel_send, channel_request,
-channel_close, channel_forceClose, proposal_respond, update_respond); -timeout
-sets one bound for all. A call that times out may still complete on the node.
+Timeouts: connecting and the session wait 30s each. The call waits as long
+as the node says it may take (x-timeout in its rpc_discover, read on the same
+connection first: 30s for most methods, 30m for those that wait for the peer
+or the chain) plus 5s for the round trip. -timeout sets one bound for all
+steps and skips rpc_discover. A call that times out may still complete on
+the node.
 
 Flags (before or after METHOD):
 `
@@ -385,15 +388,15 @@ func runCall(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	timeout := o.timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout(method)
-	}
 	c, err := connect(ctx, t, o.quick(), env)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	timeout, err := o.callTimeout(ctx, c, method)
+	if err != nil {
+		return err
+	}
 	res, err := callWithin(ctx, c, method, params, timeout)
 	if err != nil {
 		return err
@@ -414,17 +417,9 @@ func listMethods(ctx context.Context, t target, timeout time.Duration, env Env) 
 		return err
 	}
 	defer c.Close()
-	res, err := callWithin(ctx, c, "rpc_discover", nil, timeout)
+	doc, err := fetchDocument(ctx, c, timeout)
 	if err != nil {
 		return err
-	}
-	var doc struct {
-		Methods []struct {
-			Name string `json:"name"`
-		} `json:"methods"`
-	}
-	if err := json.Unmarshal(res, &doc); err != nil {
-		return fmt.Errorf("decode rpc_discover: %w", err)
 	}
 	var b strings.Builder
 	for _, m := range doc.Methods {

@@ -99,7 +99,7 @@ type Conn struct {
 // Dial connects to the node at url, sending token (if any) as
 // "Authorization: Bearer" on the upgrade.
 func Dial(ctx context.Context, url, token string) (*Conn, error) {
-	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: QuickTimeout}
+	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: StepTimeout}
 	h := http.Header{}
 	if token != "" {
 		h.Set("Authorization", "Bearer "+token)

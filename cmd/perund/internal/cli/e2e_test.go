@@ -346,14 +346,9 @@ func TestEndToEnd(t *testing.T) {
 		names := strings.Fields(r.stdout)
 		require.Contains(t, names, "node_info")
 		require.Contains(t, names, "session_open")
-		slow := 0
 		for _, n := range names {
 			require.Regexp(t, `^[a-z]+_[A-Za-z]+$`, n)
-			if DefaultTimeout(n) == SlowTimeout {
-				slow++
-			}
 		}
-		require.Equal(t, 7, slow, "every slow method of timeouts.go is a method of the node: %v", names)
 
 		script := runBin(t, nil, "completion", "bash")
 		require.Equal(t, 0, script.code, script.stderr)
@@ -379,6 +374,70 @@ func TestEndToEnd(t *testing.T) {
 		require.Equal(t, []string{"proposals", "updates", "channels", "disputes"}, complete(nil, "watch "))
 		require.Equal(t, []string{"call"}, complete(nil, "ca"))
 		require.Contains(t, complete(nil, "call -"), "-list-methods")
+	})
+
+	// The timeout of a call is the x-timeout of its method in the node's
+	// document plus the margin: channel_send's (the peer class), node_info's
+	// the quick class; -timeout overrides it.
+	t.Run("timeouts from rpc_discover", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c, err := Dial(ctx, d.url, nodeToken)
+		require.NoError(t, err)
+		defer c.Close()
+		// The document as the node serves it, decoded apart from the client.
+		raw, err := c.Call(ctx, "rpc_discover", nil)
+		require.NoError(t, err)
+		var served struct {
+			Methods []struct {
+				Name     string
+				XTimeout struct {
+					Class   string
+					Seconds int64
+				} `json:"x-timeout"`
+			}
+		}
+		require.NoError(t, json.Unmarshal(raw, &served))
+		seconds := map[string]int64{}
+		classSeconds := map[string]map[int64]bool{}
+		for _, m := range served.Methods {
+			require.Contains(t, []string{"quick", "peer", "chain"}, m.XTimeout.Class, m.Name)
+			require.Positive(t, m.XTimeout.Seconds, m.Name)
+			seconds[m.Name] = m.XTimeout.Seconds
+			if classSeconds[m.XTimeout.Class] == nil {
+				classSeconds[m.XTimeout.Class] = map[int64]bool{}
+			}
+			classSeconds[m.XTimeout.Class][m.XTimeout.Seconds] = true
+		}
+		require.Len(t, classSeconds["quick"], 1, "the quick class has one bound: %v", classSeconds)
+		var quick int64
+		for s := range classSeconds["quick"] {
+			quick = s
+		}
+		require.Contains(t, seconds, "channel_send")
+		require.Greater(t, seconds["channel_send"], quick, "channel_send waits for the peer: longer than the quick class")
+
+		var o options
+		got, err := o.callTimeout(ctx, c, "channel_send")
+		require.NoError(t, err)
+		require.Equal(t, time.Duration(seconds["channel_send"])*time.Second+TimeoutMargin, got)
+		got, err = o.callTimeout(ctx, c, "node_info")
+		require.NoError(t, err)
+		require.Equal(t, time.Duration(quick)*time.Second+TimeoutMargin, got, "node_info: the quick class")
+		got, err = o.callTimeout(ctx, c, "channel_teleport")
+		require.NoError(t, err)
+		require.Equal(t, StepTimeout, got, "a method the node does not have: it answers -32601 at once")
+		doc, err := fetchDocument(ctx, c, StepTimeout)
+		require.NoError(t, err)
+		for name, s := range seconds {
+			got, err := doc.callTimeout(name)
+			require.NoError(t, err)
+			require.Equal(t, time.Duration(s)*time.Second+TimeoutMargin, got, name)
+		}
+		o.timeout = 7 * time.Second
+		got, err = o.callTimeout(ctx, c, "channel_send")
+		require.NoError(t, err)
+		require.Equal(t, 7*time.Second, got, "-timeout overrides the document")
 	})
 
 	// alice watches her channels with the binary; bob accepts her channel.

@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -121,16 +120,5 @@ func TestParseSession(t *testing.T) {
 			require.Equal(t, tc.id, id)
 			require.Equal(t, tc.token, token)
 		})
-	}
-}
-
-func TestDefaultTimeout(t *testing.T) {
-	t.Parallel()
-	for _, m := range []string{"channel_open", "channel_send", "channel_request", "channel_close", "channel_forceClose",
-		"proposal_respond", "update_respond"} {
-		require.Equal(t, 30*time.Minute, DefaultTimeout(m), m)
-	}
-	for _, m := range []string{"node_info", "session_open", "channel_list", "perun_subscribe", "no_such_method"} {
-		require.Equal(t, 30*time.Second, DefaultTimeout(m), m)
 	}
 }

@@ -164,6 +164,17 @@ func (f *fakeNode) nextClose(t *testing.T) error {
 	}
 }
 
+// answerDiscover answers req with the document doc (JSON) if it is
+// rpc_discover and reports whether it was.
+func answerDiscover(t *testing.T, ws *websocket.Conn, req map[string]any, doc string) bool {
+	if req["method"] != "rpc_discover" {
+		return false
+	}
+	id, _ := json.Marshal(req["id"])
+	assert.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte(`{"jsonrpc":"2.0","result":`+doc+`,"id":`+string(id)+`}`)))
+	return true
+}
+
 // TestCallTimeout: a node that never answers: the call gives up after
 // -timeout with exit code 1 and closes the connection with a close frame.
 func TestCallTimeout(t *testing.T) {
@@ -182,12 +193,57 @@ func TestCallTimeout(t *testing.T) {
 // call: exit code 1 naming the close code and reason.
 func TestCallConnectionClosed(t *testing.T) {
 	t.Parallel()
-	f := newFakeNode(t, func(ws *websocket.Conn, _ map[string]any) {
+	f := newFakeNode(t, func(ws *websocket.Conn, req map[string]any) {
+		if answerDiscover(t, ws, req, `{"methods":[{"name":"channel_list","x-timeout":{"class":"quick","seconds":30}}]}`) {
+			return
+		}
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
 	})
 	r := runIn(t, nil, "call", "-url", f.url, "channel_list")
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "perund call: call channel_list: the node closed the connection (1001 going away: server shutting down)")
+}
+
+// TestCallTimeoutFromDocument: without -timeout the call waits for the
+// x-timeout of its method in the node's rpc_discover plus the margin; with
+// -timeout rpc_discover is not called. A document that cannot say the
+// timeout is an error naming -timeout.
+func TestCallTimeoutFromDocument(t *testing.T) {
+	t.Parallel()
+	methods := make(chan string, 10)
+	f := newFakeNode(t, func(ws *websocket.Conn, req map[string]any) {
+		methods <- req["method"].(string)
+		answerDiscover(t, ws, req, `{"methods":[{"name":"slow","x-timeout":{"class":"peer","seconds":1}},{"name":"odd","x-timeout":{"class":"quick"}}]}`)
+	})
+	start := time.Now()
+	r := runIn(t, nil, "call", "-url", f.url, "slow")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "perund call: call slow: no answer within 6s")
+	require.Greater(t, time.Since(start), 6*time.Second)
+	require.Less(t, time.Since(start), 20*time.Second)
+	require.Equal(t, "rpc_discover", <-methods)
+	require.Equal(t, "slow", <-methods)
+
+	r = runIn(t, nil, "call", "-url", f.url, "-timeout", "300ms", "slow")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "perund call: call slow: no answer within 300ms")
+	require.Equal(t, "slow", <-methods, "-timeout: no rpc_discover")
+
+	r = runIn(t, nil, "call", "-url", f.url, "odd")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, `perund call: read the timeout of odd from the node's rpc_discover (-timeout sets it instead): the node's rpc_discover gives odd the x-timeout {"class":"quick"}, not {"seconds": N}`)
+	require.Equal(t, "rpc_discover", <-methods)
+	require.Empty(t, methods, "odd not called")
+
+	// A node that does not answer rpc_discover: its error object, and the way out.
+	g := newFakeNode(t, func(ws *websocket.Conn, req map[string]any) {
+		id, _ := json.Marshal(req["id"])
+		assert.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte(`{"jsonrpc":"2.0","error":{"code":-32601,"message":"method not found"},"id":`+string(id)+`}`)))
+	})
+	r = runIn(t, nil, "call", "-url", g.url, "node_info")
+	require.Equal(t, 1, r.code)
+	require.Empty(t, r.stdout)
+	require.Contains(t, r.stderr, "perund call: read the timeout of node_info from the node's rpc_discover (-timeout sets it instead):\n{\n  \"code\": -32601")
 }
 
 // TestCallAnswers: the result is printed indented on stdout whatever
@@ -197,6 +253,9 @@ func TestCallAnswers(t *testing.T) {
 	t.Parallel()
 	reqs := make(chan map[string]any, 10)
 	f := newFakeNode(t, func(ws *websocket.Conn, req map[string]any) {
+		if answerDiscover(t, ws, req, `{"methods":[{"name":"ok","x-timeout":{"class":"quick","seconds":30}}]}`) {
+			return
+		}
 		reqs <- req
 		id, _ := json.Marshal(req["id"])
 		frames := []string{
