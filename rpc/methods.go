@@ -188,7 +188,9 @@ func methodTable() map[string]*method {
 		example[sessionOpenParams, node.SessionInfo]{"alice logs in", sessionOpenParams{Account: ex.alice, Password: "alice"},
 			node.SessionInfo{SessionID: "5b1e2c9a0f4d7e31", Token: "9c2f0d4e6a8b1c3d5e7f9a0b2c4d6e8f", Address: ex.alice.Hex(), CommAddress: "127.0.0.1:8401", Channels: []node.ChannelInfo{}}})
 	register(m, "session_resume", spec{summary: "Bind an existing session to this connection.",
-		class: classQuick, errors: []int64{CodeUnauthorized}}, sessionResume)
+		class: classQuick, errors: []int64{CodeUnauthorized}}, sessionResume,
+		example[sessionResumeParams, node.SessionInfo]{"after a reconnect", sessionResumeParams{SessionID: "5b1e2c9a0f4d7e31", Token: "9c2f0d4e6a8b1c3d5e7f9a0b2c4d6e8f"},
+			node.SessionInfo{SessionID: "5b1e2c9a0f4d7e31", Token: "9c2f0d4e6a8b1c3d5e7f9a0b2c4d6e8f", Address: ex.alice.Hex(), CommAddress: "127.0.0.1:8401", Channels: []node.ChannelInfo{}}})
 	register(m, "session_close", withSession(spec{summary: "Close the bound session.",
 		desc:  "Refused with 1003 while channels are open, unless force: their channels stay persisted and watched by the node.",
 		class: classQuick, errors: []int64{CodeConflict}}), sessionClose)
@@ -213,14 +215,16 @@ func methodTable() map[string]*method {
 				return Contact{}, &node.NotFoundError{Resource: "contact", ID: p.Alias}
 			}
 			return contactView(ct), nil
-		})
+		},
+		example[aliasParams, Contact]{"bob", aliasParams{Alias: "bob"}, Contact{Alias: "bob", Address: ex.bob, CommAddress: "127.0.0.1:8401"}})
 	register(m, "contacts_remove", withSession(spec{summary: "Remove a contact.", class: classQuick, errors: []int64{CodeNotFound}}),
 		func(c *call, p *aliasParams) (Empty, error) {
 			if err := c.session().Contacts().Remove(p.Alias); err != nil {
 				return Empty{}, &node.NotFoundError{Resource: "contact", ID: p.Alias}
 			}
 			return Empty{}, nil
-		})
+		},
+		example[aliasParams, Empty]{"carol", aliasParams{Alias: "carol"}, Empty{}})
 	register(m, "chain_balance", withSession(spec{summary: "On-chain balance of an asset.",
 		class: classQuick, errors: []int64{CodeChain}, onChain: "reads the balance (eth_getBalance, or the token's balanceOf)"}), chainBalance,
 		example[chainBalanceParams, chainBalanceResult]{"ETH of the session's account", chainBalanceParams{},
@@ -239,7 +243,8 @@ func methodTable() map[string]*method {
 	register(m, "channel_get", withSession(spec{summary: "One channel.", class: classQuick, errors: []int64{CodeNotFound}}),
 		func(c *call, p *channelParams) (node.ChannelInfo, error) {
 			return c.session().Channel(string(p.ChannelID))
-		})
+		},
+		example[channelParams, node.ChannelInfo]{"a channel", channelParams{ChannelID: ex.channel}, ex.channelInfo(3, "700000000000000000", "300000000000000000", node.StateOpen)})
 	transfer := spec{class: classPeer,
 		errors: []int64{CodeNotFound, CodePeerUnreachable, CodePeerRejected, CodeTimeout, CodeInsufficientFunds, CodeWrongState}}
 	send := transfer
@@ -255,7 +260,9 @@ func methodTable() map[string]*method {
 	register(m, "channel_request", withSession(req),
 		func(c *call, p *transferParams) (node.ChannelInfo, error) {
 			return c.session().Request(c.ctx, string(p.ChannelID), &p.Amount.Int)
-		})
+		},
+		example[transferParams, node.ChannelInfo]{"ask for 0.1 ETH", transferParams{ChannelID: ex.channel, Amount: exAmount("100000000000000000")},
+			ex.channelInfo(2, "850000000000000000", "150000000000000000", node.StateOpen)})
 	register(m, "channel_close", withSession(spec{summary: "Settle and withdraw; cooperative, else by dispute.",
 		desc:    "A channel that is already closed answers with how it closed (closedBy, and the outcome of a lost dispute).",
 		class:   classChain,
@@ -263,14 +270,24 @@ func methodTable() map[string]*method {
 		onChain: "cooperative: a final state both signed is concluded and the user's share withdrawn; without the peer: the latest state is registered, and after the challenge period concluded and withdrawn"}),
 		func(c *call, p *channelParams) (node.ChannelInfo, error) {
 			return c.session().Close(c.ctx, string(p.ChannelID))
-		})
+		},
+		example[channelParams, node.ChannelInfo]{"cooperative", channelParams{ChannelID: ex.channel}, func() node.ChannelInfo {
+			ci := ex.channelInfo(4, "850000000000000000", "150000000000000000", node.StateClosed)
+			ci.ClosedAt, ci.ClosedBy = &ex.time, "agreement"
+			return ci
+		}()})
 	register(m, "channel_forceClose", withSession(spec{summary: "Register the latest state on chain and settle after the challenge period.",
 		class:   classChain,
 		errors:  []int64{CodeNotFound, CodeTimeout, CodeChain, CodeWrongState},
 		onChain: "registers the latest state (a challenge period starts; a newer state of the peer wins), then concludes and withdraws"}),
 		func(c *call, p *channelParams) (node.ChannelInfo, error) {
 			return c.session().ForceClose(c.ctx, string(p.ChannelID))
-		})
+		},
+		example[channelParams, node.ChannelInfo]{"without the peer", channelParams{ChannelID: ex.channel}, func() node.ChannelInfo {
+			ci := ex.channelInfo(4, "850000000000000000", "150000000000000000", node.StateClosed)
+			ci.ClosedAt, ci.ClosedBy = &ex.time, "dispute"
+			return ci
+		}()})
 	register(m, "dispute_list", withSession(quick("The on-chain events of the session's channels, oldest first, including those while the user was logged out.")),
 		func(c *call, p *disputeListParams) ([]node.DisputeEvent, error) {
 			return c.session().Disputes(string(p.ChannelID))
@@ -284,7 +301,8 @@ func methodTable() map[string]*method {
 		func(c *call, p *proposalRespondParams) (Maybe[node.ChannelInfo], error) {
 			ch, err := c.session().RespondProposal(c.ctx, string(p.ProposalID), p.Accept, p.Reason)
 			return Maybe[node.ChannelInfo]{ch}, err
-		})
+		},
+		example[proposalRespondParams, Maybe[node.ChannelInfo]]{"reject", proposalRespondParams{ProposalID: ex.channel, Reason: "not now"}, Maybe[node.ChannelInfo]{}})
 	register(m, "update_list", withSession(quick("Incoming channel updates waiting for an answer.")),
 		func(c *call, _ *noParams) ([]node.UpdateInfo, error) { return c.session().Updates(), nil })
 	register(m, "update_respond", withSession(spec{summary: "Answer a channel update (a request to pay, a close, a payment when manualAccept).",
@@ -293,7 +311,12 @@ func methodTable() map[string]*method {
 		func(c *call, p *updateRespondParams) (Maybe[node.ChannelInfo], error) {
 			ch, err := c.session().RespondUpdate(c.ctx, string(p.UpdateID), p.Accept, p.Reason)
 			return Maybe[node.ChannelInfo]{ch}, err
-		})
+		},
+		example[updateRespondParams, Maybe[node.ChannelInfo]]{"pay what bob asked", updateRespondParams{UpdateID: ex.channel, Accept: true},
+			Maybe[node.ChannelInfo]{func() *node.ChannelInfo {
+				ci := ex.channelInfo(5, "750000000000000000", "250000000000000000", node.StateOpen)
+				return &ci
+			}()}})
 	register(m, "perun_subscribe", withSession(spec{summary: "Subscribe to a topic; notifications arrive as perun_subscription.",
 		desc:  "Each notification is {\"jsonrpc\":\"2.0\",\"method\":\"perun_subscription\",\"params\":{\"subscription\":ID,\"result\":PAYLOAD}}; x-notifications lists the topics and their payloads. Sent as a notification (without id) it subscribes to nothing.",
 		class: classQuick}), subscribe,
@@ -301,7 +324,8 @@ func methodTable() map[string]*method {
 	register(m, "perun_unsubscribe", withSession(quick("End a subscription; false when there was none.")),
 		func(c *call, p *unsubscribeParams) (bool, error) {
 			return c.conn.removeSubscription(p.Subscription), nil
-		})
+		},
+		example[unsubscribeParams, bool]{"channels", unsubscribeParams{Subscription: "0x6c3b1f0e9a2d4c57"}, true})
 
 	doc := openRPC(m)
 	m["rpc_discover"].fn = func(c *call) (any, error) {

@@ -118,7 +118,7 @@ func examplesDoc(md *method) []any {
 		params := []any{}
 		for _, f := range paramFields(md.params) {
 			fv := v.Field(f.index)
-			if fv.IsZero() {
+			if fv.IsZero() && !f.required {
 				continue
 			}
 			params = append(params, map[string]any{"name": f.name, "value": fv.Interface()})
