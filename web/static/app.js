@@ -5,7 +5,30 @@ import { PerundClient, PerundError, Codes, ERR_CONNECTION, ERR_TIMEOUT, formatUn
 const $ = (id) => document.getElementById(id);
 const rpcURL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/rpc';
 // A node with rpc.authToken: open the wallet as /?token=T.
-const client = new PerundClient(rpcURL, { token: new URLSearchParams(location.search).get('token') ?? undefined });
+const rpcToken = new URLSearchParams(location.search).get('token') ?? undefined;
+
+// The wallet reconnects by itself (reconnectLoop), at most a second apart:
+// the client's own loop backs off up to 10 s, so a page came back up to
+// 10 s after the node did. Each attempt is a fresh client.
+function makeClient() {
+  const c = new PerundClient(rpcURL, { token: rpcToken, reconnect: false });
+  c.on('open', () => { if (c === client) setConn('up', 'connected'); });
+  c.on('close', () => { if (c === client) nodeLost(); });
+  return c;
+}
+let client = makeClient();
+
+// What this tab remembers across reloads (sessionStorage: one tab, one
+// user) and across tabs (localStorage: the last account, preselected).
+// Never a password.
+const saved = {
+  session() { try { return JSON.parse(sessionStorage.getItem('perund.session')) ?? null; } catch { return null; } },
+  setSession(v) { if (v) sessionStorage.setItem('perund.session', JSON.stringify(v)); else sessionStorage.removeItem('perund.session'); },
+  get(key) { return sessionStorage.getItem(`perund.${key}`); },
+  set(key, v) { if (v === null || v === undefined) sessionStorage.removeItem(`perund.${key}`); else sessionStorage.setItem(`perund.${key}`, String(v)); },
+  lastAccount() { try { return localStorage.getItem('perund.account'); } catch { return null; } },
+  setLastAccount(a) { try { localStorage.setItem('perund.account', a); } catch { /* storage off */ } },
+};
 
 const state = {
   info: null,
@@ -16,6 +39,7 @@ const state = {
   contacts: [],
   balances: {},
   busy: new Set(), // channel ids with a call in flight
+  notes: new Map(), // channel id → {text, kind, at}: what happened to it last, shown in its card
 };
 
 // ---------- formatting ----------
@@ -55,6 +79,31 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// ---------- fields ----------
+
+/** Marks a field as refused, with the reason under it (and a fix to click, if any). */
+function markInvalid(input, message, fix) {
+  input.classList.add('invalid');
+  input.setAttribute('aria-invalid', 'true');
+  const id = `${input.id || input.dataset.amountFor?.slice(0, 18) || 'field'}-error`;
+  let msg = input.parentElement.querySelector(`.field-error[data-for="${input.id || input.dataset.amountFor}"]`);
+  if (!msg) {
+    msg = el('p', { class: 'field-error', id, role: 'alert', 'data-testid': 'field-error', dataset: { for: input.id || input.dataset.amountFor } });
+    input.insertAdjacentElement('afterend', msg);
+  }
+  msg.replaceChildren(message, fix ? ' ' : '', fix ? el('button', { type: 'button', class: 'link', 'data-testid': 'fix',
+    onclick: () => { input.value = fix; clearInvalid(input); input.focus(); } }, `Use ${fix}`) : '');
+  input.setAttribute('aria-describedby', id);
+}
+
+function clearInvalid(input, empty = false) {
+  input.classList.remove('invalid');
+  input.removeAttribute('aria-invalid');
+  input.removeAttribute('aria-describedby');
+  input.parentElement?.querySelector(`.field-error[data-for="${input.id || input.dataset.amountFor}"]`)?.remove();
+  if (empty) input.value = '';
+}
+
 // ---------- messages ----------
 
 /** A sentence for an error of the node, by its code. */
@@ -77,7 +126,7 @@ function explain(err) {
     case Codes.CHAIN: return `The chain did not take the transaction${d.txHash ? ` (${short(d.txHash)})` : ''}.`;
     case Codes.WRONG_STATE: return `Not possible while the channel is ${d.state}.`;
     case Codes.INVALID_PARAMS: return `Invalid ${d.field ?? 'input'}: ${err.message.replace(/^invalid params: /, '')}`;
-    case ERR_CONNECTION: return 'Lost the connection to the node; reconnecting…';
+    case ERR_CONNECTION: return conn.online ? 'The node is unreachable: nothing was sent.' : UNREACHABLE;
     case ERR_TIMEOUT: return 'The node did not answer in time.';
     default: return err.message;
   }
@@ -97,8 +146,14 @@ function log(text) {
   while (list.children.length > 200) list.lastChild.remove();
 }
 
+const UNREACHABLE = 'The node is unreachable: nothing was sent. Try again once it answers.';
+
 /** Runs fn with the button disabled; errors become toasts. */
 async function busy(button, fn) {
+  if (!conn.online) {
+    toast(UNREACHABLE, 'error');
+    return undefined;
+  }
   if (button) button.disabled = true;
   try {
     return await fn();
@@ -112,31 +167,124 @@ async function busy(button, fn) {
 
 // ---------- connection ----------
 
+const conn = { online: false, since: null, loop: null };
+
 function setConn(cls, text) {
   $('conn').className = `conn ${cls}`;
   $('conn-text').textContent = text;
 }
-client.on('open', () => setConn('up', 'connected'));
-client.on('close', () => setConn('down', 'reconnecting…'));
-client.on('reconnect', async () => {
-  setConn('up', 'connected');
-  if (state.session && !client.session) { // the node forgot the session
-    sessionStorage.removeItem('perund.session');
-    state.session = null;
-    toast('The node restarted: please log in again.', 'error');
-    showLogin();
-    return;
+
+function clock(t) {
+  const d = new Date(t);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
+function banner(text) {
+  const b = $('banner');
+  b.hidden = !text;
+  b.textContent = text ?? '';
+}
+
+/** The connection to the node broke: say so and reconnect. */
+function nodeLost() {
+  conn.online = false;
+  if (!conn.since) {
+    conn.since = Date.now();
+    saved.set('outage', conn.since);
   }
-  if (state.session) await refreshAll();
-});
+  setConn('down', 'node unreachable');
+  banner(`The node is unreachable since ${clock(conn.since)}. Reconnecting… Nothing you do here reaches it until then.`);
+  if (!conn.loop) conn.loop = reconnectLoop().finally(() => { conn.loop = null; });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const retryable = (e) => e instanceof PerundError && (e.code === ERR_CONNECTION || e.code === ERR_TIMEOUT);
+
+/**
+ * Connects a fresh client, at once and then every 250 ms, 500 ms, 1 s,
+ * 1 s…, until the node answers; then takes up the session (or asks for the
+ * password when the node forgot it).
+ */
+async function reconnectLoop() {
+  for (let delay = 0; ; delay = Math.min(Math.max(2 * delay, 250), 1000)) {
+    if (delay) await sleep(delay);
+    const c = makeClient();
+    let info;
+    try {
+      info = await c.call('node_info', undefined, { timeout: 5000 });
+    } catch (e) {
+      c.close();
+      if (!conn.since) nodeLost(); // the first attempt (page load) failed
+      continue;
+    }
+    const old = client;
+    client = c;
+    if (old !== c) old.close();
+    conn.online = true;
+    setConn('up', 'connected');
+    try {
+      await connected(info);
+      return;
+    } catch (e) {
+      if (!retryable(e)) {
+        toast(explain(e), 'error', 9000);
+        return;
+      }
+      conn.online = false; // lost again: try again
+    }
+  }
+}
+
+/** The node answers: its assets, then the session. */
+async function connected(info) {
+  state.info = info;
+  $('node-line').textContent = `perund ${info.version} · chain ${info.chainId}`;
+  const assets = ['ETH', ...(info.assets ?? []).map((a) => a.symbol).filter((s) => s !== 'ETH')];
+  const sel = $('open-asset');
+  const prev = sel.value;
+  sel.replaceChildren(...assets.map((s) => el('option', { value: s }, s)));
+  if (prev && assets.includes(prev)) sel.value = prev;
+  const outage = conn.since ?? (saved.get('outage') ? Number(saved.get('outage')) : null);
+  const s = saved.session();
+  if (s) {
+    try {
+      const r = await client.sessionResume(s.sessionId, s.token);
+      banner(null);
+      conn.since = null;
+      await enterWallet({ ...r, token: s.token }, { again: Boolean(outage) });
+      return;
+    } catch (e) {
+      if (!(e instanceof PerundError) || e.code !== Codes.UNAUTHORIZED) throw e;
+      // The node no longer knows the session: it restarted (or the
+      // session was closed). Ask for this account's password only.
+    }
+  }
+  const wasIn = state.session !== null || s !== null;
+  state.session = null;
+  document.body.dataset.ready = 'false';
+  banner(null);
+  conn.since = null;
+  await showLogin(wasIn ? { address: s?.address ?? saved.lastAccount(), manualAccept: s?.manualAccept, outage } : {});
+}
 
 // ---------- login ----------
 
-async function showLogin() {
+const demoByAddress = () => new Map((state.info.demoAccounts ?? []).map((d) => [d.address.toLowerCase(), d]));
+const nameOf = (address) => demoByAddress().get(address.toLowerCase())?.name ?? short(address);
+
+/**
+ * The login form. again: the node forgot this tab's session (it
+ * restarted): the account stays chosen and only its password is asked.
+ * @param {{address?: string, manualAccept?: boolean, outage?: number|null}} [again]
+ */
+async function showLogin(again = {}) {
+  // Where the user was, to come back to after the password.
+  if (!$('wallet-view').hidden) saved.set('scroll', Math.round(scrollY));
   $('wallet-view').hidden = true;
   $('login-view').hidden = false;
+  document.title = 'perund wallet';
   const accounts = await client.accountList();
-  const demo = new Map((state.info.demoAccounts ?? []).map((d) => [d.address.toLowerCase(), d]));
+  const demo = demoByAddress();
   const sel = $('login-account');
   const name = (a) => demo.get(a.toLowerCase())?.name ?? '~' + a;
   accounts.sort((a, b) => name(a).localeCompare(name(b)));
@@ -144,16 +292,43 @@ async function showLogin() {
     const d = demo.get(a.toLowerCase());
     return el('option', { value: a }, d ? `${d.name} — ${short(a)}` : a);
   }));
-  if (demo.size) {
+  const want = again.address ?? saved.lastAccount();
+  const match = want && accounts.find((a) => a.toLowerCase() === want.toLowerCase());
+  if (match) sel.value = match;
+  const resuming = Boolean(again.address && match);
+  loginMode.again = resuming ? again : null;
+  $('login-title').textContent = resuming ? `Continue as ${nameOf(match)}` : 'Log in';
+  $('login-account-label').hidden = resuming;
+  $('login-manual-label').hidden = resuming;
+  $('login-other').hidden = !resuming;
+  $('login-submit').textContent = resuming ? 'Continue' : 'Log in';
+  const note = $('login-note');
+  note.hidden = !resuming;
+  if (resuming) {
+    note.textContent = (again.outage
+      ? `The node was unreachable from ${clock(again.outage)} and has restarted, which ended your session.`
+      : 'Your session on the node has ended: the node restarted.')
+      + ` Enter the password of ${nameOf(match)} (${short(match)}) to continue where you were.`;
+  }
+  if (demo.size && !resuming) {
     const hint = $('demo-hint');
     hint.hidden = false;
     hint.replaceChildren('Demo accounts: ', ...[...demo.values()].flatMap((d, i) => [i ? ', ' : '',
       el('button', { type: 'button', class: 'link', onclick: () => { sel.value = d.address; $('login-password').value = d.password; } },
         `${d.name} (password “${d.password}”)`)]), '. Open a second window to be the other one.');
+  } else {
+    $('demo-hint').hidden = true;
   }
-  $('create-account').hidden = !state.info.accountCreation;
+  $('create-account').hidden = resuming || !state.info.accountCreation;
   $('login-password').focus();
 }
+
+const loginMode = { again: null };
+
+$('login-other').addEventListener('click', () => {
+  saved.setSession(null);
+  showLogin().catch((e) => toast(explain(e), 'error'));
+});
 
 $('login-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -161,10 +336,12 @@ $('login-form').addEventListener('submit', (ev) => {
   const password = $('login-password').value;
   if (!account) return toast('Choose an account.', 'error');
   if (!password) return toast('Enter the password.', 'error');
+  const again = loginMode.again;
+  const manualAccept = again ? Boolean(again.manualAccept) : $('login-manual').checked;
   busy(ev.submitter, async () => {
-    const s = await client.sessionOpen(account, password, { manualAccept: $('login-manual').checked });
+    const s = await client.sessionOpen(account, password, { manualAccept });
     $('login-password').value = '';
-    await enterWallet(s);
+    await enterWallet(s, { again: Boolean(again), manualAccept });
   });
 });
 
@@ -186,34 +363,51 @@ $('create-form').addEventListener('submit', (ev) => {
 $('logout').addEventListener('click', () => {
   // The session stays on the node (its channels keep being watched); this
   // window only forgets it.
-  sessionStorage.removeItem('perund.session');
+  saved.setSession(null);
+  saved.set('scroll', null);
   location.reload();
 });
 
 function myName() {
-  const d = (state.info.demoAccounts ?? []).find((x) => x.address.toLowerCase() === state.session.address.toLowerCase());
-  return d ? d.name : short(state.session.address);
+  return nameOf(state.session.address);
 }
 
-async function enterWallet(s) {
+/**
+ * Shows the wallet of session s: subscribes, loads, and (again: after the
+ * node restarted or the page reloaded) returns to where the user was.
+ */
+async function enterWallet(s, { again = false, manualAccept } = {}) {
   state.session = s;
-  sessionStorage.setItem('perund.session', JSON.stringify({ sessionId: s.sessionId, token: s.token ?? client.session?.token }));
+  const prev = saved.session();
+  saved.setSession({ sessionId: s.sessionId, token: s.token ?? client.session?.token, address: s.address,
+    manualAccept: manualAccept ?? prev?.manualAccept ?? false });
+  saved.setLastAccount(s.address);
+  saved.set('outage', null);
+  loginMode.again = null;
   $('login-view').hidden = true;
   $('wallet-view').hidden = false;
   $('me-name').textContent = myName();
   $('me-address').textContent = s.address;
   $('me-comm').textContent = s.commAddress;
   document.title = `${myName()} · perund wallet`;
+  // A refused amount is not kept for the new session.
+  for (const input of document.querySelectorAll('#wallet-view input.invalid')) clearInvalid(input, true);
   await Promise.all([
     client.subscribe('proposals', onProposal),
     client.subscribe('updates', onUpdate),
     client.subscribe('channels', onChannel),
     client.subscribe('disputes', onDispute),
   ]);
-  log(`Logged in as ${myName()}.`);
+  log(again ? `Back as ${myName()}: the node answers again.` : `Logged in as ${myName()}.`);
   await refreshAll();
+  const y = Number(saved.get('scroll'));
+  if (y > 0) scrollTo(0, y);
   document.body.dataset.ready = 'true'; // subscribed and loaded (tests wait for it)
 }
+
+addEventListener('scroll', () => {
+  if (!$('wallet-view').hidden && state.session) saved.set('scroll', Math.round(scrollY));
+}, { passive: true });
 
 $('copy-me').addEventListener('click', async () => {
   const line = `${myName()} ${state.session.address} ${state.session.commAddress}`;
@@ -239,6 +433,7 @@ async function refreshBalances() {
   const symbols = ['ETH', ...(state.info.assets ?? []).map((a) => a.symbol).filter((s) => s !== 'ETH')];
   const results = await Promise.all(symbols.map((asset) => client.chainBalance({ asset }).catch(() => null)));
   const box = $('balances');
+  if (!results.some(Boolean)) return; // the node is away: keep what it said last
   box.replaceChildren(...results.filter(Boolean).map((r) => {
     state.balances[r.asset] = r.balance;
     return el('div', { dataset: { asset: r.asset, testid: `balance-${r.asset}` } }, el('div', { class: 'label' }, `on-chain ${r.asset}`), amountEl(r.balance, r.asset));
@@ -438,23 +633,43 @@ function channelCard(c, typed) {
           log(`Force-closing the channel with ${c.peer}; waiting for the challenge period…`);
           return client.channelForceClose(c.channelId);
         }),
-        inFlight ? el('span', { class: 'small' }, 'working…') : null));
+        inFlight ? el('span', { class: 'small' }, 'working…') : null),
+    noteEl(state.notes.get(c.channelId)));
+}
+
+function noteEl(n) {
+  if (!n) return null;
+  return el('p', { class: `note ${n.kind}`, role: n.kind === 'error' ? 'alert' : 'status', 'data-testid': 'note' },
+    el('time', {}, new Date(n.at).toLocaleTimeString()), ' ', n.text);
+}
+
+/** A notice about a channel, shown in its card (not over it). */
+function note(channelId, text, kind = 'info') {
+  state.notes.set(channelId, { text, kind, at: Date.now() });
+  renderChannels();
 }
 
 async function run(c, button, fn) {
+  if (!conn.online) {
+    note(c.channelId, UNREACHABLE, 'error');
+    return;
+  }
+  state.notes.delete(c.channelId);
   state.busy.add(c.channelId);
   renderChannels();
   try {
-    const r = await busy(button, fn);
+    const r = await fn();
     if (r && r.channelId) {
       state.channels.set(r.channelId, r);
       const input = document.querySelector(`input[data-amount-for="${c.channelId}"]`);
       if (input) input.value = ''; // done: do not keep the amount for the next render
     }
+  } catch (e) {
+    note(c.channelId, explain(e), 'error');
   } finally {
     state.busy.delete(c.channelId);
     renderChannels();
-    if (state.channels.get(c.channelId)?.state === 'closed') refreshBalances();
+    if (state.channels.get(c.channelId)?.state === 'closed') refreshBalances().catch(() => {});
   }
 }
 
@@ -535,30 +750,5 @@ $('open-form').addEventListener('submit', (ev) => {
 
 // ---------- start ----------
 
-async function start() {
-  $('endpoint').textContent = rpcURL;
-  try {
-    state.info = await client.nodeInfo();
-  } catch (e) {
-    setConn('down', 'node unreachable');
-    toast(explain(e), 'error', 60000);
-    setTimeout(start, 3000);
-    return;
-  }
-  $('node-line').textContent = `perund ${state.info.version} · chain ${state.info.chainId}`;
-  const assets = ['ETH', ...(state.info.assets ?? []).map((a) => a.symbol).filter((s) => s !== 'ETH')];
-  $('open-asset').replaceChildren(...assets.map((s) => el('option', { value: s }, s)));
-  const saved = sessionStorage.getItem('perund.session');
-  if (saved) {
-    try {
-      const { sessionId, token } = JSON.parse(saved);
-      const s = await client.sessionResume(sessionId, token);
-      await enterWallet({ ...s, token });
-      return;
-    } catch {
-      sessionStorage.removeItem('perund.session');
-    }
-  }
-  await showLogin();
-}
-start();
+$('endpoint').textContent = rpcURL;
+conn.loop = reconnectLoop().finally(() => { conn.loop = null; });

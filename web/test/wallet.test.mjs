@@ -111,7 +111,7 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   for (const [bad, message] of [['-1', /Enter an amount in ETH/], ['1000', /Only 10 ETH available/], ['0', /more than 0/]]) {
     await channel(alice, 'bob').getByTestId('amount').fill(bad);
     await channel(alice, 'bob').getByTestId('send').click();
-    await alice.locator('.toast.error', { hasText: message }).first().waitFor();
+    await channel(alice, 'bob').getByTestId('note').filter({ hasText: message }).waitFor();
   }
   assert.equal(await channel(alice, 'bob').getAttribute('data-state'), 'open');
   assert.match(await channel(alice, 'bob').textContent(), /version 0/);
