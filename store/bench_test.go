@@ -15,15 +15,18 @@ import (
 
 // BenchmarkUpdate measures the store's part of one off-chain update: the
 // four writes go-perun makes for it (Staged, our SigAdded, the peer's
-// SigAdded, Enabled), each a LevelDB batch, with and without fsync, by one
-// channel at a time and by several users' channels at once (goleveldb
-// merges concurrent writes into one journal write and fsync).
+// SigAdded, Enabled), each a batch, by one channel at a time and by
+// several users' channels at once: on LevelDB with and without fsync
+// (goleveldb merges concurrent writes into one journal write and fsync),
+// and on PostgreSQL (each batch one committed transaction; the test
+// cluster runs with fsync off, so this is the cost of the round trips and
+// the server's work, not of the disk).
 func BenchmarkUpdate(b *testing.B) {
-	for _, sync := range []bool{false, true} {
+	for _, bk := range []backend{levelDBBackend(false), levelDBBackend(true), postgresBackend(0)} {
 		for _, par := range []int{1, 16} {
-			b.Run(fmt.Sprintf("sync=%v/writers=%d", sync, par), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/writers=%d", bk.name, par), func(b *testing.B) {
 				ctx := context.Background()
-				st := openTestStore(b, LevelDBOptions{Sync: sync})
+				st := openTestStore(b, bk)
 				rng := rand.New(rand.NewSource(8))
 				var next atomic.Int64
 				type user struct {

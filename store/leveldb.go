@@ -203,3 +203,6 @@ func (b *kvBatch) Apply() error {
 
 // Reset empties the batch.
 func (b *kvBatch) Reset() { b.b.Reset() }
+
+// kv returns the key-value database under the views.
+func (s *LevelDB) kv() sortedkv.Database { return s.db }

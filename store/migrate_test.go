@@ -88,9 +88,9 @@ func legacyDB(ctx context.Context, t *testing.T, dataDir string, addr common.Add
 }
 
 // spaceKeys returns the keys of addr's space, without the prefix.
-func spaceKeys(t *testing.T, st *LevelDB, addr common.Address) map[string]string {
+func spaceKeys(t *testing.T, st Store, addr common.Address) map[string]string {
 	keys := map[string]string{}
-	it := sortedkv.NewTable(st.db, userKeyPrefix(addr)).NewIterator()
+	it := sortedkv.NewTable(raw(st), userKeyPrefix(addr)).NewIterator()
 	for it.Next() {
 		keys[it.Key()] = it.Value()
 	}
@@ -101,7 +101,9 @@ func spaceKeys(t *testing.T, st *LevelDB, addr common.Address) map[string]string
 // Old per-user databases move into the store once, each under its user's
 // prefix, byte for byte but for the key go-perun leaves of a removed
 // channel; the old directory is renamed.
-func TestMigrateLegacy(t *testing.T) {
+func TestMigrateLegacy(t *testing.T) { forEachBackend(t, testMigrateLegacy) }
+
+func testMigrateLegacy(t *testing.T, b backend) {
 	ctx := testCtx(t)
 	rng := rand.New(rand.NewSource(5))
 	dataDir := t.TempDir()
@@ -113,7 +115,7 @@ func TestMigrateLegacy(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(dataDir, "keystore"), 0o700))
 	require.NoError(t, os.MkdirAll(filepath.Join(dataDir, "0xc0ffee0000000000000000000000000000000000"), 0o700))
 
-	st, err := OpenLevelDB(filepath.Join(dataDir, "channels.db"), LevelDBOptions{})
+	st, err := b.open(t, b.create(t))
 	require.NoError(t, err)
 	moved, err := MigrateLegacy(ctx, dataDir, st)
 	require.NoError(t, err)
@@ -156,7 +158,9 @@ func TestMigrateLegacy(t *testing.T) {
 
 // A database that cannot be read stops the migration and stays in place;
 // the next start moves it.
-func TestMigrateLegacyFailure(t *testing.T) {
+func TestMigrateLegacyFailure(t *testing.T) { forEachBackend(t, testMigrateLegacyFailure) }
+
+func testMigrateLegacyFailure(t *testing.T, b backend) {
 	ctx := testCtx(t)
 	rng := rand.New(rand.NewSource(6))
 	dataDir := t.TempDir()
@@ -166,7 +170,7 @@ func TestMigrateLegacyFailure(t *testing.T) {
 	held, err := pgleveldb.LoadDatabase(legacy) // locked by "another process"
 	require.NoError(t, err)
 
-	st := openTestStore(t, LevelDBOptions{})
+	st := openTestStore(t, b)
 	_, err = MigrateLegacy(ctx, dataDir, st)
 	require.ErrorContains(t, err, legacy)
 	require.DirExists(t, legacy)

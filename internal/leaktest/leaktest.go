@@ -4,6 +4,8 @@
 package leaktest
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -46,6 +48,19 @@ func Ignores() []goleak.Option {
 	}
 }
 
-// VerifyTestMain runs m's tests and fails them if goroutines other than
-// the ignored ones are left.
-func VerifyTestMain(m *testing.M) { goleak.VerifyTestMain(m, Ignores()...) }
+// VerifyTestMain runs m's tests, then the cleanups (which stop what the
+// package's tests share, such as a database server), and fails the tests
+// if goroutines other than the ignored ones are left.
+func VerifyTestMain(m *testing.M, cleanups ...func()) {
+	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
+	if code == 0 {
+		if err := goleak.Find(Ignores()...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: Errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
-	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,15 +27,6 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// openTestStore opens a LevelDB store in a fresh directory; it is closed
-// when the test ends.
-func openTestStore(t testing.TB, o LevelDBOptions) *LevelDB {
-	st, err := OpenLevelDB(filepath.Join(t.TempDir(), "channels.db"), o)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, st.Close()) })
-	return st
-}
-
 // newChannel persists a random two-party channel through pr.
 func newChannel(ctx context.Context, t testing.TB, rng *rand.Rand, pr persistence.PersistRestorer) *ptest.Channel {
 	peers := wtest.NewRandomAddressesMap(rng, 2)
@@ -52,13 +45,14 @@ func restoredIDs(ctx context.Context, t *testing.T, pr View) []channel.ID {
 	return ids
 }
 
-// A user's view passes go-perun's own PersistRestorer test, with and
-// without synchronous writes, beside another user's data.
+// A user's view passes go-perun's own PersistRestorer test beside another
+// user's data, on each backend and on LevelDB with synchronous writes.
 func TestUserViewGeneric(t *testing.T) {
-	for _, sync := range []bool{false, true} {
-		t.Run(map[bool]string{false: "nosync", true: "sync"}[sync], func(t *testing.T) {
+	for _, b := range append(backends(), levelDBBackend(true)) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
 			ctx := testCtx(t)
-			st := openTestStore(t, LevelDBOptions{Sync: sync})
+			st := openTestStore(t, b)
 			rng := rand.New(rand.NewSource(1))
 			other := st.User(common.HexToAddress("0x01"))
 			newChannel(ctx, t, rng, other)
@@ -70,9 +64,11 @@ func TestUserViewGeneric(t *testing.T) {
 
 // One user's RestoreAll, RestoreChannel and ActivePeers see only that
 // user's channels, also for addresses whose hex forms share a prefix.
-func TestUserSpacesIsolated(t *testing.T) {
+func TestUserSpacesIsolated(t *testing.T) { forEachBackend(t, testUserSpacesIsolated) }
+
+func testUserSpacesIsolated(t *testing.T, b backend) {
 	ctx := testCtx(t)
-	st := openTestStore(t, LevelDBOptions{})
+	st := openTestStore(t, b)
 	rng := rand.New(rand.NewSource(2))
 	users := []common.Address{
 		common.HexToAddress("0xab00000000000000000000000000000000000000"),
@@ -105,9 +101,11 @@ func TestUserSpacesIsolated(t *testing.T) {
 // Closing a view leaves the store open for every other view; closing the
 // store makes views fail instead of panicking, and closing it again does
 // nothing.
-func TestCloseSemantics(t *testing.T) {
+func TestCloseSemantics(t *testing.T) { forEachBackend(t, testCloseSemantics) }
+
+func testCloseSemantics(t *testing.T, bk backend) {
 	ctx := testCtx(t)
-	st, err := OpenLevelDB(filepath.Join(t.TempDir(), "channels.db"), LevelDBOptions{})
+	st, err := bk.open(t, bk.create(t))
 	require.NoError(t, err)
 	rng := rand.New(rand.NewSource(3))
 	alice, bob := common.HexToAddress("0xa1"), common.HexToAddress("0xb0")
@@ -132,20 +130,27 @@ func TestCloseSemantics(t *testing.T) {
 	require.Error(t, b.ChannelCreated(ctx, ch, nil, nil))
 }
 
-// The store's directory is locked: a second node on the same data dir is
-// refused at once.
-func TestOpenLocked(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "channels.db")
-	st, err := OpenLevelDB(path, LevelDBOptions{})
+// The store is locked: a second node on the same data dir or database is
+// refused at once; once the first closed, the store opens again.
+func TestOpenLocked(t *testing.T) { forEachBackend(t, testOpenLocked) }
+
+func testOpenLocked(t *testing.T, b backend) {
+	addr := b.create(t)
+	st, err := b.open(t, addr)
 	require.NoError(t, err)
-	defer func() { require.NoError(t, st.Close()) }()
-	_, err = OpenLevelDB(path, LevelDBOptions{})
+	_, err = b.open(t, addr)
 	require.Error(t, err)
+	require.NoError(t, st.Close())
+	st, err = b.open(t, addr)
+	require.NoError(t, err, "the lock is released at close")
+	require.NoError(t, st.Close())
 }
 
 // Users lists the users with data, in order, once each; a user whose
 // channels are all removed is no longer listed.
-func TestUsers(t *testing.T) {
+func TestUsers(t *testing.T) { forEachBackend(t, testUsers) }
+
+func testUsers(t *testing.T, bk backend) {
 	ctx := testCtx(t)
 	rng := rand.New(rand.NewSource(4))
 	a := common.HexToAddress("0x0a")
@@ -163,15 +168,17 @@ func TestUsers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := openTestStore(t, LevelDBOptions{})
+			st := openTestStore(t, bk)
 			for u, n := range tc.chans {
 				for range n {
 					newChannel(ctx, t, rng, st.User(u))
 				}
 			}
 			// Keys outside the user spaces are not users.
-			require.NoError(t, st.db.Put("meta/version", "1"))
-			require.NoError(t, st.db.Put("v", "1"))
+			require.NoError(t, raw(st).Put("meta/version", "1"))
+			require.NoError(t, raw(st).Put("v", "1"))
+			require.NoError(t, raw(st).Put("u", "1"))
+			require.NoError(t, raw(st).Put("u0", "1"))
 			got, err := st.Users(ctx)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, got)
@@ -179,7 +186,7 @@ func TestUsers(t *testing.T) {
 	}
 
 	t.Run("removed", func(t *testing.T) {
-		st := openTestStore(t, LevelDBOptions{})
+		st := openTestStore(t, bk)
 		ch := newChannel(ctx, t, rng, st.User(a))
 		newChannel(ctx, t, rng, st.User(b))
 		require.NoError(t, st.User(a).ChannelRemoved(ctx, ch.ID()))
@@ -189,7 +196,7 @@ func TestUsers(t *testing.T) {
 	})
 
 	t.Run("cancelled", func(t *testing.T) {
-		st := openTestStore(t, LevelDBOptions{})
+		st := openTestStore(t, bk)
 		newChannel(ctx, t, rng, st.User(a))
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
@@ -198,8 +205,8 @@ func TestUsers(t *testing.T) {
 	})
 
 	t.Run("foreign key", func(t *testing.T) {
-		st := openTestStore(t, LevelDBOptions{})
-		require.NoError(t, st.db.Put("u/nothex/x", "1"))
+		st := openTestStore(t, bk)
+		require.NoError(t, raw(st).Put("u/nothex/x", "1"))
 		_, err := st.Users(ctx)
 		require.Error(t, err)
 	})
@@ -208,9 +215,11 @@ func TestUsers(t *testing.T) {
 // A removed channel hides no other channel from RestoreAll (go-perun
 // v0.15.0 leaves its parent key behind) and leaves no key in its user's
 // space; parent keys that go-perun left earlier are skipped.
-func TestRemovedChannel(t *testing.T) {
+func TestRemovedChannel(t *testing.T) { forEachBackend(t, testRemovedChannel) }
+
+func testRemovedChannel(t *testing.T, b backend) {
 	ctx := testCtx(t)
-	st := openTestStore(t, LevelDBOptions{})
+	st := openTestStore(t, b)
 	rng := rand.New(rand.NewSource(7))
 	alice := common.HexToAddress("0xa1")
 	v := st.User(alice)
@@ -227,7 +236,7 @@ func TestRemovedChannel(t *testing.T) {
 
 	// What go-perun alone leaves: a lone parent key, sorting first.
 	var stray channel.ID
-	require.NoError(t, sortedkv.NewTable(st.db, userKeyPrefix(alice)).Put(chanTable+string(stray[:])+":parent", "\x00"))
+	require.NoError(t, sortedkv.NewTable(raw(st), userKeyPrefix(alice)).Put(chanTable+string(stray[:])+":parent", "\x00"))
 	require.ElementsMatch(t, kept, restoredIDs(ctx, t, v))
 
 	for _, id := range kept {
@@ -239,10 +248,11 @@ func TestRemovedChannel(t *testing.T) {
 // TestRecords: records are kept per user, listed by prefix in key order,
 // replaced by a second put, survive a reopen and are invisible to
 // go-perun's channel iteration.
-func TestRecords(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "channels.db")
-	st, err := OpenLevelDB(path, LevelDBOptions{})
+func TestRecords(t *testing.T) { forEachBackend(t, testRecords) }
+
+func testRecords(t *testing.T, b backend) {
+	path := b.create(t)
+	st, err := b.open(t, path)
 	require.NoError(t, err)
 	alice, bob := common.HexToAddress("0x01"), common.HexToAddress("0x02")
 	va, vb := st.User(alice), st.User(bob)
@@ -258,9 +268,9 @@ func TestRecords(t *testing.T) {
 	require.NoError(t, it.Close())
 	require.NoError(t, st.Close())
 
-	st, err = OpenLevelDB(path, LevelDBOptions{})
+	st, err = b.open(t, path)
 	require.NoError(t, err)
-	defer st.Close()
+	defer func() { require.NoError(t, st.Close()) }()
 	for _, tc := range []struct {
 		user   common.Address
 		prefix string
@@ -274,5 +284,56 @@ func TestRecords(t *testing.T) {
 		got, err := st.User(tc.user).Records(tc.prefix)
 		require.NoError(t, err)
 		require.Equal(t, tc.want, got, "%s %q", tc.user.Hex(), tc.prefix)
+	}
+}
+
+// The key-value database under the views orders keys byte by byte, bytes
+// 0x00 and 0xff included, and iterates ranges and prefixes as LevelDB
+// does.
+func TestIteratorOrder(t *testing.T) { forEachBackend(t, testIteratorOrder) }
+
+func testIteratorOrder(t *testing.T, b backend) {
+	st := openTestStore(t, b)
+	db := raw(st)
+	rng := rand.New(rand.NewSource(9))
+	keys := []string{"a", "a\x00", "a\x00\x00", "a\x01", "a\xff", "a\xff\xff", "b", "\x00", "\xff", "ab", "aB"}
+	for range 40 {
+		k := make([]byte, 1+rng.Intn(4))
+		for i := range k {
+			k[i] = []byte{0, 1, 'a', 'b', 0x7f, 0x80, 0xfe, 0xff}[rng.Intn(8)]
+		}
+		keys = append(keys, string(k))
+	}
+	model := map[string]string{}
+	for i, k := range keys {
+		v := fmt.Sprint(i)
+		require.NoError(t, db.Put(k, v))
+		model[k] = v
+	}
+	want := func(in func(string) bool) (out []string) {
+		for k := range model {
+			if in(k) {
+				out = append(out, k)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	got := func(it sortedkv.Iterator) (out []string) {
+		for it.Next() {
+			require.Equal(t, model[it.Key()], it.Value(), "value of %q", it.Key())
+			out = append(out, it.Key())
+		}
+		require.NoError(t, it.Close())
+		require.False(t, it.Next(), "a closed iterator is done")
+		return out
+	}
+	all := func(string) bool { return true }
+	require.Equal(t, want(all), got(db.NewIterator()))
+	for _, p := range []string{"a", "a\x00", "a\xff", "\xff", "c"} {
+		require.Equal(t, want(func(k string) bool { return strings.HasPrefix(k, p) }), got(db.NewIteratorWithPrefix(p)), "prefix %q", p)
+	}
+	for _, r := range [][2]string{{"a", "b"}, {"a\x00", "a\xff"}, {"", "a"}, {"b", ""}, {"\x00", "\x01"}} {
+		require.Equal(t, want(func(k string) bool { return k >= r[0] && (r[1] == "" || k < r[1]) }), got(db.NewIteratorWithRange(r[0], r[1])), "range %q", r)
 	}
 }
