@@ -78,11 +78,21 @@ type TLS struct {
 // Enabled reports whether TLS is configured.
 func (t TLS) Enabled() bool { return t.Cert != "" }
 
-// Store configures the node's channel database (dataDir/channels.db).
+// Store configures the node's channel database: by default a LevelDB in
+// dataDir/channels.db, or a PostgreSQL database named by URL.
 type Store struct {
+	// URL selects the PostgreSQL backend:
+	// postgres://user:password@host:port/database, with pgx's parameters
+	// (sslmode, pool_max_conns, ...) as a query. Empty: LevelDB in the data
+	// dir. perund creates and migrates the schema at start. Give the
+	// password through the environment (PERUND_STORE_URL), PGPASSWORD or
+	// ~/.pgpass rather than in a file.
+	URL string `koanf:"url"`
 	// Sync makes every write of a channel state wait for an fsync, so that
 	// the states survive a power loss (not only a crash of perund), at the
-	// cost of several milliseconds per payment.
+	// cost of several milliseconds per payment. LevelDB only: on
+	// PostgreSQL every write is a committed transaction, as durable as the
+	// server makes it (synchronous_commit).
 	Sync bool `koanf:"sync"`
 }
 
@@ -199,6 +209,7 @@ func Defaults() map[string]any {
 		"rpc.tls.cert":                   "",
 		"rpc.tls.key":                    "",
 		"dataDir":                        "./perund-data",
+		"store.url":                      "",
 		"store.sync":                     false,
 		"keystore.dir":                   "",
 		"keystore.lightKdf":              false,
@@ -323,6 +334,16 @@ func Load(src Sources) (*Config, error) {
 	return &cfg, nil
 }
 
+// secretKey reports whether key's value is a secret that an error must
+// not show.
+func secretKey(key string) bool {
+	switch key {
+	case "rpc.authToken", "store.url", "watcher.password":
+		return true
+	}
+	return false
+}
+
 // decodeKey decodes one key so a bad value is reported with its key.
 func decodeKey(k *koanf.Koanf, key string, cfg *Config) error {
 	sub := koanf.New(".")
@@ -337,6 +358,9 @@ func decodeKey(k *koanf.Koanf, key string, cfg *Config) error {
 		TagName:          "koanf",
 	}
 	if err := sub.UnmarshalWithConf("", cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
+		if secretKey(key) {
+			return &KeyError{Key: key, Reason: "bad value (not shown: it holds a secret)"}
+		}
 		return &KeyError{Key: key, Reason: fmt.Sprintf("bad value %v: %v", k.Get(key), err)}
 	}
 	return nil
@@ -409,6 +433,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return &KeyError{"dataDir", "must not be empty"}
+	}
+	if c.Store.URL != "" {
+		if err := validStoreURL(c.Store.URL); err != nil {
+			return err
+		}
 	}
 	if c.Chain.URL != Embedded {
 		u, err := url.Parse(c.Chain.URL)
@@ -510,6 +539,24 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return &KeyError{"log.format", fmt.Sprintf("%q is not text or json", c.Log.Format)}
+	}
+	return nil
+}
+
+// validStoreURL checks a PostgreSQL URL; its errors show no part of it
+// that could hold the password.
+func validStoreURL(raw string) error {
+	const like = "a URL like postgres://user:password@host:port/database"
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return &KeyError{"store.url", "is not " + like}
+	case u.Scheme != "postgres" && u.Scheme != "postgresql":
+		return &KeyError{"store.url", fmt.Sprintf("scheme %q: must be postgres (%s)", u.Scheme, like)}
+	case u.Host == "":
+		return &KeyError{"store.url", "has no host (" + like + ")"}
+	case strings.Trim(u.Path, "/") == "":
+		return &KeyError{"store.url", fmt.Sprintf("names no database on %s (%s)", u.Host, like)}
 	}
 	return nil
 }

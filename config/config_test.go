@@ -68,6 +68,11 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"asset token", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "PRN", "token": "0x1"}}}}, "assets[0].token"},
 		{"asset ETH", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "ETH", "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}}}}, "assets[0].symbol"},
 		{"zero challenge", Sources{Flags: map[string]any{"channel.challengeDuration": 0}}, "channel.challengeDuration"},
+		{"store url scheme", Sources{Flags: map[string]any{"store.url": "mysql://u:s3cret@db/perund"}}, "store.url"},
+		{"store url host", Sources{Flags: map[string]any{"store.url": "postgres:///perund"}}, "store.url"},
+		{"store url database", Sources{Flags: map[string]any{"store.url": "postgres://u:s3cret@db:5432/"}}, "store.url"},
+		{"store url unparsable", Sources{Env: []string{"PERUND_STORE_URL=postgres://u:s3cret@db:port/x"}}, "store.url"},
+		{"store url not a string", Sources{Base: map[string]any{"store": map[string]any{"url": []any{"s3cret"}}}}, "store.url"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,6 +81,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 			require.ErrorAs(t, err, &ke)
 			require.Equal(t, tc.key, ke.Key, err.Error())
 			require.Contains(t, err.Error(), tc.key)
+			require.NotContains(t, err.Error(), "s3cret", "a password is never shown")
 		})
 	}
 }
@@ -90,6 +96,24 @@ func TestCommDefaults(t *testing.T) {
 	require.Equal(t, "peer.example.org", cfg.Comm.Host)
 	require.Len(t, cfg.Comm.LegacyPeerAddresses(), 1)
 	require.Equal(t, "0x5FbDB2315678afecb367f032d93F642f64180aa3", cfg.Comm.LegacyPeerAddresses()[0].Hex())
+}
+
+// store.url selects PostgreSQL; empty (the default) is LevelDB.
+func TestStoreURL(t *testing.T) {
+	cfg, err := Load(Sources{})
+	require.NoError(t, err)
+	require.Empty(t, cfg.Store.URL)
+	const u = "postgres://perund:s3cret@db.example:5432/perund?sslmode=verify-full"
+	cfg, err = Load(Sources{Env: []string{"PERUND_STORE_URL=" + u}})
+	require.NoError(t, err)
+	require.Equal(t, u, cfg.Store.URL)
+	_, err = Load(Sources{Flags: map[string]any{"store.url": "postgresql://db/perund"}})
+	require.NoError(t, err)
+	_, err = Load(Sources{Flags: map[string]any{"store.url": "mysql://u:s3cret@db/perund"}})
+	require.ErrorContains(t, err, `config key store.url: scheme "mysql": must be postgres`)
+	_, err = Load(Sources{Flags: map[string]any{"store.url": "host=db password=s3cret"}})
+	require.ErrorContains(t, err, "store.url")
+	require.NotContains(t, err.Error(), "s3cret")
 }
 
 func TestWebSocketURLAccepted(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/internal/leaktest"
+	"github.com/perund/perund/internal/pgtest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
 	"github.com/perund/perund/subscriptions"
@@ -298,11 +299,16 @@ func introduce(t *testing.T, alice, bob *node.Session) {
 	require.NoError(t, err)
 }
 
-// TestMain fails the package when a goroutine is left once all tests
-// ran; the ignored ones belong to libraries (internal/leaktest).
+// pg is the PostgreSQL cluster of the tests that run the node on a
+// PostgreSQL store, started by the first of them.
+var pg = pgtest.NewCluster()
+
+// TestMain stops the PostgreSQL cluster and fails the package when a
+// goroutine is left once all tests ran; the ignored ones belong to
+// libraries (internal/leaktest).
 func TestMain(m *testing.M) {
 	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	leaktest.VerifyTestMain(m)
+	leaktest.VerifyTestMain(m, pg.Stop)
 }
 
 // TestRestart: both nodes stop with an open channel and start again from

@@ -9,15 +9,27 @@ import (
 	"github.com/perund/perund/store"
 )
 
-// storeName is the node's channel store inside the data dir.
+// storeName is the node's LevelDB channel store inside the data dir.
 const storeName = "channels.db"
 
-// openStore opens the node's channel store and moves the per-user
-// databases of earlier versions into it.
+// openStore opens the node's channel store — PostgreSQL when store.url is
+// set, else LevelDB in the data dir — and moves the per-user databases of
+// earlier versions into it. It is the one place that picks the backend.
 func openStore(ctx context.Context, cfg *config.Config, lg *slog.Logger) (store.Store, error) {
-	st, err := store.OpenLevelDB(filepath.Join(cfg.DataDir, storeName), store.LevelDBOptions{Sync: cfg.Store.Sync})
-	if err != nil {
-		return nil, err
+	var st store.Store
+	if cfg.Store.URL != "" {
+		pst, err := store.OpenPostgres(ctx, cfg.Store.URL, store.PostgresOptions{})
+		if err != nil {
+			return nil, err
+		}
+		lg.Info("channel store: PostgreSQL", "database", store.RedactURL(cfg.Store.URL), "schemaVersion", store.PostgresSchemaVersion)
+		st = pst
+	} else {
+		lst, err := store.OpenLevelDB(filepath.Join(cfg.DataDir, storeName), store.LevelDBOptions{Sync: cfg.Store.Sync})
+		if err != nil {
+			return nil, err
+		}
+		st = lst
 	}
 	moved, err := store.MigrateLegacy(ctx, cfg.DataDir, st)
 	for _, u := range moved {

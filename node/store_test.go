@@ -22,16 +22,34 @@ import (
 	"github.com/perund/perund/store"
 )
 
+// storeBackends are the node's store backends: LevelDB in the data dir
+// (no flag), and PostgreSQL in a database of its own on the package's
+// test cluster (skipped where PostgreSQL is not installed, but for CI).
+var storeBackends = []struct {
+	name  string
+	flags func(t *testing.T) map[string]any
+}{
+	{"leveldb", func(*testing.T) map[string]any { return nil }},
+	{"postgres", func(t *testing.T) map[string]any { return map[string]any{"store.url": pg.Database(t)} }},
+}
+
 // Both users of one node keep their channels in the node's one store: a
 // session that closes leaves the store open for the other, a session
-// opened again restores from it, and a restart restores both sides.
+// opened again restores from it, and a restart restores both sides. On
+// each backend.
 func TestStoreSharedBySessions(t *testing.T) {
+	for _, b := range storeBackends {
+		t.Run(b.name, func(t *testing.T) { testStoreSharedBySessions(t, b.flags(t)) })
+	}
+}
+
+func testStoreSharedBySessions(t *testing.T, flags map[string]any) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
 	dir := t.TempDir()
 	users := map[string]string{keyAlice: "alice", keyBob: "bob"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n := v.nodeIn(t, dir, users)
+	n := v.nodeWith(t, dir, users, testNode{flags: flags})
 	alice, err := n.OpenSession(ctx, addrs[0], "alice", false)
 	require.NoError(t, err)
 	bob, err := n.OpenSession(ctx, addrs[1], "bob", false)
@@ -56,7 +74,7 @@ func TestStoreSharedBySessions(t *testing.T) {
 	pay(alice, 3)
 	require.NoError(t, n.Close(ctx))
 
-	n = v.nodeIn(t, dir, users)
+	n = v.nodeWith(t, dir, users, testNode{flags: flags})
 	list, err := n.OpenSessions(ctx, []node.Login{{Account: addrs[0], Password: "alice"}, {Account: addrs[1], Password: "bob"}})
 	require.NoError(t, err)
 	for _, s := range list {
