@@ -70,7 +70,7 @@ export async function waitMine(page, peer, want) {
 }
 
 export async function waitState(page, peer, state, timeout = 120_000) {
-  await page.locator(`[data-testid=channel][data-peer=${peer}][data-state=${state}]`).waitFor({ timeout });
+  await page.locator(`[data-testid=channel][data-peer=${peer}][data-state=${state}]`).waitFor({ state: 'attached', timeout });
 }
 
 /** alice proposes a channel to bob on her page; bob accepts on his. */

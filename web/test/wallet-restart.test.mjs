@@ -110,3 +110,45 @@ test('kill -9 and restart of the node with both pages open', { timeout: 180_000 
   await shot(alice, 'alice-paid-after-restart');
   assert.deepEqual(problems, [], 'no page error, console error or failed connection outside the outage');
 });
+
+test('a force close: its countdown, plain dispute entries, a notice for the peer', { timeout: 180_000 }, async () => {
+  // The channel of the test above (version 1: alice 1.5 ETH, bob 1.5 ETH).
+  alice.once('dialog', (d) => d.accept()); // "Force close … Go on?"
+  await channel(alice, 'bob').getByTestId('force-close').click();
+  const time = String.raw`\d{1,2}:\d{2}:\d{2}(?: [AP]M)?`;
+  for (const [p, peer] of [[alice, 'bob'], [bob, 'alice']]) {
+    const challenge = channel(p, peer).getByTestId('challenge');
+    await challenge.waitFor({ timeout: 30_000 });
+    assert.match(await challenge.textContent(), new RegExp(`^Challenge period ends in 0:\\d\\d \\(at ${time}\\)\\. Then 1\\.5 ETH goes back to your on-chain account\\.$`));
+  }
+  // It counts down.
+  const count = channel(alice, 'bob').getByTestId('countdown-challenge');
+  const first = await count.textContent();
+  await alice.waitForFunction((f) => document.querySelector('[data-testid=channel][data-peer=bob] [data-testid=countdown-challenge]')?.textContent !== f, first, { timeout: 3000 });
+  assert.equal(await channel(alice, 'bob').getAttribute('data-state'), 'registered');
+  // The dispute log in plain words, with the wall-clock end of the challenge period.
+  const aliceLog = alice.getByTestId('disputes');
+  assert.match(await aliceLog.locator('[data-event=registered]').textContent(),
+    new RegExp(`You registered the latest state \\(version 1\\) on chain to close the channel without bob\\. You receive 1\\.5 ETH after the challenge period ends at ${time}\\.`));
+  // bob is told, and it is no error: nothing is asked of him.
+  const bobNote = channel(bob, 'alice').getByTestId('note');
+  await bobNote.filter({ hasText: 'alice is closing the channel on chain with the latest state (version 1). Nothing for you to do.' }).waitFor({ timeout: 10_000 });
+  assert.doesNotMatch(await bobNote.getAttribute('class'), /error/);
+  assert.equal(await bob.locator('.toast.error, .note.error').count(), 0);
+  await shot(alice, 'alice-force-close-countdown');
+  await shot(bob, 'bob-sees-force-close');
+
+  // After the challenge period both are paid out.
+  for (const [p, peer] of [[alice, 'bob'], [bob, 'alice']]) {
+    await p.locator(`[data-testid=channel][data-peer=${peer}][data-state=closed]`).waitFor({ state: 'attached', timeout: 90_000 });
+    await p.getByTestId('disputes').locator('[data-event=withdrawn]')
+      .filter({ hasText: `1.5 ETH from the channel with ${peer} (version 1) is back in your on-chain account.` }).waitFor({ timeout: 30_000 });
+    const all = await p.getByTestId('disputes').textContent();
+    assert.doesNotMatch(all, /1970|undefined|NaN/);
+    assert.match(await channel(p, peer).textContent(), /Closed .* through a dispute\./);
+    assert.equal(await channel(p, peer).getByTestId('challenge').count(), 0);
+  }
+  await shot(alice, 'alice-force-closed');
+  await shot(bob, 'bob-force-closed');
+  assert.deepEqual(problems, [], 'no page error, console error or failed connection');
+});

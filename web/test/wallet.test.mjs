@@ -1,27 +1,14 @@
 // The web wallet in a real Chromium (Debian's package, driven by
-// playwright-core): alice and bob in two browser contexts against
-// `perund dev` open a channel, pay, request and close. Screenshots of every
-// step go to TEST_OUTPUT_DIR (default web/test/output).
+// playwright-core): alice on a desktop and bob on a phone, in two browser
+// contexts against `perund dev`, open a channel, pay, request and close,
+// by clicking and typing only. Screenshots of every step go to
+// TEST_OUTPUT_DIR (default web/test/output).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { PerundClient } from '../client/perund.js';
 import { WebSocket } from 'ws';
-import { root, startDev } from './helpers.mjs';
-
-const ETH = 10n ** 18n;
-const out = process.env.TEST_OUTPUT_DIR ?? join(root, 'web', 'test', 'output');
-mkdirSync(out, { recursive: true });
-
-export const chromiumArgs = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic'];
-
-/** Launches Chromium; Playwright gives it a fresh --user-data-dir of its own. */
-export function launch() {
-  return chromium.launch({ executablePath: process.env.CHROMIUM_BIN ?? '/usr/bin/chromium', headless: true, args: chromiumArgs });
-}
+import { startDev } from './helpers.mjs';
+import { DESKTOP, ETH, PHONE, channel, launch, login, shooter, waitMine, waitState, watch } from './browser.mjs';
 
 let dev;
 let browser;
@@ -36,64 +23,60 @@ after(async () => {
   assert.equal(code, 0, 'perund dev exits 0 on SIGTERM');
 });
 
-let step = 0;
-async function shot(page, name) {
-  step++;
-  await page.screenshot({ path: join(out, `${String(step).padStart(2, '0')}-${name}.png`), fullPage: true });
-}
-
-async function login(page, name) {
-  await page.goto(dev.url + '/');
-  await page.getByRole('button', { name: new RegExp(`^${name} \\(password`) }).click();
-  await page.getByTestId('login-submit').click();
-  await page.getByTestId('me-name').filter({ hasText: name }).waitFor();
-  await page.locator('body[data-ready=true]').waitFor();
-}
-
-const channel = (page, peer) => page.locator(`[data-testid=channel][data-peer=${peer}]`);
-
-/** Waits until the channel card shows `mine` = want (exact wei, from the hover data). */
-async function waitMine(page, peer, want) {
-  await page.waitForFunction(([p, w]) => document.querySelector(`[data-testid=channel][data-peer=${p}] [data-testid=mine] .amount`)?.dataset.base === w,
-    [peer, want.toString()], { timeout: 60_000 });
-}
-
-async function waitState(page, peer, state) {
-  await page.locator(`[data-testid=channel][data-peer=${peer}][data-state=${state}]`).waitFor({ timeout: 120_000 });
-}
+const shot = shooter();
 
 async function onChainShown(page) {
   return BigInt(await page.getByTestId('balance-ETH').locator('.amount').getAttribute('data-base'));
 }
 
-test('alice and bob: open, three payments, a request, close', { timeout: 300_000 }, async () => {
-  const alice = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-  // bob is on a phone-sized screen.
-  const bob = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
-  const urls = [];
-  // Collected and asserted at the end: an assert inside a listener would
-  // not fail the test cleanly.
-  const problems = [];
-  for (const [who, p] of [['alice', alice], ['bob', bob]]) {
-    p.on('pageerror', (e) => problems.push(`${who}: page error: ${e.message}`));
-    p.on('console', (m) => { if (m.type() === 'error') problems.push(`${who}: console error: ${m.text()}`); });
-    p.on('requestfailed', (r) => problems.push(`${who}: request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
-    p.on('websocket', (ws) => ws.on('socketerror', (e) => problems.push(`${who}: WebSocket error on ${ws.url()}: ${e}`)));
-    p.on('request', (r) => urls.push(r.url()));
-  }
+/** Whether any toast on the page covers one of the channel's buttons. */
+async function toastsCoverButtons(page) {
+  return page.evaluate(() => {
+    const boxes = (sel) => [...document.querySelectorAll(sel)].map((e) => e.getBoundingClientRect()).filter((r) => r.width && r.height);
+    const over = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    const toasts = boxes('.toast');
+    return boxes('[data-testid=channel] button').some((b) => toasts.some((t) => over(t, b)));
+  });
+}
 
-  await login(alice, 'alice');
-  await login(bob, 'bob');
+test('alice and bob: open, payments, a request, bad amounts, an unfundable proposal, close', { timeout: 300_000 }, async () => {
+  const alice = await (await browser.newContext(DESKTOP)).newPage();
+  const bob = await (await browser.newContext(PHONE)).newPage();
+  const urls = [];
+  const problems = watch({ alice, bob }, { urls });
+
+  await login(alice, dev.url, 'alice');
+  await login(bob, dev.url, 'bob');
   await shot(alice, 'alice-logged-in');
   await shot(bob, 'bob-logged-in');
   const aliceStart = await onChainShown(alice);
   const bobStart = await onChainShown(bob);
   assert.equal(aliceStart, 100n * ETH);
+  // The address is on one line on the phone: it never breaks inside the hex.
+  const addr = await bob.getByTestId('me-address').evaluate((e) => ({ h: e.getBoundingClientRect().height, line: parseFloat(getComputedStyle(e).lineHeight), w: e.scrollWidth, cw: e.clientWidth }));
+  assert.ok(addr.h < addr.line * 1.5 && addr.w <= addr.cw, `bob's address wraps or overflows: ${JSON.stringify(addr)}`);
+
+  // An unfundable proposal: alice asks bob for 5000 ETH; her form warns
+  // (bob's on-chain balance is public), bob sees the shortfall and no Accept.
+  await alice.getByTestId('open-peer').selectOption('bob');
+  await alice.getByTestId('open-mine').fill('1');
+  await alice.getByTestId('open-theirs').fill('5000');
+  await alice.getByTestId('open-warning').filter({ hasText: /bob has 100 ETH on chain, less than the 5000 ETH you ask them to put in/ }).waitFor({ timeout: 10_000 });
+  await shot(alice, 'alice-warned-unfundable');
+  await alice.getByTestId('open-submit').click();
+  const big = bob.getByTestId('proposal');
+  await big.waitFor();
+  assert.match(await big.getByTestId('unfundable').textContent(), /Your on-chain balance is 4900 ETH short of your deposit/);
+  assert.equal(await big.getByTestId('accept').count(), 0, 'no Accept for a proposal bob cannot fund');
+  await shot(bob, 'bob-sees-unfundable-proposal');
+  await big.getByTestId('reject').click();
+  await alice.locator('.toast', { hasText: /bob said no/ }).waitFor({ timeout: 30_000 });
+  await big.waitFor({ state: 'detached' });
 
   // alice proposes 10 ETH from her, 5 from bob.
-  await alice.getByTestId('open-peer').selectOption('bob');
   await alice.getByTestId('open-mine').fill('10');
   await alice.getByTestId('open-theirs').fill('5');
+  await alice.getByTestId('open-warning').waitFor({ state: 'hidden' });
   await alice.getByTestId('open-submit').click();
   const proposal = bob.getByTestId('proposal');
   await proposal.waitFor();
@@ -104,28 +87,80 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   await waitState(alice, 'bob', 'open');
   await waitState(bob, 'alice', 'open');
   await waitMine(bob, 'alice', 5n * ETH);
+  for (const p of [alice, bob]) assert.match(await p.getByTestId('log').textContent(), /Channel with (bob|alice) opened/);
+  // The state badge sits at the right of the card's header; the placeholder fits.
+  const head = await channel(alice, 'bob').evaluate((card) => {
+    const h = card.querySelector('header').getBoundingClientRect();
+    const b = card.querySelector('[data-testid=state]').getBoundingClientRect();
+    const i = card.querySelector('[data-testid=amount]');
+    const probe = document.createElement('span');
+    probe.style.font = getComputedStyle(i).font;
+    probe.textContent = i.placeholder;
+    document.body.append(probe);
+    const need = probe.getBoundingClientRect().width;
+    probe.remove();
+    return { gap: h.right - b.right, need, have: i.clientWidth };
+  });
+  assert.ok(head.gap < 2, `the badge is ${head.gap} px from the header's right end`);
+  assert.ok(head.need < head.have, `the placeholder needs ${head.need} px, has ${head.have}`);
   await shot(alice, 'alice-channel-open');
   await shot(bob, 'bob-channel-open');
 
-  // Bad amounts are refused in the page, before anything is sent.
-  for (const [bad, message] of [['-1', /Enter an amount in ETH/], ['1000', /Only 10 ETH available/], ['0', /more than 0/]]) {
-    await channel(alice, 'bob').getByTestId('amount').fill(bad);
+  // Bad amounts are refused in the page, before anything is sent: the
+  // field is marked, the message says what to type.
+  const amount = channel(alice, 'bob').getByTestId('amount');
+  for (const [bad, message, fix] of [
+    ['-1', 'Enter the amount without a sign: 1.', '1'],
+    ['0,5', 'Write decimals with a point: 0.5.', '0.5'],
+    ['1000', 'You have 10 ETH in this channel.'],
+    ['0', 'Enter an amount above 0.'],
+    ['abc', 'Enter a number in ETH, such as 0.5.'],
+    ['0.0000000000000000001', 'ETH has at most 18 decimal places.'],
+  ]) {
+    await amount.fill(bad);
     await channel(alice, 'bob').getByTestId('send').click();
-    await channel(alice, 'bob').getByTestId('note').filter({ hasText: message }).waitFor();
+    const err = channel(alice, 'bob').getByTestId('field-error');
+    await err.filter({ hasText: message }).waitFor({ timeout: 5000 });
+    assert.match(await amount.getAttribute('class'), /\binvalid\b/, `${bad}: the field is marked`);
+    assert.equal(await amount.getAttribute('aria-invalid'), 'true');
+    assert.equal(await amount.getAttribute('aria-describedby'), await err.getAttribute('id'));
+    assert.doesNotMatch(await err.textContent(), /not a non-negative|non-negative/);
+    assert.equal(await err.getByTestId('fix').count(), fix ? 1 : 0);
+    if (bad === '0,5') {
+      await shot(alice, 'alice-bad-amount');
+      await err.getByTestId('fix').click(); // "Use 0.5"
+      assert.equal(await amount.inputValue(), '0.5');
+      assert.equal(await amount.getAttribute('aria-invalid'), null, 'the mark goes with the fix');
+    }
   }
+  await amount.fill('');
+  assert.equal(await channel(alice, 'bob').getByTestId('field-error').count(), 0, 'typing clears the mark');
   assert.equal(await channel(alice, 'bob').getAttribute('data-state'), 'open');
   assert.match(await channel(alice, 'bob').textContent(), /version 0/);
 
-  // Three payments of 1 ETH; bob's page shows each.
-  for (let i = 1; i <= 3; i++) {
-    await channel(alice, 'bob').getByTestId('amount').fill('1');
+  // Three payments; bob's page shows each, in the card: no toast covers
+  // the channel's buttons on his phone.
+  let paid = 0n;
+  for (const [i, [text, wei]] of [['0.25', 25n * ETH / 100n], ['0.015', 15n * ETH / 1000n], ['0.0001234567', 1234567n * 10n ** 8n]].entries()) {
+    await amount.fill(text);
     await channel(alice, 'bob').getByTestId('send').click();
-    await waitMine(bob, 'alice', (5n + BigInt(i)) * ETH);
-    await waitMine(alice, 'bob', (10n - BigInt(i)) * ETH);
+    paid += wei;
+    await waitMine(bob, 'alice', 5n * ETH + paid);
+    await waitMine(alice, 'bob', 10n * ETH - paid);
     await alice.waitForFunction(() => document.querySelector('[data-testid=channel][data-peer=bob] [data-testid=amount]')?.value === '');
-    await shot(bob, `bob-sees-payment-${i}`);
+    await channel(bob, 'alice').getByTestId('note').filter({ hasText: `alice paid you ${text} ETH` }).waitFor();
+    assert.equal(await toastsCoverButtons(bob), false, 'a toast covers the channel buttons on the phone');
+    await shot(bob, `bob-sees-payment-${i + 1}`);
   }
-  assert.match(await bob.getByTestId('log').textContent(), /alice pays you 1 ETH — accepted/);
+  assert.match(await bob.getByTestId('log').textContent(), /alice pays you 0.000123… ETH — accepted/);
+  // The exact amount by a tap on the phone: 5.2651234567 is cut to 6 decimals.
+  const mine = channel(bob, 'alice').getByTestId('mine').locator('.amount');
+  assert.equal(await mine.textContent(), '5.265123… ETH');
+  await mine.tap();
+  assert.equal(await mine.textContent(), '5.2651234567 ETH');
+  await shot(bob, 'bob-exact-amount');
+  await mine.tap();
+  assert.equal(await mine.textContent(), '5.265123… ETH');
 
   // bob requests 0.5 ETH; alice pays from her page.
   await channel(bob, 'alice').getByTestId('amount').fill('0.5');
@@ -134,8 +169,10 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   await req.waitFor();
   await shot(alice, 'alice-sees-request');
   await req.getByTestId('accept').click();
-  await waitMine(bob, 'alice', 85n * ETH / 10n);
-  await waitMine(alice, 'bob', 65n * ETH / 10n);
+  const bobShare = 5n * ETH + paid + ETH / 2n;
+  const aliceShare = 10n * ETH - paid - ETH / 2n;
+  await waitMine(bob, 'alice', bobShare);
+  await waitMine(alice, 'bob', aliceShare);
   await shot(bob, 'bob-request-paid');
 
   // alice closes; bob agrees on his page.
@@ -146,10 +183,16 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   await closeReq.getByTestId('accept').click();
   await waitState(alice, 'bob', 'closed');
   await waitState(bob, 'alice', 'closed');
+  // Both are told, in the card and the activity log; a cooperative close is no dispute.
+  for (const [p, peer] of [[alice, 'bob'], [bob, 'alice']]) {
+    await channel(p, peer).getByTestId('note').filter({ hasText: /Closed by agreement: .* is back in your on-chain account/ }).waitFor({ timeout: 30_000 });
+    assert.match(await p.getByTestId('log').textContent(), new RegExp(`Channel with ${peer} closed by agreement`));
+    assert.equal(await p.getByTestId('disputes').locator('[data-testid=dispute]').count(), 0, 'a cooperative close is not a dispute');
+  }
 
   // The new on-chain balances: what the node says, and the channel's final
   // share less at most 0.01 ETH of gas.
-  for (const [page, name, start, share, deposit] of [[alice, 'alice', aliceStart, 65n * ETH / 10n, 10n * ETH], [bob, 'bob', bobStart, 85n * ETH / 10n, 5n * ETH]]) {
+  for (const [page, name, start, share, deposit] of [[alice, 'alice', aliceStart, aliceShare, 10n * ETH], [bob, 'bob', bobStart, bobShare, 5n * ETH]]) {
     const api = new PerundClient(dev.rpc, { WebSocket });
     const demo = (await api.nodeInfo()).demoAccounts.find((d) => d.name === name);
     await api.sessionOpen(demo.address, demo.password); // attaches to the page's session
@@ -162,6 +205,14 @@ test('alice and bob: open, three payments, a request, close', { timeout: 300_000
   }
   await shot(alice, 'alice-closed');
   await shot(bob, 'bob-closed');
+  // After a reload the closed channel is in the collapsed list.
+  await bob.reload();
+  await bob.locator('body[data-ready=true]').waitFor();
+  const closedList = bob.getByTestId('closed-channels');
+  assert.equal(await closedList.evaluate((d) => d.open), false);
+  assert.equal(await channel(bob, 'alice').isVisible(), false);
+  await closedList.locator('summary').tap();
+  assert.equal(await channel(bob, 'alice').isVisible(), true);
   // Works offline: every request went to the node itself.
   const foreign = urls.filter((u) => !u.startsWith(dev.url + '/') && !u.startsWith(`ws://127.0.0.1:${dev.port}/`));
   assert.deepEqual(foreign, [], 'requests beyond the node');
