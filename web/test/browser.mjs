@@ -2,7 +2,8 @@
 // playwright-core, pages of alice (desktop) and bob (phone), screenshots
 // in TEST_OUTPUT_DIR (default web/test/output), and the checks every
 // wallet test shares.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { root } from './helpers.mjs';
@@ -87,3 +88,26 @@ export async function openChannel(alice, bob, mine, theirs) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const SIZES = { desktop: DESKTOP.viewport, phone: PHONE.viewport };
+
+/**
+ * Runs axe-core on the page as it is, at the desktop and the phone size
+ * (the page is resized and put back), and returns the violations as lines
+ * "screen @size: rule (impact): help: targets".
+ */
+export async function axe(page, screen) {
+  const was = page.viewportSize();
+  const found = [];
+  for (const [size, viewport] of Object.entries(SIZES)) {
+    await page.setViewportSize(viewport);
+    if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
+    const r = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+    for (const v of r.violations) {
+      found.push(`${screen} @${size}: ${v.id} (${v.impact}): ${v.help}: ${v.nodes.map((n) => `${n.target.join(' ')} [${(n.failureSummary ?? '').replace(/\s+/g, ' ')}]`).join('; ')}`);
+    }
+  }
+  await page.setViewportSize(was);
+  return found;
+}

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDev } from './helpers.mjs';
-import { DESKTOP, ETH, PHONE, channel, launch, login, openChannel, shooter, sleep, waitMine, watch } from './browser.mjs';
+import { DESKTOP, ETH, PHONE, axe, channel, launch, login, openChannel, shooter, sleep, waitMine, watch } from './browser.mjs';
 
 // A short challenge period, so that the force close settles within the test.
 const devArgs = ['--set', 'channel.challengeDuration=15'];
@@ -15,6 +15,7 @@ let alice;
 let bob;
 let outage = false;
 let problems = [];
+const a11y = []; // axe's violations on every screen, at both sizes
 const shot = shooter('restart');
 
 before(async () => {
@@ -57,6 +58,7 @@ test('kill -9 and restart of the node with both pages open', { timeout: 180_000 
   assert.equal(await channel(alice, 'bob').getAttribute('data-state'), 'open');
   await shot(alice, 'alice-node-down');
   await shot(bob, 'bob-node-down');
+  a11y.push(...await axe(alice, 'node unreachable'));
   // bob reloads: the node serves the page, so the browser shows its error page.
   await assert.rejects(bob.reload({ timeout: 10_000 }));
   await sleep(3000); // long enough for a backoff to grow
@@ -75,6 +77,7 @@ test('kill -9 and restart of the node with both pages open', { timeout: 180_000 
   assert.match(aliceAddr, /^0x70997970/i);
   assert.equal(await alice.getByTestId('login-password').evaluate((e) => e === document.activeElement), true, 'the password field has the focus');
   await shot(alice, 'alice-after-restart');
+  a11y.push(...await axe(alice, 'password after a restart'));
 
   // bob's page, reloaded now the node is back: the same.
   await bob.goto(dev.url + '/');
@@ -136,6 +139,7 @@ test('a force close: its countdown, plain dispute entries, a notice for the peer
   assert.doesNotMatch(await bobNote.getAttribute('class'), /error/);
   assert.equal(await bob.locator('.toast.error, .note.error').count(), 0);
   await shot(alice, 'alice-force-close-countdown');
+  a11y.push(...await axe(alice, 'force close countdown'), ...await axe(bob, 'force close notice'));
   await shot(bob, 'bob-sees-force-close');
 
   // After the challenge period both are paid out.
@@ -150,5 +154,7 @@ test('a force close: its countdown, plain dispute entries, a notice for the peer
   }
   await shot(alice, 'alice-force-closed');
   await shot(bob, 'bob-force-closed');
+  a11y.push(...await axe(alice, 'closed through a dispute'));
   assert.deepEqual(problems, [], 'no page error, console error or failed connection');
+  assert.deepEqual(a11y, [], 'axe finds no violation');
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { PerundClient } from '../client/perund.js';
 import { WebSocket } from 'ws';
 import { startDev } from './helpers.mjs';
-import { DESKTOP, ETH, PHONE, channel, launch, login, shooter, waitMine, waitState, watch } from './browser.mjs';
+import { DESKTOP, ETH, PHONE, axe, channel, launch, login, shooter, waitMine, waitState, watch } from './browser.mjs';
 
 let dev;
 let browser;
@@ -44,10 +44,18 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   const bob = await (await browser.newContext(PHONE)).newPage();
   const urls = [];
   const problems = watch({ alice, bob }, { urls });
+  const a11y = []; // axe's violations on every screen, at both sizes
 
+  await alice.goto(dev.url + '/');
+  await alice.locator('#login-account option').first().waitFor({ state: 'attached' });
+  a11y.push(...await axe(alice, 'login'));
+  await alice.getByTestId('login-submit').click(); // no password: the field is marked
+  await alice.getByTestId('field-error').filter({ hasText: 'Enter the password.' }).waitFor();
+  a11y.push(...await axe(alice, 'login without a password'));
   await login(alice, dev.url, 'alice');
   await login(bob, dev.url, 'bob');
   await shot(alice, 'alice-logged-in');
+  a11y.push(...await axe(alice, 'wallet'));
   await shot(bob, 'bob-logged-in');
   const aliceStart = await onChainShown(alice);
   const bobStart = await onChainShown(bob);
@@ -63,12 +71,14 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   await alice.getByTestId('open-theirs').fill('5000');
   await alice.getByTestId('open-warning').filter({ hasText: /bob has 100 ETH on chain, less than the 5000 ETH you ask them to put in/ }).waitFor({ timeout: 10_000 });
   await shot(alice, 'alice-warned-unfundable');
+  a11y.push(...await axe(alice, 'open form with a warning'));
   await alice.getByTestId('open-submit').click();
   const big = bob.getByTestId('proposal');
   await big.waitFor();
   assert.match(await big.getByTestId('unfundable').textContent(), /Your on-chain balance is 4900 ETH short of your deposit/);
   assert.equal(await big.getByTestId('accept').count(), 0, 'no Accept for a proposal bob cannot fund');
   await shot(bob, 'bob-sees-unfundable-proposal');
+  a11y.push(...await axe(bob, 'unfundable proposal'));
   await big.getByTestId('reject').click();
   await alice.locator('.toast', { hasText: /bob said no/ }).waitFor({ timeout: 30_000 });
   await big.waitFor({ state: 'detached' });
@@ -83,6 +93,7 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   assert.match(await proposal.textContent(), /alice proposes a channel in ETH: you put in 5 ETH, they put in 10 ETH/);
   assert.match(await proposal.locator('.countdown').textContent(), /expires in \d+ s/);
   await shot(bob, 'bob-sees-proposal');
+  a11y.push(...await axe(bob, 'proposal'));
   await proposal.getByTestId('accept').click();
   await waitState(alice, 'bob', 'open');
   await waitState(bob, 'alice', 'open');
@@ -104,6 +115,7 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   assert.ok(head.gap < 2, `the badge is ${head.gap} px from the header's right end`);
   assert.ok(head.need < head.have, `the placeholder needs ${head.need} px, has ${head.have}`);
   await shot(alice, 'alice-channel-open');
+  a11y.push(...await axe(alice, 'channel open'));
   await shot(bob, 'bob-channel-open');
 
   // Bad amounts are refused in the page, before anything is sent: the
@@ -128,6 +140,7 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
     assert.equal(await err.getByTestId('fix').count(), fix ? 1 : 0);
     if (bad === '0,5') {
       await shot(alice, 'alice-bad-amount');
+      a11y.push(...await axe(alice, 'bad amount'));
       await err.getByTestId('fix').click(); // "Use 0.5"
       assert.equal(await amount.inputValue(), '0.5');
       assert.equal(await amount.getAttribute('aria-invalid'), null, 'the mark goes with the fix');
@@ -159,6 +172,7 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   await mine.tap();
   assert.equal(await mine.textContent(), '5.2651234567 ETH');
   await shot(bob, 'bob-exact-amount');
+  a11y.push(...await axe(bob, 'payment notice, exact amount'));
   await mine.tap();
   assert.equal(await mine.textContent(), '5.265123… ETH');
 
@@ -168,6 +182,7 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   const req = alice.getByTestId('update-request');
   await req.waitFor();
   await shot(alice, 'alice-sees-request');
+  a11y.push(...await axe(alice, 'payment request'));
   await req.getByTestId('accept').click();
   const bobShare = 5n * ETH + paid + ETH / 2n;
   const aliceShare = 10n * ETH - paid - ETH / 2n;
@@ -180,6 +195,7 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   const closeReq = bob.getByTestId('update-close');
   await closeReq.waitFor({ timeout: 60_000 });
   await shot(bob, 'bob-sees-close');
+  a11y.push(...await axe(bob, 'close request'));
   await closeReq.getByTestId('accept').click();
   await waitState(alice, 'bob', 'closed');
   await waitState(bob, 'alice', 'closed');
@@ -205,6 +221,7 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   }
   await shot(alice, 'alice-closed');
   await shot(bob, 'bob-closed');
+  a11y.push(...await axe(alice, 'closed'));
   // After a reload the closed channel is in the collapsed list.
   await bob.reload();
   await bob.locator('body[data-ready=true]').waitFor();
@@ -213,8 +230,10 @@ test('alice and bob: open, payments, a request, bad amounts, an unfundable propo
   assert.equal(await channel(bob, 'alice').isVisible(), false);
   await closedList.locator('summary').tap();
   assert.equal(await channel(bob, 'alice').isVisible(), true);
+  a11y.push(...await axe(bob, 'closed channels list'));
   // Works offline: every request went to the node itself.
   const foreign = urls.filter((u) => !u.startsWith(dev.url + '/') && !u.startsWith(`ws://127.0.0.1:${dev.port}/`));
   assert.deepEqual(foreign, [], 'requests beyond the node');
   assert.deepEqual(problems, [], 'no page error, console error or failed connection');
+  assert.deepEqual(a11y, [], 'axe finds no violation');
 });
