@@ -549,7 +549,7 @@ function onUpdate(u) {
   } else {
     state.updates.delete(u.updateId);
   }
-  const what = { payment: `pays you ${fmtAmt(u.amount, asset)}`, request: `asks you for ${fmtAmt(u.amount, asset)}`, close: 'wants to close the channel' }[u.kind];
+  const what = { payment: `pays you ${fmtExact(u.amount, asset)}`, request: `asks you for ${fmtExact(u.amount, asset)}`, close: 'wants to close the channel' }[u.kind];
   const status = { pending: '', accepted: ' — accepted', rejected: ' — rejected', expired: ' — expired' }[u.status] ?? '';
   log(`${u.peer} ${what}${status}.`);
   // In the channel's card, not over it.
@@ -876,13 +876,13 @@ function channelCard(c, typed) {
       act('Send', '', 'send', async (v) => {
         const r = await client.channelSend(c.channelId, v);
         amount.value = '';
-        log(`You paid ${c.peer} ${fmtAmt(v, c.asset)}.`);
+        log(`You paid ${c.peer} ${fmtExact(v, c.asset)}.`);
         return r;
       }, c.balance.mine, (l) => `You have ${fmtAmt(l, c.asset)} in this channel.`),
       act('Request', 'secondary', 'request', async (v) => {
         const r = await client.channelRequest(c.channelId, v);
         amount.value = '';
-        log(`${c.peer} paid your request of ${fmtAmt(v, c.asset)}.`);
+        log(`${c.peer} paid your request of ${fmtExact(v, c.asset)}.`);
         return r;
       }, c.balance.theirs, (l) => `${c.peer} has ${fmtAmt(l, c.asset)} in this channel.`),
       act('Close', 'secondary', 'close', async () => {

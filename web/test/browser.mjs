@@ -2,7 +2,7 @@
 // playwright-core, pages of alice (desktop) and bob (phone), screenshots
 // in TEST_OUTPUT_DIR (default web/test/output), and the checks every
 // wallet test shares.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -25,6 +25,9 @@ export const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, ha
 
 /** Screenshots named PREFIX-NN-name.png (or NN-name.png without a prefix), in order. */
 export function shooter(prefix = '') {
+  // The last run's screenshots of this series go first: no stale step stays.
+  const mine = new RegExp(`^${prefix ? prefix + '-' : ''}\\d\\d-.*\\.png$`);
+  for (const f of readdirSync(out)) if (mine.test(f)) rmSync(join(out, f));
   let step = 0;
   return async (page, name) => {
     step++;
