@@ -585,7 +585,16 @@ func (e *channelEntry) release() { <-e.ops }
 
 // Send pays amount to the peer.
 func (s *Session) Send(ctx context.Context, id string, amt *big.Int) (ChannelInfo, error) {
-	return s.transfer(ctx, id, amt, true)
+	start := time.Now()
+	ci, err := s.transfer(ctx, id, amt, true)
+	asset := ci.Asset
+	if err != nil {
+		if ch, gerr := s.Channel(id); gerr == nil {
+			asset = ch.Asset
+		}
+	}
+	s.n.metrics.Payment(asset, errorKind(err), time.Since(start))
+	return ci, err
 }
 
 // Request asks the peer to pay amount.

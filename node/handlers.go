@@ -255,6 +255,7 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 		case d = <-pp.decide:
 		default:
 			s.rejectProposal(r, "proposal expired")
+			s.n.metrics.Proposal(StatusExpired)
 			ev.Status = StatusExpired
 			s.hub.Publish(subscriptions.Proposals, ev)
 			return
@@ -264,6 +265,7 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 		return
 	}
 	if !d.accept {
+		s.n.metrics.Proposal(StatusRejected)
 		s.rejectProposal(r, d.reason)
 		d.result <- decisionResult{}
 		return
@@ -279,6 +281,7 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 			challenge: lcp.ChallengeDuration, timeout: timeout, elapsed: time.Since(started)}, rec)}
 		return
 	}
+	s.n.metrics.Proposal(StatusAccepted)
 	ci := s.finishOpen(ch, rec)
 	d.result <- decisionResult{ch: &ci}
 }
@@ -481,6 +484,7 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 			return
 		}
 		info.Status = StatusAccepted
+		s.n.metrics.Update(info.Kind, StatusAccepted)
 		s.hub.Publish(subscriptions.Updates, info)
 		if next.State.IsFinal {
 			e.settleInBackground(true, "agreement")
@@ -512,6 +516,7 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 		case d = <-pu.decide:
 		default:
 			s.rejectUpdate(r, "update expired")
+			s.n.metrics.Update(ev.Kind, StatusExpired)
 			ev.Status = StatusExpired
 			s.hub.Publish(subscriptions.Updates, ev)
 			return
@@ -522,6 +527,7 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 	}
 	if !d.accept {
 		s.rejectUpdate(r, d.reason)
+		s.n.metrics.Update(ev.Kind, StatusRejected)
 		ev.Status = StatusRejected
 		s.hub.Publish(subscriptions.Updates, ev)
 		d.result <- decisionResult{}
@@ -535,6 +541,7 @@ func (s *Session) handleUpdate(cur *channel.State, next client.ChannelUpdate, r 
 		return
 	}
 	ev.Status = StatusAccepted
+	s.n.metrics.Update(ev.Kind, StatusAccepted)
 	s.hub.Publish(subscriptions.Updates, ev)
 	if next.State.IsFinal {
 		e.mu.Lock()

@@ -34,6 +34,7 @@ import (
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/keys"
+	"github.com/perund/perund/metrics"
 	"github.com/perund/perund/peer"
 	"github.com/perund/perund/store"
 	"github.com/perund/perund/watchtower"
@@ -67,6 +68,9 @@ type Options struct {
 	// Watcher is the key of the operator account that sends the
 	// watchtower's refutations (watcher.account); nil for none.
 	Watcher *ecdsa.PrivateKey
+	// Metrics, if set, receive the node's counters and a collector of its
+	// sessions and channels.
+	Metrics *metrics.Metrics
 }
 
 // Node is a multi-user perund node.
@@ -107,6 +111,9 @@ type Node struct {
 	purposes *txPurposes
 	// adjCaller reads the adjudicator's disputes (reconcile.go).
 	adjCaller *adjudicator.AdjudicatorCaller
+
+	// metrics record what the node does (nil: nothing).
+	metrics *metrics.Metrics
 
 	// tasks owns the node's goroutines; each session's tasks are a child
 	// group, so anything left of a session ends with the node.
@@ -197,6 +204,11 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		passwords: newPasswordGuard(),
 		tasks:     newTaskGroup(context.Background(), lg),
 		starting:  o.Starting,
+		metrics:   o.Metrics,
+	}
+	if err := o.Metrics.Register(newNodeCollector(n)); err != nil {
+		port.Close()
+		return nil, fmt.Errorf("register the node's metrics: %w", err)
 	}
 	if err := n.startTower(ctx, o.Watcher); err != nil {
 		port.Close()

@@ -287,6 +287,9 @@ func signed(x *big.Int) string {
 // the user's dispute log.
 func (e *channelEntry) tellDispute(ev DisputeEvent) {
 	s := e.s
+	if ev.Event == DisputeWithdrawn {
+		s.n.metrics.Dispute(ev.Event) // the chain's own events are counted by recordDispute
+	}
 	s.hub.Publish(subscriptions.Disputes, ev)
 	key := fmt.Sprintf("%s%020d/%s", disputeKey, time.Now().UnixNano(), ev.ChannelID)
 	if err := s.n.putDispute(s.addr, key, disputeRecord{DisputeEvent: ev}); err != nil {

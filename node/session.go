@@ -160,7 +160,7 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 	w := simple.NewWallet(key)
 	signer := types.LatestSignerForChainID(n.chainID)
 	rb := recordingBackend{Backend: n.chain, unattributed: func(tx *types.Transaction) { s.attributeTx(n.adjABI, tx) },
-		log: n.log, owner: addr, purposes: n.purposes, sent: newSentTxs()}
+		log: n.log, owner: addr, purposes: n.purposes, sent: newSentTxs(), metrics: n.metrics}
 	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
 	acc := accounts.Account{Address: addr}
 	s.wallet, s.ethAcc = w, acc

@@ -14,6 +14,7 @@ import (
 	"github.com/perun-network/perun-eth-backend/bindings/peruntoken"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/metrics"
 )
 
 type recorderKey struct{}
@@ -57,6 +58,7 @@ type recordingBackend struct {
 	owner        common.Address // the sender, named in the log
 	purposes     *txPurposes
 	sent         *sentTxs
+	metrics      *metrics.Metrics
 }
 
 // sentTxs are the transactions sent whose outcome is not logged yet.
@@ -73,6 +75,7 @@ func (b recordingBackend) SendTransaction(ctx context.Context, tx *types.Transac
 		purpose := b.purposes.of(tx)
 		if err != nil {
 			b.log.Warn("transaction not sent", "address", b.owner.Hex(), "purpose", purpose, "tx", tx.Hash().Hex(), "nonce", tx.Nonce(), "err", err)
+			b.metrics.Transaction(purpose, "not_sent", 0)
 		} else {
 			b.log.Info("transaction sent", "address", b.owner.Hex(), "purpose", purpose, "tx", tx.Hash().Hex(), "nonce", tx.Nonce())
 			b.sent.mu.Lock()
@@ -104,8 +107,10 @@ func (b recordingBackend) TransactionReceipt(ctx context.Context, h common.Hash)
 	if ok {
 		if r.Status == types.ReceiptStatusSuccessful {
 			b.log.Info("transaction mined", "address", b.owner.Hex(), "purpose", purpose, "tx", h.Hex(), "block", r.BlockNumber, "gasUsed", r.GasUsed)
+			b.metrics.Transaction(purpose, "mined", r.GasUsed)
 		} else {
 			b.log.Error("transaction reverted", "address", b.owner.Hex(), "purpose", purpose, "tx", h.Hex(), "block", r.BlockNumber, "gasUsed", r.GasUsed)
+			b.metrics.Transaction(purpose, "reverted", r.GasUsed)
 		}
 	}
 	return r, err

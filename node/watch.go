@@ -161,6 +161,10 @@ func (n *Node) recordDispute(ev watchtower.Event) {
 	if ev.Final {
 		return // a cooperative close: the channels topic tells it
 	}
+	n.metrics.Dispute(ev.Phase.String())
+	if ev.Refuted {
+		n.metrics.Dispute("refuted")
+	}
 	key := fmt.Sprintf("%s%020d/%s", disputeKey, time.Now().UnixNano(), idHex(ev.ChannelID))
 	for _, owner := range ev.Owners {
 		n.mu.Lock()

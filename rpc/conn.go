@@ -225,6 +225,7 @@ func (c *conn) startNotifier(sub *subscriptions.Subscription) {
 		}
 		if errors.Is(sub.Err(), subscriptions.ErrOverflow) {
 			c.srv.log.Warn("subscription dropped: client too slow", "subscription", sub.ID())
+			c.srv.metrics.DroppedSubscriber()
 		}
 	}()
 }
@@ -392,12 +393,16 @@ func (c *conn) handleOne(raw json.RawMessage) (any, func()) {
 		rerr = newError(jsonrpc2.CodeMethodNotFound, "method not found: "+name, nil)
 	} else {
 		call := &call{conn: c, params: params, name: name}
+		start := time.Now()
 		res, err := c.run(m, call)
+		var code int64
 		if err != nil {
 			rerr = toError(err, c.srv.log, name)
+			code = rerr.Code
 		} else {
 			result, after = res, call.after
 		}
+		c.srv.metrics.Call(name, code, time.Since(start))
 	}
 	if !hasID {
 		return nil, after // a notification gets no answer

@@ -103,6 +103,9 @@ func newFixtureWith(t *testing.T, flags map[string]any, opts func(*node.Options)
 	require.NoError(t, err)
 
 	srv := rpc.NewServer(n, cfg.RPC, lg, nil)
+	if o.Metrics != nil {
+		require.NoError(t, srv.SetMetrics(o.Metrics))
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)

@@ -25,8 +25,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/perund/perund/config"
+	"github.com/perund/perund/metrics"
 	"github.com/perund/perund/node"
 )
 
@@ -47,6 +49,9 @@ type Server struct {
 	upgrader websocket.Upgrader
 	conns    atomic.Int64
 	methods  map[string]*method
+	// metrics, if set, count calls and connections and are served at
+	// /metrics (SetMetrics).
+	metrics *metrics.Metrics
 
 	// callCtx is the parent of every call's context, cancelled when a
 	// shutdown's grace period for calls in flight ends.
@@ -85,6 +90,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/rpc", apiHeaders(http.HandlerFunc(s.serveWS)))
 	mux.Handle("/healthz", apiHeaders(http.HandlerFunc(s.serveHealth)))
+	if s.metrics != nil {
+		mux.Handle("/metrics", apiHeaders(s.tokenRequired(s.metrics.Handler())))
+	}
 	if s.web != nil {
 		mux.Handle("/", s.web)
 	} else {
@@ -298,3 +306,60 @@ func (s *Server) Shutdown(ctx context.Context) {
 // DrainTimeout is the longest a shutdown waits for calls in flight before
 // interrupting them.
 const DrainTimeout = 10 * time.Second
+
+// SetMetrics makes the server count its calls, connections, subscriptions
+// and dropped subscribers in m, and serve m at /metrics (behind
+// rpc.authToken when one is set). Call it before Serve.
+func (s *Server) SetMetrics(m *metrics.Metrics) error {
+	s.metrics = m
+	if err := m.Register(serverCollector{s: s,
+		conns: prometheus.NewDesc("perund_rpc_connections", "WebSocket connections to the API.", nil, nil),
+		subs:  prometheus.NewDesc("perund_rpc_subscriptions", "Live subscriptions of the API's connections.", nil, nil),
+	}); err != nil {
+		return fmt.Errorf("register the API's metrics: %w", err)
+	}
+	return nil
+}
+
+// tokenRequired refuses a request without the node token (when one is set).
+func (s *Server) tokenRequired(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="perund"`)
+			http.Error(w, "unauthorized: node token required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// serverCollector reads the connections and their subscriptions at scrape
+// time.
+type serverCollector struct {
+	s           *Server
+	conns, subs *prometheus.Desc
+}
+
+// Describe sends the descriptions of the server's metrics.
+func (c serverCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.conns
+	ch <- c.subs
+}
+
+// Collect counts the open connections and their live subscriptions.
+func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
+	c.s.mu.Lock()
+	conns := make([]*conn, 0, len(c.s.active))
+	for cn := range c.s.active {
+		conns = append(conns, cn)
+	}
+	c.s.mu.Unlock()
+	subs := 0
+	for _, cn := range conns {
+		cn.subMu.Lock()
+		subs += len(cn.subs)
+		cn.subMu.Unlock()
+	}
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(len(conns)))
+	ch <- prometheus.MustNewConstMetric(c.subs, prometheus.GaugeValue, float64(subs))
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/keys"
+	"github.com/perund/perund/metrics"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
 	"github.com/perund/perund/rpc"
@@ -316,12 +317,17 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 		return err
 	}
 	// While the demo sessions come back, /healthz answers 503 "starting".
+	m := metrics.New()
 	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund,
-		Logger: log, Version: version, Demo: demoInfo, Starting: len(demo) > 0, Watcher: wkey})
+		Logger: log, Version: version, Demo: demoInfo, Starting: len(demo) > 0, Watcher: wkey, Metrics: m})
 	if err != nil {
 		return err
 	}
 	srv := rpc.NewServer(n, cfg.RPC, log, web.Handler())
+	if err := srv.SetMetrics(m); err != nil {
+		closeNode(n, log)
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.RPC.Listen)
 	if err != nil {
 		closeNode(n, log)
