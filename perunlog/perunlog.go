@@ -22,8 +22,31 @@ type logger struct{ l *slog.Logger }
 
 func (g *logger) log(lvl slog.Level, msg string) {
 	if g.l.Enabled(context.Background(), lvl) {
-		g.l.Log(context.Background(), lvl, strings.TrimSpace(msg))
+		g.l.Log(context.Background(), lvl, oneLine(msg, lvl))
 	}
+}
+
+// oneLine makes a message of go-perun one line: errors printed with %+v
+// carry stack traces (a function line, then a tab-indented file:line),
+// which are dropped below error level; the remaining lines are joined
+// with "; ".
+func oneLine(msg string, lvl slog.Level) string {
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	keep := make([]string, 0, len(lines))
+	for i, l := range lines {
+		frame := strings.HasPrefix(l, "\t") ||
+			(i+1 < len(lines) && strings.HasPrefix(lines[i+1], "\t") && !strings.ContainsAny(l, " \t"))
+		if frame && lvl < slog.LevelError {
+			continue
+		}
+		if l = strings.TrimSpace(l); l != "" {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "; ")
 }
 
 func (g *logger) Printf(f string, a ...interface{}) { g.log(slog.LevelDebug, fmt.Sprintf(f, a...)) }
@@ -54,13 +77,15 @@ func (g *logger) Fatalf(f string, a ...interface{}) {
 func (g *logger) Fatal(a ...interface{})   { g.log(slog.LevelError, fmt.Sprint(a...)); os.Exit(1) }
 func (g *logger) Fatalln(a ...interface{}) { g.log(slog.LevelError, fmt.Sprintln(a...)); os.Exit(1) }
 func (g *logger) WithField(k string, v interface{}) plog.Logger {
-	return &logger{l: g.l.With(k, fmt.Sprint(v))}
+	return &logger{l: g.l.With(k, oneLine(fmt.Sprint(v), slog.LevelWarn))}
 }
 func (g *logger) WithFields(f plog.Fields) plog.Logger {
 	l := g.l
 	for k, v := range f {
-		l = l.With(k, fmt.Sprint(v))
+		l = l.With(k, oneLine(fmt.Sprint(v), slog.LevelWarn))
 	}
 	return &logger{l: l}
 }
-func (g *logger) WithError(err error) plog.Logger { return &logger{l: g.l.With("err", err)} }
+func (g *logger) WithError(err error) plog.Logger {
+	return &logger{l: g.l.With("err", oneLine(fmt.Sprint(err), slog.LevelWarn))}
+}
