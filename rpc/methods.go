@@ -160,6 +160,13 @@ func (ex exampleValues) channelInfo(version uint64, mine, theirs, state string) 
 		ChallengeDuration: 60, OpenedAt: ex.time, TxHashes: []string{}}
 }
 
+// closedChannel is the example channel closed by "agreement" or "dispute".
+func (ex exampleValues) closedChannel(by string) node.ChannelInfo {
+	ci := ex.channelInfo(4, "850000000000000000", "150000000000000000", node.StateClosed)
+	ci.ClosedAt, ci.ClosedBy = &ex.time, by
+	return ci
+}
+
 // methodTable declares every method of the API.
 func methodTable() map[string]*method {
 	m := map[string]*method{}
@@ -271,11 +278,7 @@ func methodTable() map[string]*method {
 		func(c *call, p *channelParams) (node.ChannelInfo, error) {
 			return c.session().Close(c.ctx, string(p.ChannelID))
 		},
-		example[channelParams, node.ChannelInfo]{"cooperative", channelParams{ChannelID: ex.channel}, func() node.ChannelInfo {
-			ci := ex.channelInfo(4, "850000000000000000", "150000000000000000", node.StateClosed)
-			ci.ClosedAt, ci.ClosedBy = &ex.time, "agreement"
-			return ci
-		}()})
+		example[channelParams, node.ChannelInfo]{"cooperative", channelParams{ChannelID: ex.channel}, ex.closedChannel("agreement")})
 	register(m, "channel_forceClose", withSession(spec{summary: "Register the latest state on chain and settle after the challenge period.",
 		class:   classChain,
 		errors:  []int64{CodeNotFound, CodeTimeout, CodeChain, CodeWrongState},
@@ -283,11 +286,7 @@ func methodTable() map[string]*method {
 		func(c *call, p *channelParams) (node.ChannelInfo, error) {
 			return c.session().ForceClose(c.ctx, string(p.ChannelID))
 		},
-		example[channelParams, node.ChannelInfo]{"without the peer", channelParams{ChannelID: ex.channel}, func() node.ChannelInfo {
-			ci := ex.channelInfo(4, "850000000000000000", "150000000000000000", node.StateClosed)
-			ci.ClosedAt, ci.ClosedBy = &ex.time, "dispute"
-			return ci
-		}()})
+		example[channelParams, node.ChannelInfo]{"without the peer", channelParams{ChannelID: ex.channel}, ex.closedChannel("dispute")})
 	register(m, "dispute_list", withSession(quick("The on-chain events of the session's channels, oldest first, including those while the user was logged out.")),
 		func(c *call, p *disputeListParams) ([]node.DisputeEvent, error) {
 			return c.session().Disputes(string(p.ChannelID))
