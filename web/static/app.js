@@ -375,7 +375,7 @@ async function showLogin(again = {}) {
   if (resuming) {
     note.textContent = (again.outage
       ? `The node was unreachable from ${clock(again.outage)} and has restarted, which ended your session.`
-      : 'Your session on the node has ended: the node restarted.')
+      : 'Your session on the node has ended: the node restarted, or the session was closed.')
       + ` Enter the password of ${nameOf(match)} (${short(match)}) to continue where you were.`;
   }
   if (demo.size && !resuming) {
