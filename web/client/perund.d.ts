@@ -281,8 +281,10 @@ export interface ClientOptions {
   timeout?: number;
   /** reconnect, resume the session and subscribe again after a lost connection (true) */
   reconnect?: boolean;
-  /** first delay before a reconnect in ms */
+  /** first delay before a reconnect in ms (500); it doubles up to reconnectMaxDelay */
   reconnectDelay?: number;
+  /** longest delay between reconnect attempts in ms (10 000) */
+  reconnectMaxDelay?: number;
   /** the node's rpc.authToken */
   token?: string;
 }

@@ -49,6 +49,7 @@ export class PerundClient extends PerundAPI {
     this.timeout = options.timeout ?? 30000;
     this.reconnectEnabled = options.reconnect ?? true;
     this.reconnectDelay = options.reconnectDelay ?? 500;
+    this.reconnectMaxDelay = options.reconnectMaxDelay ?? 10000;
     /** @type {WebSocket|null} */ this.ws = null;
     this.nextId = 1;
     /** @type {Map<string, {resolve: Function, reject: Function, timer: any, method: string}>} */
@@ -172,7 +173,7 @@ export class PerundClient extends PerundAPI {
           this.#emit('reconnect');
           return;
         }
-        delay = Math.min(delay * 2, 10000);
+        delay = Math.min(delay * 2, this.reconnectMaxDelay);
       }
     }
   }
