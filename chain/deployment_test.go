@@ -54,3 +54,27 @@ func TestDeploymentSaveLoad(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, d, got)
 }
+
+func TestMismatchError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  *MismatchError
+		want string
+	}{
+		{"no channels", &MismatchError{Dir: "/data", Differences: []string{"chain id 1337, now 1"}},
+			"data dir /data was written for another chain or other contracts (chain id 1337, now 1); " +
+				"start the node with the chain and contracts of that data dir, or use another data dir"},
+		{"channels stranded", &MismatchError{Dir: "/data", Differences: []string{"chain id 1337, now 1", "adjudicator 0x01, now 0x02"},
+			Channels: []string{"alice: 0xaa", "bob: 0xbb"}},
+			"data dir /data was written for another chain or other contracts (chain id 1337, now 1; adjudicator 0x01, now 0x02); " +
+				"its channels would be stranded: alice: 0xaa, bob: 0xbb; " +
+				"start the node with the chain and contracts of that data dir, or use another data dir"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error = tc.err
+			require.EqualError(t, err, tc.want)
+		})
+	}
+}

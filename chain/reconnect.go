@@ -82,14 +82,21 @@ func connectionLost(err error) bool {
 	return false
 }
 
-func (r *Reconnecting) check(err error) error {
+// check reports a lost connection of c, the client a call used, and has it
+// dialled again. A failure of a client that was already replaced (a call
+// in flight when the redial closed it) is not reported: it would tear
+// down the connection just made.
+func (r *Reconnecting) check(c *ethclient.Client, err error) error {
 	if connectionLost(err) {
 		r.mu.Lock()
+		defer r.mu.Unlock()
+		if c != r.c {
+			return err
+		}
 		if !r.down {
 			r.down = true
 			r.log.Warn("chain connection lost; reconnecting", "url", r.url, "err", err)
 		}
-		r.mu.Unlock()
 		select {
 		case r.wake <- struct{}{}:
 		default:
@@ -121,6 +128,12 @@ func (r *Reconnecting) redialLoop() {
 				r.mu.Lock()
 				old := r.c
 				r.c, r.down = c, false
+				// A wake left by another failure of the old connection
+				// would dial again at once.
+				select {
+				case <-r.wake:
+				default:
+				}
 				r.mu.Unlock()
 				old.Close()
 				r.log.Info("chain connection restored", "url", r.url)
@@ -146,20 +159,20 @@ type subscription struct {
 	quit  chan struct{}
 }
 
-func (r *Reconnecting) wrap(s ethereum.Subscription, err error) (ethereum.Subscription, error) {
+func (r *Reconnecting) wrap(c *ethclient.Client, s ethereum.Subscription, err error) (ethereum.Subscription, error) {
 	if err != nil {
 		// perun-eth-backend calls Unsubscribe on the subscription it got
 		// even when subscribing failed: hand it one that is already over.
-		return failedSubscription{}, r.check(err)
+		return failedSubscription{}, r.check(c, err)
 	}
 	w := &subscription{inner: s, errc: make(chan error, 1), quit: make(chan struct{})}
 	go func() {
 		select {
 		case err, ok := <-s.Err():
 			if ok && err != nil {
-				r.check(fmt.Errorf("subscription: %w", err))
+				r.check(c, fmt.Errorf("subscription: %w", err))
 				if !connectionLost(err) {
-					r.check(rpc.ErrClientQuit)
+					r.check(c, rpc.ErrClientQuit)
 				}
 				w.errc <- err
 			}
@@ -190,135 +203,157 @@ func (s *subscription) Err() <-chan error { return s.errc }
 
 // ChainID returns the chain id.
 func (r *Reconnecting) ChainID(ctx context.Context) (*big.Int, error) {
-	v, err := r.client().ChainID(ctx)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.ChainID(ctx)
+	return v, r.check(c, err)
 }
 
 // BalanceAt returns a balance.
 func (r *Reconnecting) BalanceAt(ctx context.Context, a common.Address, n *big.Int) (*big.Int, error) {
-	v, err := r.client().BalanceAt(ctx, a, n)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.BalanceAt(ctx, a, n)
+	return v, r.check(c, err)
 }
 
 // CodeAt returns contract code.
 func (r *Reconnecting) CodeAt(ctx context.Context, a common.Address, n *big.Int) ([]byte, error) {
-	v, err := r.client().CodeAt(ctx, a, n)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.CodeAt(ctx, a, n)
+	return v, r.check(c, err)
 }
 
 // CallContract executes a call.
 func (r *Reconnecting) CallContract(ctx context.Context, m ethereum.CallMsg, n *big.Int) ([]byte, error) {
-	v, err := r.client().CallContract(ctx, m, n)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.CallContract(ctx, m, n)
+	return v, r.check(c, err)
 }
 
 // HeaderByNumber returns a header.
 func (r *Reconnecting) HeaderByNumber(ctx context.Context, n *big.Int) (*types.Header, error) {
-	v, err := r.client().HeaderByNumber(ctx, n)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.HeaderByNumber(ctx, n)
+	return v, r.check(c, err)
 }
 
 // HeaderByHash returns a header.
 func (r *Reconnecting) HeaderByHash(ctx context.Context, h common.Hash) (*types.Header, error) {
-	v, err := r.client().HeaderByHash(ctx, h)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.HeaderByHash(ctx, h)
+	return v, r.check(c, err)
 }
 
 // BlockByHash returns a block.
 func (r *Reconnecting) BlockByHash(ctx context.Context, h common.Hash) (*types.Block, error) {
-	v, err := r.client().BlockByHash(ctx, h)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.BlockByHash(ctx, h)
+	return v, r.check(c, err)
 }
 
 // BlockByNumber returns a block.
 func (r *Reconnecting) BlockByNumber(ctx context.Context, n *big.Int) (*types.Block, error) {
-	v, err := r.client().BlockByNumber(ctx, n)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.BlockByNumber(ctx, n)
+	return v, r.check(c, err)
 }
 
 // TransactionCount returns a block's transaction count.
 func (r *Reconnecting) TransactionCount(ctx context.Context, h common.Hash) (uint, error) {
-	v, err := r.client().TransactionCount(ctx, h)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.TransactionCount(ctx, h)
+	return v, r.check(c, err)
 }
 
 // TransactionInBlock returns a transaction of a block.
 func (r *Reconnecting) TransactionInBlock(ctx context.Context, h common.Hash, i uint) (*types.Transaction, error) {
-	v, err := r.client().TransactionInBlock(ctx, h, i)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.TransactionInBlock(ctx, h, i)
+	return v, r.check(c, err)
 }
 
 // TransactionByHash returns a transaction.
 func (r *Reconnecting) TransactionByHash(ctx context.Context, h common.Hash) (*types.Transaction, bool, error) {
-	v, p, err := r.client().TransactionByHash(ctx, h)
-	return v, p, r.check(err)
+	c := r.client()
+	v, p, err := c.TransactionByHash(ctx, h)
+	return v, p, r.check(c, err)
 }
 
 // TransactionReceipt returns a receipt.
 func (r *Reconnecting) TransactionReceipt(ctx context.Context, h common.Hash) (*types.Receipt, error) {
-	v, err := r.client().TransactionReceipt(ctx, h)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.TransactionReceipt(ctx, h)
+	return v, r.check(c, err)
 }
 
 // PendingCodeAt returns pending code.
 func (r *Reconnecting) PendingCodeAt(ctx context.Context, a common.Address) ([]byte, error) {
-	v, err := r.client().PendingCodeAt(ctx, a)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.PendingCodeAt(ctx, a)
+	return v, r.check(c, err)
 }
 
 // PendingNonceAt returns the pending nonce.
 func (r *Reconnecting) PendingNonceAt(ctx context.Context, a common.Address) (uint64, error) {
-	v, err := r.client().PendingNonceAt(ctx, a)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.PendingNonceAt(ctx, a)
+	return v, r.check(c, err)
 }
 
 // SuggestGasPrice suggests a gas price.
 func (r *Reconnecting) SuggestGasPrice(ctx context.Context) (*big.Int, error) {
-	v, err := r.client().SuggestGasPrice(ctx)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.SuggestGasPrice(ctx)
+	return v, r.check(c, err)
 }
 
 // SuggestGasTipCap suggests a tip.
 func (r *Reconnecting) SuggestGasTipCap(ctx context.Context) (*big.Int, error) {
-	v, err := r.client().SuggestGasTipCap(ctx)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.SuggestGasTipCap(ctx)
+	return v, r.check(c, err)
 }
 
 // EstimateGas estimates gas.
 func (r *Reconnecting) EstimateGas(ctx context.Context, m ethereum.CallMsg) (uint64, error) {
-	v, err := r.client().EstimateGas(ctx, m)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.EstimateGas(ctx, m)
+	return v, r.check(c, err)
 }
 
 // SendTransaction sends a transaction.
 func (r *Reconnecting) SendTransaction(ctx context.Context, tx *types.Transaction) error {
-	return r.check(r.client().SendTransaction(ctx, tx))
+	c := r.client()
+	return r.check(c, c.SendTransaction(ctx, tx))
 }
 
 // FilterLogs filters logs.
 func (r *Reconnecting) FilterLogs(ctx context.Context, q ethereum.FilterQuery) ([]types.Log, error) {
-	v, err := r.client().FilterLogs(ctx, q)
-	return v, r.check(err)
+	c := r.client()
+	v, err := c.FilterLogs(ctx, q)
+	return v, r.check(c, err)
 }
 
 // SubscribeFilterLogs subscribes to logs.
 func (r *Reconnecting) SubscribeFilterLogs(ctx context.Context, q ethereum.FilterQuery, ch chan<- types.Log) (ethereum.Subscription, error) {
 	c := r.client()
-	return r.wrap(relay(func(in chan<- types.Log) (ethereum.Subscription, error) { return c.SubscribeFilterLogs(ctx, q, in) }, ch))
+	s, err := relay(func(in chan<- types.Log) (ethereum.Subscription, error) { return c.SubscribeFilterLogs(ctx, q, in) }, ch)
+	return r.wrap(c, s, err)
 }
 
 // SubscribeNewHead subscribes to new heads.
 func (r *Reconnecting) SubscribeNewHead(ctx context.Context, ch chan<- *types.Header) (ethereum.Subscription, error) {
 	c := r.client()
-	return r.wrap(relay(func(in chan<- *types.Header) (ethereum.Subscription, error) { return c.SubscribeNewHead(ctx, in) }, ch))
+	s, err := relay(func(in chan<- *types.Header) (ethereum.Subscription, error) { return c.SubscribeNewHead(ctx, in) }, ch)
+	return r.wrap(c, s, err)
 }
 
 // SubscribeTransactionReceipts subscribes to the receipts of transactions.
 func (r *Reconnecting) SubscribeTransactionReceipts(ctx context.Context, q *ethereum.TransactionReceiptsQuery, ch chan<- []*types.Receipt) (ethereum.Subscription, error) {
 	c := r.client()
-	return r.wrap(relay(func(in chan<- []*types.Receipt) (ethereum.Subscription, error) {
+	s, err := relay(func(in chan<- []*types.Receipt) (ethereum.Subscription, error) {
 		return c.SubscribeTransactionReceipts(ctx, q, in)
-	}, ch))
+	}, ch)
+	return r.wrap(c, s, err)
 }
 
 var _ Backend = (*Reconnecting)(nil)
