@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum"
@@ -31,7 +32,13 @@ type Reconnecting struct {
 	wake   chan struct{}
 	closed chan struct{}
 	done   chan struct{}
+	// restored counts the connections made after a loss.
+	restored atomic.Uint64
 }
+
+// Reconnects reports how many times the connection was lost and made
+// again.
+func (r *Reconnecting) Reconnects() uint64 { return r.restored.Load() }
 
 // DialReconnecting connects to url and keeps the connection up.
 func DialReconnecting(ctx context.Context, url string, log *slog.Logger) (*Reconnecting, error) {
@@ -136,6 +143,7 @@ func (r *Reconnecting) redialLoop() {
 				}
 				r.mu.Unlock()
 				old.Close()
+				r.restored.Add(1)
 				r.log.Info("chain connection restored", "url", r.url)
 				break
 			}

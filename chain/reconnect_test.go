@@ -380,6 +380,7 @@ func TestReconnecting(t *testing.T) {
 	require.Nil(t, failed.Err())
 	require.Equal(t, 1, logs.count(logLost), "one loss is reported once")
 	require.Zero(t, logs.count(logRestored))
+	require.Zero(t, r.Reconnects())
 
 	// The endpoint is back: the client dials again, once.
 	served := p.served.Load()
@@ -398,6 +399,7 @@ func TestReconnecting(t *testing.T) {
 	require.Equal(t, 1, logs.count(logRestored), "one outage, one redial: %v", logs.all())
 	require.Equal(t, 1, logs.count(logLost))
 	require.Equal(t, served+1, p.served.Load(), "one new connection")
+	require.EqualValues(t, 1, r.Reconnects(), "counted for the metrics")
 
 	// The old subscription is over; a new one (as the node makes) delivers
 	// the logs of transactions after the reconnect.

@@ -12,16 +12,21 @@ import (
 // sessions, their channels by state and asset, and the channels the
 // watchtower watches (every user's, logged in or not).
 type nodeCollector struct {
-	n                                    *Node
-	sessions, channels, watched, headAge *prometheus.Desc
+	n                                                *Node
+	sessions, channels, watched, headAge, reconnects *prometheus.Desc
 }
+
+// reconnecter is a chain connection that counts its reconnects
+// (chain.Reconnecting).
+type reconnecter interface{ Reconnects() uint64 }
 
 func newNodeCollector(n *Node) nodeCollector {
 	return nodeCollector{n: n,
-		sessions: prometheus.NewDesc("perund_sessions_open", "User sessions open (users logged in).", nil, nil),
-		channels: prometheus.NewDesc("perund_channels", "Channels of the logged-in users that are not closed, by state and asset (a channel between two users of the node counts for each).", []string{"state", "asset"}, nil),
-		watched:  prometheus.NewDesc("perund_channels_watched", "Channels the node's watchtower watches on chain, for every user whether logged in or not.", nil, nil),
-		headAge:  prometheus.NewDesc("perund_chain_head_age_seconds", "Age of the chain's newest block, read at the scrape (how far the chain lags behind the wall clock); absent when the chain does not answer.", nil, nil),
+		sessions:   prometheus.NewDesc("perund_sessions_open", "User sessions open (users logged in).", nil, nil),
+		channels:   prometheus.NewDesc("perund_channels", "Channels of the logged-in users that are not closed, by state and asset (a channel between two users of the node counts for each).", []string{"state", "asset"}, nil),
+		watched:    prometheus.NewDesc("perund_channels_watched", "Channels the node's watchtower watches on chain, for every user whether logged in or not.", nil, nil),
+		reconnects: prometheus.NewDesc("perund_chain_reconnects_total", "Times the connection to the chain was lost and made again (a ws:// chain).", nil, nil),
+		headAge:    prometheus.NewDesc("perund_chain_head_age_seconds", "Age of the chain's newest block, read at the scrape (how far the chain lags behind the wall clock); absent when the chain does not answer.", nil, nil),
 	}
 }
 
@@ -31,6 +36,7 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.channels
 	ch <- c.watched
 	ch <- c.headAge
+	ch <- c.reconnects
 }
 
 // Collect reads the node's sessions and their channels.
@@ -63,6 +69,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.n.tower != nil {
 		ch <- prometheus.MustNewConstMetric(c.watched, prometheus.GaugeValue, float64(c.n.tower.Stats().Watched))
+	}
+	if r, ok := c.n.chain.(reconnecter); ok {
+		ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(r.Reconnects()))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
