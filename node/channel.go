@@ -384,12 +384,17 @@ func (e *channelEntry) settle(ctx context.Context, secondary bool, by string) er
 		return nil
 	}
 	e.settling = true
-	if e.state != StateRegistered {
+	// Told only when it moves: a channel whose final state was signed is
+	// closing already (onUpdate told it), and a retry changes nothing.
+	moved := e.state != StateRegistered && e.state != StateClosing
+	if moved {
 		e.state = StateClosing
 	}
 	e.notifyLocked()
 	e.mu.Unlock()
-	e.publish()
+	if moved {
+		e.publish()
+	}
 	fail := func(err error) error {
 		e.mu.Lock()
 		e.settling = false

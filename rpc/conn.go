@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/sourcegraph/jsonrpc2"
@@ -25,7 +27,10 @@ type conn struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	writeMu sync.Mutex
-	session atomic.Pointer[node.Session]
+	// closeSent is set, under writeMu, once a close frame went out: no
+	// frame follows it (RFC 6455, 5.5.1).
+	closeSent bool
+	session   atomic.Pointer[node.Session]
 	// slots holds one token per request in flight (a batch member counts
 	// as one): at most rpc.maxPending.
 	slots chan struct{}
@@ -55,6 +60,10 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 		slots: make(chan struct{}, s.cfg.MaxPending), subs: map[string]*subscriptions.Hub{}}
 }
 
+// subscribeMethod is the method whose only product is its result, the
+// subscription id: as a notification it does nothing (see handleOne).
+const subscribeMethod = "perun_subscribe"
+
 // response is a JSON-RPC 2.0 response; ID is echoed verbatim.
 type response struct {
 	JSONRPC string           `json:"jsonrpc"`
@@ -72,6 +81,13 @@ type resultResponse struct {
 
 var nullID = json.RawMessage("null")
 
+// Bounds of linger: how long and how much a connection that the server
+// closes reads away of what the client still sends.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 4 << 20
+)
+
 func (c *conn) serve() {
 	defer c.cleanup()
 	c.ws.SetReadLimit(c.srv.cfg.MaxMessageSize)
@@ -84,17 +100,72 @@ func (c *conn) serve() {
 	}()
 	for {
 		typ, data, err := c.ws.ReadMessage()
-		if err != nil || c.draining.Load() {
-			return // read limit: gorilla already sent close 1009
+		if c.draining.Load() {
+			return
+		}
+		if errors.Is(err, websocket.ErrReadLimit) {
+			// gorilla has sent close 1009; the rest of the message is
+			// still unread.
+			c.closeSentBy()
+			return
+		}
+		if err != nil {
+			return
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 		if typ != websocket.TextMessage && typ != websocket.BinaryMessage {
 			continue
 		}
+		if typ == websocket.TextMessage && !utf8.Valid(data) {
+			// RFC 6455, 8.1: a text frame that is not UTF-8 fails the
+			// connection with 1007; it is not answered.
+			c.closeWith(websocket.CloseInvalidFramePayloadData, "text frame is not valid UTF-8")
+			return
+		}
 		if !c.dispatch(data) {
 			return
 		}
 	}
+}
+
+// closeWith sends a close frame with code and reason, then lingers.
+func (c *conn) closeWith(code int, reason string) {
+	c.writeMu.Lock()
+	if !c.closeSent {
+		c.closeSent = true
+		if err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeWait)); err != nil {
+			c.srv.log.Debug("send close frame", "code", code, "err", err)
+		}
+	}
+	c.writeMu.Unlock()
+	c.linger()
+}
+
+// closeSentBy records a close frame that gorilla has sent itself (1009 on
+// the read limit), then lingers.
+func (c *conn) closeSentBy() {
+	c.writeMu.Lock()
+	c.closeSent = true
+	c.writeMu.Unlock()
+	c.linger()
+}
+
+// linger lets the close frame just sent reach the client. A socket closed
+// while it holds unread data is reset (RST) by the kernel, which discards
+// what it has not sent yet, the close frame included: the client would
+// see 1006 instead of the close code. linger shuts the sending side
+// (after the close frame the client reads the end of the stream) and reads
+// away what the client still sends until it closes its side, for at most
+// lingerTime and lingerBytes; a shutdown ends it at once.
+func (c *conn) linger() {
+	nc := c.ws.NetConn()
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	if err := nc.SetReadDeadline(time.Now().Add(lingerTime)); err != nil || c.draining.Load() {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, nc, lingerBytes)
 }
 
 // acquire takes a slot for one request; it waits while rpc.maxPending
@@ -133,7 +204,10 @@ func (c *conn) pinger() {
 			return
 		case <-t.C:
 			c.writeMu.Lock()
-			err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
+			var err error
+			if !c.closeSent {
+				err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
+			}
 			c.writeMu.Unlock()
 			if err != nil {
 				c.ws.Close()
@@ -157,10 +231,13 @@ func (c *conn) cleanup() {
 	for id, hub := range subs {
 		hub.Unsubscribe(id)
 	}
-	c.calls.Wait() // their answers still go out if the client is there
+	c.calls.Wait() // their answers still go out, unless a close frame went out first
 	if c.draining.Load() {
 		c.writeMu.Lock()
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		if !c.closeSent {
+			c.closeSent = true
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		}
 		c.writeMu.Unlock()
 	}
 	c.ws.Close()
@@ -242,6 +319,9 @@ func (c *conn) write(v any) {
 		c.sink(data)
 		return
 	}
+	if c.closeSent {
+		return // the client is told no more after the close frame
+	}
 	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
 	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
 		c.ws.Close()
@@ -254,6 +334,17 @@ func (c *conn) write(v any) {
 // they free up, so the connection is not read from while it is at its
 // limit. It reports false if the connection ended first.
 func (c *conn) dispatch(data []byte) bool {
+	if !utf8.Valid(data) {
+		// JSON text is UTF-8 (RFC 8259, 8.1): a binary frame that is not
+		// is no JSON, and nothing of it is echoed (a text frame that is
+		// not UTF-8 closes the connection, see serve).
+		answer := errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: invalid UTF-8", nil))
+		if !c.acquire() {
+			return false
+		}
+		c.start(func() { c.write(answer) })
+		return true
+	}
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '[' {
 		if !c.acquire() {
@@ -385,6 +476,12 @@ func (c *conn) handleOne(raw json.RawMessage) (any, func()) {
 			return errorResponse(id, newError(jsonrpc2.CodeInvalidRequest, `invalid request: "params" must be an object or an array`, nil)), nil
 		}
 	}
+	if !hasID && name == subscribeMethod {
+		// A subscription made by a notification has an id that nobody
+		// learns: its events could not be told apart nor ended. A
+		// notification gets no answer, so it subscribes to nothing.
+		return nil, nil
+	}
 	m, ok := c.srv.methods[name]
 	var result any
 	var after func()
@@ -436,16 +533,19 @@ func (c *conn) run(m *method, cl *call) (res any, err error) {
 	return res, err
 }
 
+// validID reports whether raw is a JSON string, number or null. A number
+// is never converted (1e400 or a 400-digit integer fit no float64): the
+// id is echoed byte for byte as it came.
 func validID(raw json.RawMessage) bool {
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+	if !json.Valid(raw) {
 		return false
 	}
-	switch v.(type) {
-	case nil, string, float64:
+	switch b := bytes.TrimSpace(raw)[0]; {
+	case b == '"', b == 'n', b == '-':
 		return true
+	default:
+		return b >= '0' && b <= '9'
 	}
-	return false
 }
 
 // notification is a perun_subscription message (the shape of eth_subscribe).

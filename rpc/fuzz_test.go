@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -33,22 +34,24 @@ func FuzzDecodeParams(f *testing.F) {
 }
 
 // FuzzValidID: ids are accepted exactly when they are a string, a number
-// or null.
+// (of any size: 1e400 fits no float64) or null.
 func FuzzValidID(f *testing.F) {
-	for _, s := range []string{`1`, `"a"`, `null`, `-1.5e3`, `{}`, `[]`, `true`, `1 2`} {
+	for _, s := range []string{`1`, `"a"`, `null`, `-1.5e3`, `{}`, `[]`, `true`, `1 2`, `1e400`, `-0`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ok := validID(raw)
 		var v any
-		if json.Unmarshal(raw, &v) != nil {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if !json.Valid(raw) || dec.Decode(&v) != nil {
 			if ok {
 				t.Fatalf("invalid JSON %q accepted as id", raw)
 			}
 			return
 		}
 		switch v.(type) {
-		case nil, string, float64:
+		case nil, string, json.Number:
 			if !ok {
 				t.Fatalf("id %q rejected", raw)
 			}
