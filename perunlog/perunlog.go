@@ -18,11 +18,53 @@ import (
 // when objects are built, so call it before creating any node.
 func Install(l *slog.Logger) { plog.Set(&logger{l: l.With("component", "go-perun")}) }
 
-type logger struct{ l *slog.Logger }
+// logger is go-perun's logger over slog. Nothing is formatted unless the
+// level is enabled: go-perun formats whole updates and address maps (whose
+// String computes checksums) at debug and trace level on every payment.
+// Fields are kept as they are and formatted only for a line written.
+type logger struct {
+	l      *slog.Logger
+	fields []field
+}
+
+type field struct {
+	key string
+	v   any
+}
+
+const trace = slog.LevelDebug - 4
+
+func (g *logger) enabled(lvl slog.Level) bool { return g.l.Enabled(context.Background(), lvl) }
+
+func (g *logger) write(lvl slog.Level, msg string) {
+	attrs := make([]any, 0, 2*len(g.fields))
+	for _, f := range g.fields {
+		attrs = append(attrs, f.key, oneLine(fmt.Sprint(f.v), slog.LevelWarn))
+	}
+	g.l.Log(context.Background(), lvl, oneLine(msg, lvl), attrs...)
+}
+
+func (g *logger) logf(lvl slog.Level, f string, a []any) {
+	if g.enabled(lvl) {
+		g.write(lvl, fmt.Sprintf(f, a...))
+	}
+}
+
+func (g *logger) logs(lvl slog.Level, a []any) {
+	if g.enabled(lvl) {
+		g.write(lvl, fmt.Sprint(a...))
+	}
+}
+
+func (g *logger) logln(lvl slog.Level, a []any) {
+	if g.enabled(lvl) {
+		g.write(lvl, fmt.Sprintln(a...))
+	}
+}
 
 func (g *logger) log(lvl slog.Level, msg string) {
-	if g.l.Enabled(context.Background(), lvl) {
-		g.l.Log(context.Background(), lvl, oneLine(msg, lvl))
+	if g.enabled(lvl) {
+		g.write(lvl, msg)
 	}
 }
 
@@ -49,24 +91,24 @@ func oneLine(msg string, lvl slog.Level) string {
 	return strings.Join(keep, "; ")
 }
 
-func (g *logger) Printf(f string, a ...interface{}) { g.log(slog.LevelDebug, fmt.Sprintf(f, a...)) }
-func (g *logger) Print(a ...interface{})            { g.log(slog.LevelDebug, fmt.Sprint(a...)) }
-func (g *logger) Println(a ...interface{})          { g.log(slog.LevelDebug, fmt.Sprintln(a...)) }
-func (g *logger) Tracef(f string, a ...interface{}) { g.log(slog.LevelDebug-4, fmt.Sprintf(f, a...)) }
-func (g *logger) Debugf(f string, a ...interface{}) { g.log(slog.LevelDebug, fmt.Sprintf(f, a...)) }
-func (g *logger) Infof(f string, a ...interface{})  { g.log(slog.LevelDebug, fmt.Sprintf(f, a...)) }
-func (g *logger) Warnf(f string, a ...interface{})  { g.log(slog.LevelWarn, fmt.Sprintf(f, a...)) }
-func (g *logger) Errorf(f string, a ...interface{}) { g.log(slog.LevelWarn, fmt.Sprintf(f, a...)) }
-func (g *logger) Trace(a ...interface{})            { g.log(slog.LevelDebug-4, fmt.Sprint(a...)) }
-func (g *logger) Debug(a ...interface{})            { g.log(slog.LevelDebug, fmt.Sprint(a...)) }
-func (g *logger) Info(a ...interface{})             { g.log(slog.LevelDebug, fmt.Sprint(a...)) }
-func (g *logger) Warn(a ...interface{})             { g.log(slog.LevelWarn, fmt.Sprint(a...)) }
-func (g *logger) Error(a ...interface{})            { g.log(slog.LevelWarn, fmt.Sprint(a...)) }
-func (g *logger) Traceln(a ...interface{})          { g.log(slog.LevelDebug-4, fmt.Sprintln(a...)) }
-func (g *logger) Debugln(a ...interface{})          { g.log(slog.LevelDebug, fmt.Sprintln(a...)) }
-func (g *logger) Infoln(a ...interface{})           { g.log(slog.LevelDebug, fmt.Sprintln(a...)) }
-func (g *logger) Warnln(a ...interface{})           { g.log(slog.LevelWarn, fmt.Sprintln(a...)) }
-func (g *logger) Errorln(a ...interface{})          { g.log(slog.LevelWarn, fmt.Sprintln(a...)) }
+func (g *logger) Printf(f string, a ...interface{}) { g.logf(slog.LevelDebug, f, a) }
+func (g *logger) Print(a ...interface{})            { g.logs(slog.LevelDebug, a) }
+func (g *logger) Println(a ...interface{})          { g.logln(slog.LevelDebug, a) }
+func (g *logger) Tracef(f string, a ...interface{}) { g.logf(trace, f, a) }
+func (g *logger) Debugf(f string, a ...interface{}) { g.logf(slog.LevelDebug, f, a) }
+func (g *logger) Infof(f string, a ...interface{})  { g.logf(slog.LevelDebug, f, a) }
+func (g *logger) Warnf(f string, a ...interface{})  { g.logf(slog.LevelWarn, f, a) }
+func (g *logger) Errorf(f string, a ...interface{}) { g.logf(slog.LevelWarn, f, a) }
+func (g *logger) Trace(a ...interface{})            { g.logs(trace, a) }
+func (g *logger) Debug(a ...interface{})            { g.logs(slog.LevelDebug, a) }
+func (g *logger) Info(a ...interface{})             { g.logs(slog.LevelDebug, a) }
+func (g *logger) Warn(a ...interface{})             { g.logs(slog.LevelWarn, a) }
+func (g *logger) Error(a ...interface{})            { g.logs(slog.LevelWarn, a) }
+func (g *logger) Traceln(a ...interface{})          { g.logln(trace, a) }
+func (g *logger) Debugln(a ...interface{})          { g.logln(slog.LevelDebug, a) }
+func (g *logger) Infoln(a ...interface{})           { g.logln(slog.LevelDebug, a) }
+func (g *logger) Warnln(a ...interface{})           { g.logln(slog.LevelWarn, a) }
+func (g *logger) Errorln(a ...interface{})          { g.logln(slog.LevelWarn, a) }
 func (g *logger) Panicf(f string, a ...interface{}) { panic(fmt.Sprintf(f, a...)) }
 func (g *logger) Panic(a ...interface{})            { panic(fmt.Sprint(a...)) }
 func (g *logger) Panicln(a ...interface{})          { panic(fmt.Sprintln(a...)) }
@@ -76,16 +118,19 @@ func (g *logger) Fatalf(f string, a ...interface{}) {
 }
 func (g *logger) Fatal(a ...interface{})   { g.log(slog.LevelError, fmt.Sprint(a...)); os.Exit(1) }
 func (g *logger) Fatalln(a ...interface{}) { g.log(slog.LevelError, fmt.Sprintln(a...)); os.Exit(1) }
-func (g *logger) WithField(k string, v interface{}) plog.Logger {
-	return &logger{l: g.l.With(k, oneLine(fmt.Sprint(v), slog.LevelWarn))}
+
+// with returns a logger with more fields, unformatted.
+func (g *logger) with(fs ...field) *logger {
+	all := make([]field, 0, len(g.fields)+len(fs))
+	return &logger{l: g.l, fields: append(append(all, g.fields...), fs...)}
 }
+
+func (g *logger) WithField(k string, v interface{}) plog.Logger { return g.with(field{k, v}) }
 func (g *logger) WithFields(f plog.Fields) plog.Logger {
-	l := g.l
+	fs := make([]field, 0, len(f))
 	for k, v := range f {
-		l = l.With(k, oneLine(fmt.Sprint(v), slog.LevelWarn))
+		fs = append(fs, field{k, v})
 	}
-	return &logger{l: l}
+	return g.with(fs...)
 }
-func (g *logger) WithError(err error) plog.Logger {
-	return &logger{l: g.l.With("err", oneLine(fmt.Sprint(err), slog.LevelWarn))}
-}
+func (g *logger) WithError(err error) plog.Logger { return g.with(field{"err", err}) }

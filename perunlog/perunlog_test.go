@@ -67,3 +67,28 @@ func TestInstall(t *testing.T) {
 	plog.Warn("through slog")
 	require.Contains(t, buf.String(), `"msg":"through slog"`)
 }
+
+// counted counts how often it is formatted.
+type counted struct{ n *int }
+
+func (c counted) String() string { *c.n++; return "counted" }
+
+// TestNothingFormattedBelowLevel: a disabled level formats neither the
+// message's arguments nor the fields (go-perun logs whole updates and
+// address maps at debug level on every payment).
+func TestNothingFormattedBelowLevel(t *testing.T) {
+	var n int
+	var buf bytes.Buffer
+	l := &logger{l: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	c := counted{&n}
+	fl := l.WithField("peer", c).WithFields(plog.Fields{"m": c}).WithError(errors.New("e"))
+	fl.Debugf("update %v", c)
+	fl.Tracef("%v", c)
+	fl.Info(c)
+	fl.Debugln(c)
+	require.Zero(t, n, "nothing formatted below the level")
+	require.Empty(t, buf.String())
+	fl.Warnf("update %v", c)
+	require.Equal(t, 3, n, "the message and both fields, once")
+	require.Contains(t, buf.String(), `"peer":"counted"`)
+}
