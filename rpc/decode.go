@@ -157,6 +157,9 @@ func decodeStruct(path string, raw json.RawMessage, v reflect.Value) error {
 	}
 	for _, k := range slices.Sorted(maps.Keys(obj)) {
 		if !known[k] {
+			if k == "" {
+				k = `""` // the empty name, visibly
+			}
 			return invalidParams(join(path, k), "unknown parameter "+join(path, k))
 		}
 	}

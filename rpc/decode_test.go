@@ -35,6 +35,7 @@ func TestDecodeParams(t *testing.T) {
 		{name: "missing", dst: func() any { return &transferParams{} }, raw: `{"channelId":"` + id + `"}`, field: "amount", msg: "amount is required"},
 		{name: "null is missing", dst: func() any { return &transferParams{} }, raw: `{"channelId":"` + id + `","amount":null}`, field: "amount", msg: "amount is required"},
 		{name: "unknown", dst: func() any { return &transferParams{} }, raw: `{"channelId":"` + id + `","amount":"1","memo":"x"}`, field: "memo", msg: "unknown parameter memo"},
+		{name: "unknown empty name", dst: func() any { return &transferParams{} }, raw: `{"":""}`, field: `""`, msg: `unknown parameter ""`},
 		{name: "amount as number", dst: func() any { return &transferParams{} }, raw: `{"channelId":"` + id + `","amount":5}`, field: "amount", msg: "amount must be a decimal string"},
 		{name: "negative amount", dst: func() any { return &transferParams{} }, raw: `{"channelId":"` + id + `","amount":"-1"}`, field: "amount", msg: `got "-1"`},
 		{name: "short id", dst: func() any { return &transferParams{} }, raw: `{"channelId":"0x00","amount":"1"}`, field: "channelId", msg: "channelId must be 0x followed by 64 hex digits"},

@@ -10,7 +10,7 @@ import (
 // -32602 error naming a field; nothing panics.
 func FuzzDecodeParams(f *testing.F) {
 	for _, s := range []string{`{"channelId":"0x00","amount":"1"}`, `[{"amount":"5"}]`, `[]`, `{}`, `[1,2]`,
-		`{"amount":5}`, `{"memo":"x"}`, `[[[[[]]]]]`, `{"amount":"-1"}`, `"x"`, ``, `nul`} {
+		`{"amount":5}`, `{"memo":"x"}`, `{"":""}`, `{"balance":{"":1}}`, `[[[[[]]]]]`, `{"amount":"-1"}`, `"x"`, ``, `nul`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
