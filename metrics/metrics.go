@@ -32,7 +32,6 @@ type Metrics struct {
 	disputes   *prometheus.CounterVec
 	txs        *prometheus.CounterVec
 	gas        *prometheus.CounterVec
-	reconnects prometheus.Counter
 }
 
 // New returns the metrics of a node, with Go's runtime and process
@@ -63,8 +62,6 @@ func New() *Metrics {
 			Help: "Transactions the node sent by purpose (the contract method) and result (mined, reverted, not_sent)."}, []string{"purpose", "result"})).(*prometheus.CounterVec),
 		gas: f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "perund_chain_gas_used_total",
 			Help: "Gas used by the node's mined transactions by purpose."}, []string{"purpose"})).(*prometheus.CounterVec),
-		reconnects: f(prometheus.NewCounter(prometheus.CounterOpts{Name: "perund_chain_reconnects_total",
-			Help: "Times the connection to the chain was lost and dialled again."})).(prometheus.Counter),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -146,12 +143,5 @@ func (m *Metrics) Transaction(purpose, result string, gasUsed uint64) {
 	m.txs.WithLabelValues(purpose, result).Inc()
 	if gasUsed > 0 {
 		m.gas.WithLabelValues(purpose).Add(float64(gasUsed))
-	}
-}
-
-// Reconnect counts a lost and redialled chain connection.
-func (m *Metrics) Reconnect() {
-	if m != nil {
-		m.reconnects.Inc()
 	}
 }
