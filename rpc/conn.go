@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +39,11 @@ type conn struct {
 	// calls counts the requests in flight and the batches waiting for
 	// their members.
 	calls sync.WaitGroup
+	// work hands a request to an idle worker (start); workers counts the
+	// workers, idle those waiting on work (they end with ctx).
+	work    chan func()
+	workers sync.WaitGroup
+	idle    atomic.Int32
 	// tasks counts the pinger and the subscriptions' notifiers; cleanup
 	// waits for them once it has ended their subscriptions.
 	tasks sync.WaitGroup
@@ -57,7 +64,8 @@ type conn struct {
 func newConn(s *Server, ws *websocket.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{srv: s, ws: ws, ctx: ctx, cancel: cancel,
-		slots: make(chan struct{}, s.cfg.MaxPending), subs: map[string]*subscriptions.Hub{}}
+		slots: make(chan struct{}, s.cfg.MaxPending), subs: map[string]*subscriptions.Hub{},
+		work: make(chan func())}
 }
 
 // subscribeMethod is the method whose only product is its result, the
@@ -179,13 +187,51 @@ func (c *conn) acquire() bool {
 	}
 }
 
-// start runs f as a request in flight holding a slot taken by acquire.
+// idleWorkers is how many of a connection's workers wait for the next
+// request once theirs is answered; more run while more requests are in
+// flight (up to rpc.maxPending), and end when they have answered.
+const idleWorkers = 2
+
+// start runs f as a request in flight holding a slot taken by acquire. An
+// idle worker of the connection takes it, or a new one when none waits:
+// every request runs at once, as in a goroutine of its own, but a worker
+// keeps the stack that go-perun's depth grew (a fresh goroutine grows it
+// again on every call).
 func (c *conn) start(f func()) {
 	c.calls.Add(1)
-	go func() {
-		defer func() { <-c.slots; c.calls.Done() }()
-		f()
-	}()
+	select {
+	case c.work <- f:
+		return
+	default:
+	}
+	c.workers.Add(1)
+	go c.worker(f)
+}
+
+// worker runs f, then further requests handed over by start while it is
+// one of at most idleWorkers waiting; it ends when the connection has
+// ended (cleanup cancels ctx, then waits for the workers).
+func (c *conn) worker(f func()) {
+	defer c.workers.Done()
+	for {
+		c.runCall(f)
+		if c.idle.Add(1) > idleWorkers {
+			c.idle.Add(-1)
+			return
+		}
+		select {
+		case f = <-c.work:
+			c.idle.Add(-1)
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// runCall runs one request and frees its slot.
+func (c *conn) runCall(f func()) {
+	defer func() { <-c.slots; c.calls.Done() }()
+	f()
 }
 
 // drain stops reading new messages; the calls in flight still answer and
@@ -232,6 +278,7 @@ func (c *conn) cleanup() {
 		hub.Unsubscribe(id)
 	}
 	c.calls.Wait() // their answers still go out, unless a close frame went out first
+	c.workers.Wait()
 	if c.draining.Load() {
 		c.writeMu.Lock()
 		if !c.closeSent {
@@ -297,8 +344,9 @@ func (c *conn) startNotifier(sub *subscriptions.Subscription) {
 	c.tasks.Add(1)
 	go func() {
 		defer c.tasks.Done()
+		prefix := notificationPrefix(sub.ID())
 		for ev := range sub.Events() {
-			c.notify(sub.ID(), ev)
+			c.notifyShared(prefix, sub.ID(), ev)
 		}
 		if errors.Is(sub.Err(), subscriptions.ErrOverflow) {
 			c.srv.log.Warn("subscription dropped: client too slow", "subscription", sub.ID())
@@ -313,6 +361,11 @@ func (c *conn) write(v any) {
 		c.srv.log.Error("encode response", "err", err)
 		return
 	}
+	c.writeFrame(data)
+}
+
+// writeFrame sends data, one JSON text, as one text frame.
+func (c *conn) writeFrame(data []byte) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.sink != nil {
@@ -428,11 +481,12 @@ func (c *conn) finishBatch(b *batch) {
 
 // handleSingle answers a message that is not a batch.
 func (c *conn) handleSingle(data []byte) {
-	if !json.Valid(data) {
+	env, valid, object := decodeEnvelope(data)
+	if !valid {
 		c.write(errorResponse(&nullID, newError(jsonrpc2.CodeParseError, "parse error: invalid JSON", nil)))
 		return
 	}
-	resp, after := c.handleOne(data)
+	resp, after := c.handleEnvelope(env, object)
 	if resp != nil {
 		c.write(resp)
 	}
@@ -445,31 +499,102 @@ func errorResponse(id *json.RawMessage, e *jsonrpc2.Error) *response {
 	return &response{JSONRPC: "2.0", Error: e, ID: id}
 }
 
-// handleOne runs one request object. It returns nil for a notification.
-func (c *conn) handleOne(raw json.RawMessage) (any, func()) {
+// envelope holds the members of a request object as they came; a member
+// that is absent is nil (null is "null").
+type envelope struct {
+	JSONRPC json.RawMessage `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  json.RawMessage `json:"method"`
+	Params  json.RawMessage `json:"params"`
+}
+
+// decodeEnvelope decodes a request object in one pass. valid is false if
+// raw is no JSON, object false if it is no JSON object. A request's
+// members are matched by their exact names: where a struct decode could
+// match another spelling ("ID", "Method", or an escaped name), the members
+// are read from a decoded map instead, as the one decode it replaces did.
+func decodeEnvelope(raw []byte) (env envelope, valid, object bool) {
+	if b := bytes.TrimLeft(raw, " \t\r\n"); len(b) > 0 && b[0] == '{' && plainNames(b) {
+		var se *json.SyntaxError
+		switch err := json.Unmarshal(b, &env); {
+		case err == nil:
+			return env, true, true
+		case errors.As(err, &se):
+			return envelope{}, false, false
+		}
+	}
+	if !json.Valid(raw) {
+		return envelope{}, false, false
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return envelope{}, true, false
+	}
+	return envelope{JSONRPC: fields["jsonrpc"], ID: fields["id"], Method: fields["method"], Params: fields["params"]}, true, true
+}
+
+// plainNames reports whether raw has no escape, no byte beyond ASCII and
+// no string that equals a member of envelope but for case: its strings
+// are then what they look like, and a struct decode matches exactly the
+// members that a map decode finds.
+func plainNames(raw []byte) bool {
+	for _, ch := range raw {
+		if ch == '\\' || ch >= utf8.RuneSelf {
+			return false
+		}
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '"' {
+			continue
+		}
+		j := bytes.IndexByte(raw[i+1:], '"')
+		if j < 0 {
+			return false
+		}
+		str := raw[i+1 : i+1+j]
+		for _, m := range [...]string{"jsonrpc", "id", "method", "params"} {
+			if len(str) == len(m) && string(str) != m && strings.EqualFold(string(str), m) {
+				return false
+			}
+		}
+		i += j + 1
+	}
+	return true
+}
+
+// handleOne runs one request object. It returns nil for a notification.
+func (c *conn) handleOne(raw json.RawMessage) (any, func()) {
+	env, valid, object := decodeEnvelope(raw)
+	return c.handleEnvelope(env, valid && object)
+}
+
+// handleEnvelope runs one decoded request object. It returns nil for a
+// notification.
+func (c *conn) handleEnvelope(env envelope, object bool) (any, func()) {
+	if !object {
 		return errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: not a JSON object", nil)), nil
 	}
-	idRaw, hasID := fields["id"]
+	hasID := env.ID != nil
 	var id *json.RawMessage
 	if hasID {
-		if !validID(idRaw) {
+		if !validID(env.ID) {
 			return errorResponse(&nullID, newError(jsonrpc2.CodeInvalidRequest, "invalid request: id must be a string, number or null", nil)), nil
 		}
-		id = &idRaw
+		id = &env.ID
 	} else {
 		id = &nullID
 	}
-	var version string
-	if err := json.Unmarshal(fields["jsonrpc"], &version); err != nil || version != "2.0" {
-		return errorResponse(id, newError(jsonrpc2.CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`, nil)), nil
+	if string(env.JSONRPC) != `"2.0"` {
+		var version string
+		if err := json.Unmarshal(env.JSONRPC, &version); err != nil || version != "2.0" {
+			return errorResponse(id, newError(jsonrpc2.CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`, nil)), nil
+		}
 	}
 	var name string
-	if err := json.Unmarshal(fields["method"], &name); err != nil || name == "" {
+	if err := json.Unmarshal(env.Method, &name); err != nil || name == "" {
 		return errorResponse(id, newError(jsonrpc2.CodeInvalidRequest, `invalid request: "method" must be a non-empty string`, nil)), nil
 	}
-	params, hasParams := fields["params"]
+	params, hasParams := env.Params, env.Params != nil
 	if hasParams {
 		p := bytes.TrimSpace(params)
 		if len(p) == 0 || (p[0] != '{' && p[0] != '[') {
@@ -558,6 +683,33 @@ type notification struct {
 type notificationParams struct {
 	Subscription string `json:"subscription"`
 	Result       any    `json:"result"`
+}
+
+// notificationPrefix is the start of every notification of subscription
+// subID, up to its result.
+func notificationPrefix(subID string) []byte {
+	return []byte(`{"jsonrpc":"2.0","method":"perun_subscription","params":{"subscription":` + strconv.Quote(subID) + `,"result":`)
+}
+
+// notifyShared sends a subscription notification of ev, an event of a
+// shared subscription (subscriptions.Event, encoded once for all its
+// subscribers): the frame is prefix, the event's JSON and the closing
+// braces, the bytes notify would write. Other values go through notify.
+func (c *conn) notifyShared(prefix []byte, subID string, ev any) {
+	e, ok := ev.(*subscriptions.Event)
+	if !ok {
+		c.notify(subID, ev)
+		return
+	}
+	data, err := e.JSON()
+	if err != nil {
+		c.srv.log.Error("encode notification", "subscription", subID, "err", err)
+		return
+	}
+	frame := make([]byte, 0, len(prefix)+len(data)+2)
+	frame = append(frame, prefix...)
+	frame = append(frame, data...)
+	c.writeFrame(append(frame, "}}"...))
 }
 
 // notify sends a subscription notification.

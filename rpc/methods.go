@@ -510,7 +510,7 @@ func channelOpen(c *call, p *channelOpenParams) (node.ChannelInfo, error) {
 
 func subscribe(c *call, p *subscribeParams) (string, error) {
 	s := c.session()
-	sub, err := s.Hub().Subscribe(subscriptions.Topic(p.Topic))
+	sub, err := s.Hub().SubscribeShared(subscriptions.Topic(p.Topic))
 	if err != nil {
 		return "", fmt.Errorf("subscribe to %s: %w", p.Topic, err)
 	}

@@ -5,6 +5,7 @@ package subscriptions
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -70,6 +71,30 @@ type Subscription struct {
 	hub    *Hub
 	once   sync.Once
 	err    error
+	// shared: the events come as *Event (SubscribeShared).
+	shared bool
+}
+
+// Event is a published event as the subscriptions of SubscribeShared
+// receive it: one value for all of them, whose JSON encoding is made once.
+type Event struct {
+	// Value is the published event.
+	Value any
+	once  sync.Once
+	data  []byte
+	err   error
+}
+
+// JSON returns the encoding of Value (json.Marshal), made by the first
+// caller.
+func (e *Event) JSON() ([]byte, error) {
+	e.once.Do(func() {
+		e.data, e.err = json.Marshal(e.Value)
+		if e.err != nil {
+			e.err = fmt.Errorf("encode event %T: %w", e.Value, e.err)
+		}
+	})
+	return e.data, e.err
 }
 
 // ID returns the subscription id: 0x followed by 32 hex digits.
@@ -88,6 +113,17 @@ func (s *Subscription) Err() error { return s.err }
 
 // Subscribe starts a subscription to topic.
 func (h *Hub) Subscribe(topic Topic) (*Subscription, error) {
+	return h.subscribe(topic, false)
+}
+
+// SubscribeShared starts a subscription to topic whose Events are
+// *Event: every such subscription of the hub receives the same *Event for
+// one publication, so that its JSON encoding is made once for all.
+func (h *Hub) SubscribeShared(topic Topic) (*Subscription, error) {
+	return h.subscribe(topic, true)
+}
+
+func (h *Hub) subscribe(topic Topic, shared bool) (*Subscription, error) {
 	if _, err := ParseTopic(string(topic)); err != nil {
 		return nil, err
 	}
@@ -95,7 +131,7 @@ func (h *Hub) Subscribe(topic Topic) (*Subscription, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("subscription id: %w", err)
 	}
-	s := &Subscription{id: "0x" + hex.EncodeToString(b[:]), topic: topic, events: make(chan any, h.buffer), hub: h}
+	s := &Subscription{id: "0x" + hex.EncodeToString(b[:]), topic: topic, events: make(chan any, h.buffer), hub: h, shared: shared}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -104,6 +140,9 @@ func (h *Hub) Subscribe(topic Topic) (*Subscription, error) {
 	}
 	h.subs[s.id] = s
 	for _, ev := range h.held[topic] {
+		if shared {
+			ev = &Event{Value: ev}
+		}
 		select {
 		case s.events <- ev:
 		default:
@@ -160,17 +199,26 @@ func (h *Hub) end(s *Subscription, err error) {
 	})
 }
 
-// Publish delivers ev to every subscriber of topic without blocking. A
+// Publish delivers ev to every subscriber of topic without blocking (the
+// subscribers of SubscribeShared all get one *Event holding it). A
 // subscriber whose buffer is full is ended with ErrOverflow.
 func (h *Hub) Publish(topic Topic, ev any) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	var shared *Event
 	for _, s := range h.subs {
 		if s.topic != topic {
 			continue
 		}
+		v := ev
+		if s.shared {
+			if shared == nil {
+				shared = &Event{Value: ev}
+			}
+			v = shared
+		}
 		select {
-		case s.events <- ev:
+		case s.events <- v:
 		default:
 			h.end(s, ErrOverflow)
 		}
