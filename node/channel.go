@@ -229,7 +229,13 @@ func (e *channelEntry) markOpen() {
 
 // afterRestore sets the state of a channel restored from the database.
 func (e *channelEntry) afterRestore() {
-	switch e.ch.Phase() {
+	phase := e.ch.Phase()
+	if phase == channel.Withdrawing && e.ch.State().IsFinal {
+		// The settle of an agreed final state was interrupted: it resumes
+		// as the agreement it is, not as a dispute.
+		phase = channel.Final
+	}
+	switch phase {
 	case channel.Acting, channel.Signing:
 		e.markOpen()
 		e.checkOnChain()
