@@ -1,5 +1,6 @@
 // Package integration runs perund processes against a real dev chain
-// (anvil) and drives them over their WebSocket APIs.
+// (anvil; geth --dev in geth_test.go) and drives them over their WebSocket
+// APIs.
 package integration
 
 import (
@@ -88,6 +89,20 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// devChain is a dev chain the tests run perund on: anvil (below) or
+// geth --dev (geth_test.go).
+type devChain interface {
+	// wsURL is the chain's WebSocket endpoint.
+	wsURL() string
+	// deployerKey is the hex key of a funded account that deploys contracts.
+	deployerKey() string
+	// setBalance gives addr amount wei.
+	setBalance(t *testing.T, addr common.Address, amount *big.Int)
+	// passTime moves chain time forward by about secs seconds (or lets it
+	// pass, where the chain cannot be told to).
+	passTime(t *testing.T, c *gethrpc.Client, secs int)
+}
+
 // anvil is a running dev chain.
 type anvil struct {
 	port  int
@@ -95,6 +110,10 @@ type anvil struct {
 	cmd   *exec.Cmd
 	state string
 }
+
+func (a *anvil) wsURL() string { return a.url }
+
+func (a *anvil) deployerKey() string { return keyDeployer }
 
 func startAnvil(t *testing.T) *anvil {
 	a := &anvil{port: freePort(t), state: filepath.Join(t.TempDir(), "anvil-state.json")}
@@ -132,10 +151,14 @@ func (a *anvil) stop() {
 	}
 }
 
-func (a *anvil) rpc(t *testing.T) *gethrpc.Client {
+func (a *anvil) rpc(t *testing.T) *gethrpc.Client { return dialRPC(t, a.url) }
+
+// dialRPC connects to a chain's JSON-RPC endpoint for the test's own
+// calls; the connection is closed at the end of the test.
+func dialRPC(t *testing.T, url string) *gethrpc.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := gethrpc.DialContext(ctx, a.url)
+	c, err := gethrpc.DialContext(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c
@@ -171,20 +194,21 @@ func gasCost(t *testing.T, c *gethrpc.Client, hashes []string) *big.Int {
 	return total
 }
 
-func deploy(t *testing.T, a *anvil) chain.Contracts {
+func deploy(t *testing.T, a devChain) chain.Contracts {
 	c, _ := deployWithToken(t, a)
 	return c
 }
 
 // deployWithToken deploys the contracts and a PRN token (1000 PRN for
 // alice and bob) with its asset holder.
-func deployWithToken(t *testing.T, a *anvil) (chain.Contracts, chain.Asset) {
+func deployWithToken(t *testing.T, a devChain) (chain.Contracts, chain.Asset) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := chain.Dial(ctx, a.url)
+	cl, err := chain.Dial(ctx, a.wsURL())
 	require.NoError(t, err)
 	defer cl.Close()
-	k, _ := crypto.HexToECDSA(keyDeployer)
+	k, err := crypto.HexToECDSA(a.deployerKey())
+	require.NoError(t, err)
 	id, err := cl.ChainID(ctx)
 	require.NoError(t, err)
 	cb, dep := chain.DeployerBackend(cl, id, k)
@@ -214,13 +238,27 @@ type proc struct {
 	pw      string
 	// watcher is the node's watchtower account (watcher.account).
 	watcher common.Address
+	// flags are more command-line arguments of perund run.
+	flags []string
 }
 
-func newProc(t *testing.T, name, key string, a *anvil, c chain.Contracts, extra ...string) *proc {
+// newProc starts a perund run of user key on the chain. extra is YAML
+// appended to its configuration, except the strings that start with "--":
+// command-line arguments of perund run (e.g. "--set=channel.minChallengeDuration=1",
+// for keys of the configuration's sections).
+func newProc(t *testing.T, name, key string, a devChain, c chain.Contracts, extra ...string) *proc {
 	dir := t.TempDir()
 	port, peerPort := freePort(t), freePort(t)
 	p := &proc{name: name, dir: dir, pw: name, cfgFile: filepath.Join(dir, "perund.yaml"),
 		rpcURL: fmt.Sprintf("ws://127.0.0.1:%d/rpc", port), http: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	var yaml []string
+	for _, e := range extra {
+		if strings.HasPrefix(e, "--") {
+			p.flags = append(p.flags, e)
+		} else {
+			yaml = append(yaml, e)
+		}
+	}
 	cfg := fmt.Sprintf(`rpc:
   listen: 127.0.0.1:%d
 dataDir: %s
@@ -242,10 +280,10 @@ comm:
   host: 127.0.0.1
 log:
   level: debug
-`, port, filepath.Join(dir, "data"), a.url, c.Adjudicator.Hex(), c.AssetHolderETH.Hex(), challenge, peerPort) + strings.Join(extra, "")
+`, port, filepath.Join(dir, "data"), a.wsURL(), c.Adjudicator.Hex(), c.AssetHolderETH.Hex(), challenge, peerPort) + strings.Join(yaml, "")
 	require.NoError(t, os.WriteFile(p.cfgFile, []byte(cfg), 0o600))
 	p.addr = p.importKey(t, "user", key, p.pw)
-	// The node's watchtower account: a fresh key, funded on anvil, in the
+	// The node's watchtower account: a fresh key, funded on the chain, in the
 	// node's keystore.
 	wk, err := crypto.GenerateKey()
 	require.NoError(t, err)
@@ -292,7 +330,7 @@ func (a *anvil) setBalance(t *testing.T, addr common.Address, amount *big.Int) {
 func (p *proc) start(t *testing.T) {
 	p.checkRaces(t)
 	p.log = &lockedBuffer{}
-	p.cmd = exec.Command(perundBin, "run", "--config", p.cfgFile)
+	p.cmd = exec.Command(perundBin, append([]string{"run", "--config", p.cfgFile}, p.flags...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	require.NoError(t, p.cmd.Start())
 	ok := false
@@ -374,12 +412,12 @@ type channelView struct {
 
 // pair starts alice and bob, each in the other's contacts, and opens a
 // channel of 10 ETH each from alice to bob.
-func pair(t *testing.T, a *anvil) (alice, bob *proc, sa, sb *session, ch channelView) {
+func pair(t *testing.T, a devChain) (alice, bob *proc, sa, sb *session, ch channelView) {
 	return pairWith(t, a, deploy(t, a))
 }
 
 // pairWith is pair on already deployed contracts.
-func pairWith(t *testing.T, a *anvil, c chain.Contracts, extra ...string) (alice, bob *proc, sa, sb *session, ch channelView) {
+func pairWith(t *testing.T, a devChain, c chain.Contracts, extra ...string) (alice, bob *proc, sa, sb *session, ch channelView) {
 	alice = newProc(t, "alice", keyAlice, a, c, extra...)
 	bob = newProc(t, "bob", keyBob, a, c, extra...)
 	sa, sb = alice.login(t), bob.login(t)
@@ -451,7 +489,7 @@ func (b *lockedBuffer) Bytes() []byte { return []byte(b.String()) }
 
 // closeWhileTimePasses calls method (channel_close or channel_forceClose)
 // on ch and moves chain time on until the call returns the closed channel.
-func closeWhileTimePasses(t *testing.T, a *anvil, ethc *gethrpc.Client, s *session, method, ch string) channelView {
+func closeWhileTimePasses(t *testing.T, a devChain, ethc *gethrpc.Client, s *session, method, ch string) channelView {
 	done := make(chan map[string]any, 1)
 	go func() { done <- s.Call(method, map[string]any{"channelId": ch}) }()
 	deadline := time.After(5 * time.Minute) // stops a hang, nothing else
@@ -474,7 +512,7 @@ func closeWhileTimePasses(t *testing.T, a *anvil, ethc *gethrpc.Client, s *sessi
 
 // closedWhileTimePasses moves chain time on until the node, settling on its
 // own, shows the channel closed.
-func closedWhileTimePasses(t *testing.T, a *anvil, ethc *gethrpc.Client, s *session, ch string) channelView {
+func closedWhileTimePasses(t *testing.T, a devChain, ethc *gethrpc.Client, s *session, ch string) channelView {
 	var v channelView
 	require.Eventually(t, func() bool {
 		a.passTime(t, ethc, challenge/4)
