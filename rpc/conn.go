@@ -189,8 +189,11 @@ func (c *conn) acquire() bool {
 
 // idleWorkers is how many of a connection's workers wait for the next
 // request once theirs is answered; more run while more requests are in
-// flight (up to rpc.maxPending), and end when they have answered.
-const idleWorkers = 2
+// flight (up to rpc.maxPending), and end when they have answered. One is
+// what a wallet's sequential calls reuse, and it keeps a connection's
+// goroutines the same before and after a burst (the load program's leak
+// check saw a second idle worker stay after its load).
+const idleWorkers = 1
 
 // start runs f as a request in flight holding a slot taken by acquire. An
 // idle worker of the connection takes it, or a new one when none waits:
