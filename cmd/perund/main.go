@@ -18,7 +18,9 @@ import (
 	"github.com/perund/perund/cmd/perund/internal/quiet"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..." (make
+// release); the commit and the modules' versions come from the build's own
+// record (version.go).
 var version = "0.1.0-dev"
 
 func main() {
@@ -43,7 +45,7 @@ func main() {
 	case "keys":
 		err = runKeys(os.Args[2:])
 	case "version", "--version":
-		fmt.Println("perund", version)
+		printVersion()
 	case "help", "-h", "--help":
 		usage()
 	default:
