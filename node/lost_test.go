@@ -85,6 +85,33 @@ func (v *env) sentSince(t *testing.T, from uint64) map[common.Address][]*types.R
 	return out
 }
 
+// gasPaid is what the transactions of rs cost their sender.
+func gasPaid(rs []*types.Receipt) *big.Int {
+	gas := new(big.Int)
+	for _, r := range rs {
+		gas.Add(gas, new(big.Int).Mul(new(big.Int).SetUint64(r.GasUsed), r.EffectiveGasPrice))
+	}
+	return gas
+}
+
+// requireWithdrew checks that addr sent transactions from block from on,
+// that each succeeded, and that addr's on-chain balance is before plus
+// share less what they cost: the share withdrawn to the wei.
+func (v *env) requireWithdrew(t *testing.T, addr common.Address, before, share *big.Int, from uint64, msg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	after, err := v.chain.BalanceAt(ctx, addr, nil)
+	require.NoError(t, err)
+	sent := v.sentSince(t, from)[addr]
+	require.NotEmpty(t, sent, "%s: no transaction of %s", msg, addr.Hex())
+	for _, r := range sent {
+		require.Equal(t, types.ReceiptStatusSuccessful, r.Status, msg)
+	}
+	want := new(big.Int).Add(before, share)
+	require.Equal(t, want.Sub(want, gasPaid(sent)).String(), after.String(), msg)
+}
+
 // TestLostDisputeAdopted is issue 18's lost dispute: bob's node is down
 // while alice registers an old state (version 1, in which she holds 2 ETH
 // more than in the latest, version 3), waits out the challenge period,
@@ -193,12 +220,8 @@ func lostDispute(t *testing.T, aliceConcludes bool) {
 	}
 	after, err := v.chain.BalanceAt(ctx, addrs[1], nil)
 	require.NoError(t, err)
-	gas := new(big.Int)
-	for _, r := range sent[addrs[1]] {
-		gas.Add(gas, new(big.Int).Mul(new(big.Int).SetUint64(r.GasUsed), r.EffectiveGasPrice))
-	}
 	wantBal := new(big.Int).Add(before, eth(11))
-	require.Equal(t, wantBal.Sub(wantBal, gas).String(), after.String(), "bob withdrew his version-1 share to the wei")
+	require.Equal(t, wantBal.Sub(wantBal, gasPaid(sent[addrs[1]])).String(), after.String(), "bob withdrew his version-1 share to the wei")
 
 	var withdrawn *node.DisputeEvent
 	for withdrawn == nil {

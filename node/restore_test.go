@@ -2,11 +2,9 @@ package node_test
 
 import (
 	"context"
-	"math/big"
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/internal/perundtest"
@@ -110,17 +108,7 @@ func TestRestoreMidSettle(t *testing.T) {
 			mine := eth(4)
 			require.Equal(t, mine.String(), got.Balance.Mine)
 			require.Equal(t, eth(6).String(), got.Balance.Theirs)
-			after, err := v.chain.BalanceAt(ctx, aliceAddr, nil)
-			require.NoError(t, err)
-			gas := new(big.Int)
-			sent := v.sentSince(t, from+1)
-			require.NotEmpty(t, sent[aliceAddr])
-			for _, r := range sent[aliceAddr] {
-				require.Equal(t, types.ReceiptStatusSuccessful, r.Status)
-				gas.Add(gas, new(big.Int).Mul(new(big.Int).SetUint64(r.GasUsed), r.EffectiveGasPrice))
-			}
-			want := new(big.Int).Add(onChain, mine)
-			require.Equal(t, want.Sub(want, gas).String(), after.String(), "alice withdrew her share to the wei")
+			v.requireWithdrew(t, aliceAddr, onChain, mine, from+1, "alice withdrew her share to the wei")
 			log, err := alice.Disputes(ci.ChannelID)
 			require.NoError(t, err)
 			if !tc.dispute {

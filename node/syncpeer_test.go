@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/stretchr/testify/require"
 	"perun.network/go-perun/channel"
 	"perun.network/go-perun/client"
@@ -187,17 +186,7 @@ func TestSyncNewerStateFromPeer(t *testing.T) {
 			require.Equal(t, "agreement", got.ClosedBy)
 			require.Equal(t, tc.answer.State.Version, got.Version)
 			require.Equal(t, mine.String(), got.Balance.Mine)
-			after, err := v.chain.BalanceAt(ctx, bobAddr, nil)
-			require.NoError(t, err)
-			gas := new(big.Int)
-			sent := v.sentSince(t, from+1)
-			require.NotEmpty(t, sent[bobAddr])
-			for _, r := range sent[bobAddr] {
-				require.Equal(t, types.ReceiptStatusSuccessful, r.Status)
-				gas.Add(gas, new(big.Int).Mul(new(big.Int).SetUint64(r.GasUsed), r.EffectiveGasPrice))
-			}
-			want := new(big.Int).Add(onChain, mine)
-			require.Equal(t, want.Sub(want, gas).String(), after.String(), "bob withdrew his share of the final state to the wei")
+			v.requireWithdrew(t, bobAddr, onChain, mine, from+1, "bob withdrew his share of the final state to the wei")
 			disputes, err := bob.Disputes("")
 			require.NoError(t, err)
 			require.Empty(t, disputes, "an agreed close is no dispute")
