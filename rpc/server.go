@@ -88,7 +88,7 @@ func NewServer(n *node.Node, cfg config.RPC, log *slog.Logger, web http.Handler)
 // wallet) carry the headers of apiHeaders; the web handler sets its own.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/rpc", apiHeaders(http.HandlerFunc(s.serveWS)))
+	mux.Handle("/rpc", apiHeaders(s.tokenRequired(http.HandlerFunc(s.serveWS))))
 	mux.Handle("/healthz", apiHeaders(http.HandlerFunc(s.serveHealth)))
 	if s.metrics != nil {
 		mux.Handle("/metrics", apiHeaders(s.tokenRequired(s.metrics.Handler())))
@@ -169,12 +169,8 @@ func (s *Server) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AuthToken)) == 1
 }
 
+// serveWS upgrades a request that passed tokenRequired to a connection.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="perund"`)
-		http.Error(w, "unauthorized: node token required", http.StatusUnauthorized)
-		return
-	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "this endpoint speaks JSON-RPC 2.0 over WebSocket", http.StatusBadRequest)
 		return
@@ -321,7 +317,8 @@ func (s *Server) SetMetrics(m *metrics.Metrics) error {
 	return nil
 }
 
-// tokenRequired refuses a request without the node token (when one is set).
+// tokenRequired refuses a request without the node token (when one is
+// set): the API's upgrade and /metrics.
 func (s *Server) tokenRequired(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
