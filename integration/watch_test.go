@@ -92,7 +92,12 @@ func TestRefutedWithoutTheUser(t *testing.T) {
 				require.Equal(t, true, stale["byPeer"])
 				require.Equal(t, "refuting with version 3", stale["response"])
 				require.Equal(t, "sending", stale["refutation"])
-				require.True(t, strings.EqualFold(alice.addr.Hex(), stale["sender"].(string)))
+				// After bob's node restarts, its check of the adjudicator may
+				// find the stale registration before the event replay: such
+				// an event has no transaction, so no sender (docs/api-notes).
+				if stale["txHash"] != nil {
+					require.True(t, strings.EqualFold(alice.addr.Hex(), stale["sender"].(string)))
+				}
 				ref := v.s.Note(30*time.Second, func(r map[string]any) bool { return r["event"] == "registered" && r["version"] == float64(3) })
 				require.Equal(t, true, ref["byWatcher"])
 				require.Equal(t, "mined", ref["refutation"])
