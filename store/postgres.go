@@ -11,6 +11,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"polycry.pt/poly-go/sortedkv"
 	"polycry.pt/poly-go/sortedkv/key"
@@ -37,6 +38,38 @@ type PostgresOptions struct {
 	// (go-perun's key-value interface passes no context). Zero means
 	// DefaultPostgresTimeout.
 	Timeout time.Duration
+	// Epoch, if not zero, is the epoch of the cluster lease this process
+	// holds (package cluster): the store then takes no lock of its own,
+	// and every write checks in its own transaction that the lease row
+	// still has this epoch, failing with ErrFenced once another process
+	// took the lease over. Zero: one perund per database, guarded by the
+	// store's advisory lock.
+	Epoch int64
+}
+
+// ErrFenced is wrapped by a write refused because the cluster lease has
+// passed to another process (PostgresOptions.Epoch).
+var ErrFenced = errors.New("fenced: the cluster lease belongs to another process")
+
+// fenceState is the SQLSTATE perund_fence raises.
+const fenceState = "PF001"
+
+// fenceSQL checks the lease's epoch inside a write's transaction: it
+// locks the lease row for share, so that a takeover (which updates the
+// row) waits for writes in flight and every later write of the old holder
+// fails.
+const fenceSQL = `SELECT perund_fence($1)`
+
+// LeaseName is the key of the cluster lease's row in the lease table.
+const LeaseName = "active"
+
+// fenced turns the error of a fenced write into one wrapping ErrFenced.
+func fenced(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == fenceState {
+		return fmt.Errorf("%w (%s)", ErrFenced, pe.Message)
+	}
+	return err
 }
 
 // Postgres is the Store on a PostgreSQL database. Every batch go-perun
@@ -62,8 +95,12 @@ var _ Store = (*Postgres)(nil)
 // open store holds: "perund" in ASCII.
 const postgresLockID int64 = 0x706572756e64
 
+// postgresMigrationLockID serialises migrations of processes starting
+// together (a transaction-level advisory lock).
+const postgresMigrationLockID int64 = 0x706572756e6d
+
 // PostgresSchemaVersion is the schema version this perund writes.
-const PostgresSchemaVersion = 1
+const PostgresSchemaVersion = 2
 
 // postgresMigration returns the statement that brings the schema from
 // version v-1 to v, or "" for a version this perund does not know. A
@@ -73,6 +110,22 @@ func postgresMigration(v int) string {
 	switch v {
 	case 1: // the key-value table
 		return `CREATE TABLE kv (key bytea PRIMARY KEY, value bytea NOT NULL)`
+	case 2: // documents, the cluster lease and the write fence
+		return `CREATE TABLE docs (key text PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE lease (
+	name text PRIMARY KEY,
+	holder text NOT NULL,
+	epoch bigint NOT NULL,
+	expires timestamptz NOT NULL);
+CREATE FUNCTION perund_fence(want bigint) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE have bigint;
+BEGIN
+	SELECT epoch INTO have FROM lease WHERE name = 'active' FOR SHARE;
+	IF have IS DISTINCT FROM want THEN
+		RAISE EXCEPTION 'the lease has epoch %, this process holds epoch %', have, want
+			USING ERRCODE = 'PF001';
+	END IF;
+END $fn$`
 	}
 	return ""
 }
@@ -80,41 +133,46 @@ func postgresMigration(v int) string {
 // OpenPostgres opens the store in the PostgreSQL database at rawURL
 // (postgres://user:password@host:port/database; pgx's parameters such as
 // sslmode or pool_max_conns may follow as a query). It connects, takes the
-// store's lock, and creates or migrates the schema in one transaction. It
-// fails with an error naming the server (never the password) when the
-// server cannot be reached, when another process holds the store, and
-// when the database has a schema newer than this version of perund knows.
+// store's lock (unless o.Epoch fences the writes instead), and creates or
+// migrates the schema in one transaction. It fails with an error naming
+// the server (never the password) when the server cannot be reached, when
+// another process holds the store, and when the database has a schema
+// newer than this version of perund knows.
 func OpenPostgres(ctx context.Context, rawURL string, o PostgresOptions) (*Postgres, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultPostgresTimeout
 	}
-	cfg, err := pgxpool.ParseConfig(rawURL)
+	cfg, where, err := parsePostgresURL(rawURL)
 	if err != nil {
-		// pgx's message quotes the URL, with the password removed only on
-		// a best-effort basis: leave it out.
-		return nil, fmt.Errorf("open channel store: %s is not a PostgreSQL URL like postgres://user:password@host:port/database", RedactURL(rawURL))
+		return nil, err
 	}
-	where := describePostgres(cfg)
-
 	lctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	lock, err := pgx.ConnectConfig(lctx, cfg.ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("open channel store: cannot connect to PostgreSQL at %s: %w", where, err)
 	}
-	var locked bool
-	if err := lock.QueryRow(lctx, `SELECT pg_try_advisory_lock($1)`, postgresLockID).Scan(&locked); err != nil {
-		_ = lock.Close(context.Background())
-		return nil, fmt.Errorf("open channel store at %s: take the store's lock: %w", where, err)
-	}
-	if !locked {
-		_ = lock.Close(context.Background())
-		return nil, fmt.Errorf("open channel store at %s: another perund process uses this database (it holds the store's lock)", where)
-	}
 	s := &Postgres{lock: lock, where: where}
+	if o.Epoch == 0 {
+		var locked bool
+		if err := lock.QueryRow(lctx, `SELECT pg_try_advisory_lock($1)`, postgresLockID).Scan(&locked); err != nil {
+			_ = lock.Close(context.Background())
+			return nil, fmt.Errorf("open channel store at %s: take the store's lock: %w", where, err)
+		}
+		if !locked {
+			_ = lock.Close(context.Background())
+			return nil, fmt.Errorf("open channel store at %s: another perund process uses this database (it holds the store's lock)", where)
+		}
+	}
 	if err := migratePostgres(lctx, lock, where); err != nil {
 		_ = s.Close()
 		return nil, err
+	}
+	if o.Epoch != 0 {
+		// The lease is the lock: a paused holder's connection must not
+		// keep a standby out.
+		_ = lock.Close(lctx)
+		s.lock = nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -122,8 +180,37 @@ func OpenPostgres(ctx context.Context, rawURL string, o PostgresOptions) (*Postg
 		return nil, fmt.Errorf("open channel store at %s: %w", where, err)
 	}
 	s.pool = pool
-	s.db = &pgKV{pool: pool, timeout: o.Timeout, page: defaultPage}
+	s.db = &pgKV{pool: pool, timeout: o.Timeout, page: defaultPage, epoch: o.Epoch}
 	return s, nil
+}
+
+// parsePostgresURL parses a store URL; its error never shows the password.
+func parsePostgresURL(rawURL string) (*pgxpool.Config, string, error) {
+	cfg, err := pgxpool.ParseConfig(rawURL)
+	if err != nil {
+		// pgx's message quotes the URL, with the password removed only on
+		// a best-effort basis: leave it out.
+		return nil, "", fmt.Errorf("open channel store: %s is not a PostgreSQL URL like postgres://user:password@host:port/database", RedactURL(rawURL))
+	}
+	return cfg, describePostgres(cfg), nil
+}
+
+// MigratePostgres creates or migrates the schema of the database at
+// rawURL, as OpenPostgres does, without opening the store: a standby
+// (package cluster) needs the lease table before it holds the lease.
+func MigratePostgres(ctx context.Context, rawURL string) error {
+	cfg, where, err := parsePostgresURL(rawURL)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, DefaultPostgresTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return fmt.Errorf("migrate channel store: cannot connect to PostgreSQL at %s: %w", where, err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	return migratePostgres(ctx, conn, where)
 }
 
 // migratePostgres brings the schema to PostgresSchemaVersion in one
@@ -134,6 +221,10 @@ func migratePostgres(ctx context.Context, conn *pgx.Conn, where string) error {
 		return fmt.Errorf("migrate channel store at %s: %w", where, err)
 	}
 	defer func() { _ = tx.Rollback(context.Background()) }()
+	// Processes starting together migrate one after the other.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgresMigrationLockID); err != nil {
+		return fmt.Errorf("migrate channel store at %s: take the migration lock: %w", where, err)
+	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
 		one boolean PRIMARY KEY DEFAULT true CHECK (one),
 		version integer NOT NULL)`); err != nil {
@@ -255,6 +346,9 @@ func (s *Postgres) Close() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultPostgresTimeout)
 		defer cancel()
+		if s.lock == nil {
+			return // fenced by the lease: no lock of its own
+		}
 		// Unlock before closing: the server releases a session's locks
 		// only when its backend has exited, which a node started again at
 		// once could otherwise race. If this fails, the connection is
@@ -277,6 +371,8 @@ type pgKV struct {
 	timeout time.Duration
 	// page is how many keys an iterator reads per query.
 	page int
+	// epoch fences every write (PostgresOptions.Epoch); 0: none.
+	epoch int64
 }
 
 var _ sortedkv.Database = (*pgKV)(nil)
@@ -329,23 +425,55 @@ func (d *pgKV) Put(k, v string) error { return d.PutBytes(k, []byte(v)) }
 
 // PutBytes inserts or overwrites key.
 func (d *pgKV) PutBytes(k string, v []byte) error {
-	ctx, cancel := d.ctx()
-	defer cancel()
-	if _, err := d.pool.Exec(ctx, putSQL, []byte(k), notNull(v)); err != nil {
+	if _, err := d.write(func(b *pgx.Batch) { b.Queue(putSQL, []byte(k), notNull(v)) }); err != nil {
 		return fmt.Errorf("put %q: %w", k, err)
 	}
 	return nil
 }
 
-// Delete removes key; like LevelDB's adapter, it fails if key is missing.
-func (d *pgKV) Delete(k string) error {
+// write runs the statements queue adds as one transaction in one round
+// trip (pgx sends them with one Sync, which PostgreSQL runs as one
+// implicit transaction and commits before it answers), after the fence
+// when the store has one. It returns the tag of each statement queued.
+// Nothing waits on the client inside the transaction, so a paused process
+// cannot hold the lease row's lock.
+func (d *pgKV) write(queue func(*pgx.Batch)) ([]pgconn.CommandTag, error) {
+	var batch pgx.Batch
+	if d.epoch != 0 {
+		batch.Queue(fenceSQL, d.epoch)
+	}
+	fence := batch.Len()
+	queue(&batch)
 	ctx, cancel := d.ctx()
 	defer cancel()
-	tag, err := d.pool.Exec(ctx, deleteSQL, []byte(k))
+	res := d.pool.SendBatch(ctx, &batch)
+	tags := make([]pgconn.CommandTag, 0, batch.Len()-fence)
+	var err error
+	for i := range batch.Len() {
+		var tag pgconn.CommandTag
+		if tag, err = res.Exec(); err != nil {
+			break
+		}
+		if i >= fence {
+			tags = append(tags, tag)
+		}
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fenced(err)
+	}
+	return tags, nil
+}
+
+// Delete removes key; like LevelDB's adapter, it fails if key is missing.
+func (d *pgKV) Delete(k string) error {
+	tags, err := d.write(func(b *pgx.Batch) { b.Queue(deleteSQL, []byte(k)) })
 	if err != nil {
 		return fmt.Errorf("delete %q: %w", k, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if tags[0].RowsAffected() == 0 {
 		return fmt.Errorf("delete %q: %w", k, errNotFound)
 	}
 	return nil
@@ -418,26 +546,15 @@ func (b *pgBatch) Apply() error {
 	if len(b.ops) == 0 {
 		return nil
 	}
-	var batch pgx.Batch
-	for _, op := range b.ops {
-		if op.del {
-			batch.Queue(deleteSQL, op.key)
-		} else {
-			batch.Queue(putSQL, op.key, op.value)
+	_, err := b.d.write(func(batch *pgx.Batch) {
+		for _, op := range b.ops {
+			if op.del {
+				batch.Queue(deleteSQL, op.key)
+			} else {
+				batch.Queue(putSQL, op.key, op.value)
+			}
 		}
-	}
-	ctx, cancel := b.d.ctx()
-	defer cancel()
-	res := b.d.pool.SendBatch(ctx, &batch)
-	var err error
-	for range b.ops {
-		if _, err = res.Exec(); err != nil {
-			break
-		}
-	}
-	if cerr := res.Close(); err == nil {
-		err = cerr
-	}
+	})
 	if err != nil {
 		return fmt.Errorf("apply batch of %d writes: %w", len(b.ops), err)
 	}
