@@ -9,6 +9,7 @@ import (
 	"math/big"
 
 	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -90,12 +91,61 @@ func SetupContracts(ctx context.Context, cb ethchannel.ContractBackend, mode str
 	return Contracts{Adjudicator: adj, AssetHolderETH: ah}, nil
 }
 
-// DeployerBackend returns a contract backend that signs with key.
-func DeployerBackend(b Backend, chainID *big.Int, key *ecdsa.PrivateKey) (ethchannel.ContractBackend, accounts.Account) {
+// DeployerBackend returns a contract backend that signs with key and
+// counts a transaction once it is in a block (TxPolicy{}).
+func DeployerBackend(b ethchannel.ContractInterface, chainID *big.Int, key *ecdsa.PrivateKey) (ethchannel.ContractBackend, accounts.Account) {
+	return KeyBackend(b, chainID, key, TxPolicy{})
+}
+
+// TxPolicy is how a contract backend sends transactions: the blocks it
+// waits for and the fees it may pay. The zero value waits for inclusion
+// and pays the chain's suggestions.
+type TxPolicy struct {
+	// Confirmations is how many blocks deep a transaction (and an event
+	// the backend waits for, such as a deposit) must be; 0 means 1.
+	Confirmations uint64
+	// MaxFeePerGas caps the fee per gas (nil: twice the base fee plus the
+	// tip).
+	MaxFeePerGas *big.Int
+	// MaxPriorityFeePerGas is the tip per gas (nil: the chain's suggestion).
+	MaxPriorityFeePerGas *big.Int
+}
+
+// depth is the backend's transaction finality depth.
+func (p TxPolicy) depth() uint64 { return max(p.Confirmations, 1) }
+
+// KeyBackend returns a contract backend that signs with key and sends per
+// policy p.
+func KeyBackend(b ethchannel.ContractInterface, chainID *big.Int, key *ecdsa.PrivateKey, p TxPolicy) (ethchannel.ContractBackend, accounts.Account) {
 	w := simple.NewWallet(key)
-	tr := simple.NewTransactor(w, types.LatestSignerForChainID(chainID))
-	return ethchannel.NewContractBackend(b, ethchannel.MakeChainID(chainID), tr, 1),
+	var tr ethchannel.Transactor = simple.NewTransactor(w, types.LatestSignerForChainID(chainID))
+	if p.MaxFeePerGas != nil || p.MaxPriorityFeePerGas != nil {
+		tr = feeCapped{Transactor: tr, feeCap: p.MaxFeePerGas, tip: p.MaxPriorityFeePerGas}
+	}
+	return ethchannel.NewContractBackend(b, ethchannel.MakeChainID(chainID), tr, p.depth()),
 		accounts.Account{Address: crypto.PubkeyToAddress(key.PublicKey)}
+}
+
+// feeCapped sets the fee cap and the tip of every transaction; go-ethereum
+// fills in what is left nil from the chain's suggestions.
+type feeCapped struct {
+	ethchannel.Transactor
+	feeCap, tip *big.Int
+}
+
+// NewTransactor returns the inner transactor's options with the fees set.
+func (f feeCapped) NewTransactor(acc accounts.Account) (*bind.TransactOpts, error) {
+	opts, err := f.Transactor.NewTransactor(acc)
+	if err != nil {
+		return nil, err
+	}
+	if f.feeCap != nil {
+		opts.GasFeeCap = new(big.Int).Set(f.feeCap)
+	}
+	if f.tip != nil {
+		opts.GasTipCap = new(big.Int).Set(f.tip)
+	}
+	return opts, nil
 }
 
 // ResetNonce forgets the perun backend's process-wide expectation of addr's

@@ -35,6 +35,10 @@ const (
 // Embedded is the chain.url value that selects the in-process chain.
 const Embedded = "embedded"
 
+// MaxConfirmations bounds chain.confirmations: 64 blocks is two epochs of
+// Ethereum's beacon chain, after which a block is final.
+const MaxConfirmations = 64
+
 // Config is the whole node configuration.
 type Config struct {
 	RPC       RPC       `koanf:"rpc"`
@@ -108,6 +112,11 @@ type Chain struct {
 	URL       string        `koanf:"url"`
 	ID        uint64        `koanf:"id"`
 	TxTimeout time.Duration `koanf:"txTimeout"`
+	// Confirmations is how many blocks deep a transaction or a deposit
+	// event must be before perund counts it (1: included in the head
+	// block). A public network wants more than 1 against reorganisations;
+	// TxTimeout must then cover the blocks waited for.
+	Confirmations uint64 `koanf:"confirmations"`
 	// BlockInterval is the embedded chain's empty-block interval.
 	BlockInterval time.Duration `koanf:"blockInterval"`
 }
@@ -216,6 +225,7 @@ func Defaults() map[string]any {
 		"chain.url":                      Embedded,
 		"chain.id":                       uint64(1337),
 		"chain.txTimeout":                "60s",
+		"chain.confirmations":            uint64(1),
 		"chain.blockInterval":            "1s",
 		"contracts.mode":                 ModeValidateOrDeploy,
 		"contracts.adjudicator":          "",
@@ -455,6 +465,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Chain.TxTimeout < time.Second {
 		return &KeyError{"chain.txTimeout", "must be at least 1s (write durations like 60s)"}
+	}
+	if c.Chain.Confirmations < 1 || c.Chain.Confirmations > MaxConfirmations {
+		return &KeyError{"chain.confirmations", fmt.Sprintf("must be between 1 and %d (blocks)", MaxConfirmations)}
 	}
 	if c.Chain.BlockInterval < 10*time.Millisecond {
 		return &KeyError{"chain.blockInterval", "must be at least 10ms"}

@@ -67,6 +67,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"asset symbol", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "P R", "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}}}}, "assets[0].symbol"},
 		{"asset token", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "PRN", "token": "0x1"}}}}, "assets[0].token"},
 		{"asset ETH", Sources{Base: map[string]any{"assets": []any{map[string]any{"symbol": "ETH", "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}}}}, "assets[0].symbol"},
+		{"no confirmations", Sources{Flags: map[string]any{"chain.confirmations": 0}}, "chain.confirmations"},
+		{"too many confirmations", Sources{Env: []string{"PERUND_CHAIN_CONFIRMATIONS=65"}}, "chain.confirmations"},
 		{"zero challenge", Sources{Flags: map[string]any{"channel.challengeDuration": 0}}, "channel.challengeDuration"},
 		{"store url scheme", Sources{Flags: map[string]any{"store.url": "mysql://u:s3cret@db/perund"}}, "store.url"},
 		{"store url host", Sources{Flags: map[string]any{"store.url": "postgres:///perund"}}, "store.url"},

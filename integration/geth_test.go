@@ -20,11 +20,12 @@ package integration
 //     nodes' watchtower accounts by plain transfers.
 //   - Its own dev genesis enables the forks after mainnet's (in geth
 //     1.17.10 "Bogota", with Amsterdam's EIP-8037 state-gas metering),
-//     under which perund's fixed 100,000 gas for an ETH deposit
-//     (depositGasLimit in node/session.go) runs out of gas: the deposit
-//     reverts. The tests give geth a genesis with mainnet's rules instead
-//     (geth init: the dev chain's config up to Osaka), which geth --dev
-//     then runs on.
+//     under which perund's earlier fixed 100,000 gas for an ETH deposit
+//     ran out of gas (the deposit reverted); perund now estimates a
+//     deposit's gas. TestGethCooperative runs on geth's own dev genesis
+//     (those future forks on), TestGethForceClose on mainnet's rules
+//     (geth init: the dev chain's config up to Osaka), so that both rule
+//     sets are tried.
 
 import (
 	"context"
@@ -115,13 +116,27 @@ type gethDev struct {
 
 var gethWSURL = regexp.MustCompile(`WebSocket enabled +url=(ws://127\.0\.0\.1:[0-9]+)`)
 
-// gethGenesis writes the genesis of a dev chain with mainnet's rules (see
-// the top of the file) that funds dev, alice, bob and deployer.
-func gethGenesis(t *testing.T, file string, dev, deployer common.Address) {
+// gethRules are the forks a geth dev chain runs.
+type gethRules int
+
+const (
+	// mainnetRules: geth's dev config up to Osaka, the forks mainnet runs.
+	mainnetRules gethRules = iota
+	// futureRules: geth's own dev config, with the forks after mainnet's.
+	futureRules
+)
+
+// gethGenesis writes the genesis of a dev chain with rules (see the top of
+// the file) that funds dev, alice, bob and deployer.
+func gethGenesis(t *testing.T, file string, rules gethRules, dev, deployer common.Address) {
 	g := core.DeveloperGenesisBlock(30_000_000, &dev)
 	cfg := *g.Config
 	require.NotNil(t, cfg.OsakaTime, "geth's dev config has Osaka")
-	cfg.AmsterdamTime, cfg.BogotaTime, cfg.UBTTime = nil, nil, nil
+	if rules == mainnetRules {
+		cfg.AmsterdamTime, cfg.BogotaTime, cfg.UBTTime = nil, nil, nil
+	} else {
+		require.NotNil(t, cfg.BogotaTime, "geth's dev config has Bogota")
+	}
 	g.Config = &cfg
 	g.Alloc[dev] = types.Account{Balance: eth(1_000_000)}
 	for _, a := range []common.Address{addrOf(keyAlice), addrOf(keyBob), deployer} {
@@ -133,9 +148,9 @@ func gethGenesis(t *testing.T, file string, dev, deployer common.Address) {
 }
 
 // startGeth starts geth --dev on a temp datadir initialised with
-// gethGenesis, its WebSocket API on a free loopback port (port 0: geth logs
-// the one it got), and stops it at the end of the test.
-func startGeth(t *testing.T) *gethDev {
+// gethGenesis with rules, its WebSocket API on a free loopback port (port
+// 0: geth logs the one it got), and stops it at the end of the test.
+func startGeth(t *testing.T, rules gethRules) *gethDev {
 	bin := requireGeth(t)
 	dir := t.TempDir()
 	g := &gethDev{log: &lockedBuffer{}, exited: make(chan struct{})}
@@ -154,7 +169,7 @@ func startGeth(t *testing.T) *gethDev {
 	g.deployer, err = crypto.GenerateKey()
 	require.NoError(t, err)
 	genesis := filepath.Join(dir, "genesis.json")
-	gethGenesis(t, genesis, acc.Address, crypto.PubkeyToAddress(g.deployer.PublicKey))
+	gethGenesis(t, genesis, rules, acc.Address, crypto.PubkeyToAddress(g.deployer.PublicKey))
 	ictx, icancel := context.WithTimeout(context.Background(), time.Minute)
 	defer icancel()
 	out, err := exec.CommandContext(ictx, bin, "init", "--datadir", dir, genesis).CombinedOutput()
@@ -265,7 +280,7 @@ func (g *gethDev) rpc(t *testing.T) *gethrpc.Client { return dialRPC(t, g.url) }
 // transaction of theirs from the receipts.
 func TestGethCooperative(t *testing.T) {
 	t.Parallel()
-	g := startGeth(t)
+	g := startGeth(t, futureRules)
 	ethc := g.rpc(t)
 	alice, bob, sa, sb, ch := pair(t, g)
 	for i := 0; i < 6; i++ {
@@ -312,7 +327,7 @@ func TestGethCooperative(t *testing.T) {
 // Her on-chain balance is exact.
 func TestGethForceClose(t *testing.T) {
 	t.Parallel()
-	g := startGeth(t)
+	g := startGeth(t, mainnetRules)
 	ethc := g.rpc(t)
 	alice, bob, sa, sb, ch := pairWith(t, g, deploy(t, g), "--set=channel.minChallengeDuration=1",
 		fmt.Sprintf("--set=channel.challengeDuration=%d", gethChallenge))

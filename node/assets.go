@@ -6,8 +6,12 @@ import (
 	"math/big"
 	"sort"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/perun-network/perun-eth-backend/bindings/assetholdereth"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	cherrors "github.com/perun-network/perun-eth-backend/channel/errors"
 	"perun.network/go-perun/channel"
 
 	"github.com/perund/perund/chain"
@@ -29,7 +33,7 @@ func (a *assetEntry) isETH() bool { return a.token == (common.Address{}) }
 
 func (a *assetEntry) depositor() ethchannel.Depositor {
 	if a.isETH() {
-		return ethchannel.NewETHDepositor(depositGasLimit)
+		return estimatingETHDepositor{}
 	}
 	return ethchannel.NewERC20Depositor(a.token, erc20GasLimit)
 }
@@ -111,3 +115,33 @@ func (n *Node) AssetBalance(ctx context.Context, symbol string, addr common.Addr
 	}
 	return b, nil
 }
+
+// estimatingETHDepositor deposits ether with a gas limit estimated for the
+// deposit at hand plus a quarter: a fixed limit breaks when a network
+// reprices storage (geth 1.17's dev fork Bogota, with EIP-8037's state-gas
+// metering, ran a deposit with 100,000 gas out of gas).
+type estimatingETHDepositor struct{}
+
+// Deposit estimates the deposit's gas and sends it with go-perun's ETH
+// depositor.
+func (estimatingETHDepositor) Deposit(ctx context.Context, req ethchannel.DepositReq) (types.Transactions, error) {
+	holderABI, err := assetholdereth.AssetholderethMetaData.GetAbi()
+	if err != nil {
+		return nil, fmt.Errorf("asset holder ABI: %w", err)
+	}
+	data, err := holderABI.Pack("deposit", req.FundingID, req.Balance)
+	if err != nil {
+		return nil, fmt.Errorf("pack deposit: %w", err)
+	}
+	holder := req.Asset.EthAddress()
+	gas, err := req.CB.EstimateGas(ctx, ethereum.CallMsg{From: req.Account.Address, To: &holder, Value: req.Balance, Data: data})
+	if err != nil {
+		// An unreachable chain stays recognisable as such (as go-perun's
+		// own depositor marks it).
+		return nil, fmt.Errorf("estimate the gas of a deposit of %s wei: %w", req.Balance, cherrors.CheckIsChainNotReachableError(err))
+	}
+	return ethchannel.NewETHDepositor(gas+gas/4).Deposit(ctx, req)
+}
+
+// NumTX is the number of transactions of a deposit.
+func (estimatingETHDepositor) NumTX() uint32 { return 1 }

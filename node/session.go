@@ -35,11 +35,9 @@ import (
 	"github.com/perund/perund/wireid"
 )
 
-// Gas limits of the session's transactions.
-const (
-	depositGasLimit     = 100_000
-	adjudicatorGasLimit = 1_000_000
-)
+// adjudicatorGasLimit caps the gas of a session's adjudicator transactions
+// (register, conclude, withdraw); an ETH deposit's limit is estimated.
+const adjudicatorGasLimit = 1_000_000
 
 // Session is one user's presence on the node: their go-perun client and
 // everything it needs. Its methods are safe for concurrent use.
@@ -161,7 +159,7 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 	signer := types.LatestSignerForChainID(n.chainID)
 	rb := recordingBackend{Backend: n.chain, unattributed: func(tx *types.Transaction) { s.attributeTx(n.adjABI, tx) },
 		log: n.log, owner: addr, purposes: n.purposes, sent: newSentTxs(), metrics: n.metrics}
-	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), 1)
+	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), n.cfg.Chain.Confirmations)
 	acc := accounts.Account{Address: addr}
 	s.wallet, s.ethAcc = w, acc
 	funder := ethchannel.NewFunder(cb)

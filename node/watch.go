@@ -42,7 +42,7 @@ func (n *Node) startTower(ctx context.Context, op *ecdsa.PrivateKey) error {
 	if op != nil {
 		addr := crypto.PubkeyToAddress(op.PublicKey)
 		chain.ResetNonce(n.chainID, addr)
-		cb, acc := chain.DeployerBackend(n.chain, n.chainID, op)
+		cb, acc := chain.KeyBackend(n.chain, n.chainID, op, chain.TxPolicy{Confirmations: n.cfg.Chain.Confirmations})
 		n.operator = addr
 		n.opAdj = ethchannel.NewAdjudicator(cb, n.contracts.Adjudicator, addr, acc, adjudicatorGasLimit)
 	}
