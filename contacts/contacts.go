@@ -1,6 +1,8 @@
 // Package contacts is a user's address book: aliases of peers with their
-// Ethereum address and the host:port of their perund session. It is kept in a
-// YAML file written atomically (temporary file, fsync, rename).
+// Ethereum address and the host:port of their perund session. It is kept as
+// one YAML document in a Storage: a file written atomically (temporary
+// file, fsync, rename) by default, or the node's database (perund's
+// PostgreSQL store, so that a standby node finds it).
 package contacts
 
 import (
@@ -103,23 +105,54 @@ func (c Contact) Validate() error {
 	return ValidateCommAddress(c.CommAddress)
 }
 
-// Book is one user's address book, backed by a YAML file. It is safe for
-// concurrent use.
+// Book is one user's address book, backed by a YAML document. It is safe
+// for concurrent use.
 type Book struct {
-	path string
+	st   Storage
+	path string // names the book in errors
 	mu   sync.RWMutex
 	list []Contact
 }
 
-// Load reads the book at path; a missing file is an empty book.
-func Load(path string) (*Book, error) {
-	b := &Book{path: path}
-	data, err := os.ReadFile(path)
+// Storage keeps a book's YAML document.
+type Storage interface {
+	// Read returns the document; ok is false when there is none yet.
+	Read() (data []byte, ok bool, err error)
+	// Write replaces the document durably (atomically: a crash leaves the
+	// old or the new one).
+	Write(data []byte) error
+}
+
+// FileStorage is the document in the file at path.
+func FileStorage(path string) Storage { return fileStorage(path) }
+
+type fileStorage string
+
+func (f fileStorage) Read() ([]byte, bool, error) {
+	data, err := os.ReadFile(string(f))
 	if errors.Is(err, os.ErrNotExist) {
-		return b, nil
+		return nil, false, nil
 	}
 	if err != nil {
+		return nil, false, err //nolint:wrapcheck // Open names the book
+	}
+	return data, true, nil
+}
+
+// Load reads the book at path; a missing file is an empty book.
+func Load(path string) (*Book, error) { return Open(FileStorage(path), path) }
+
+// Open reads the book kept in st (name says which in errors); a missing
+// document is an empty book.
+func Open(st Storage, name string) (*Book, error) {
+	path := name
+	b := &Book{st: st, path: name}
+	data, ok, err := st.Read()
+	if err != nil {
 		return nil, fmt.Errorf("read contacts %s: %w", path, err)
+	}
+	if !ok {
+		return b, nil
 	}
 	var file struct {
 		Contacts []Contact `yaml:"contacts"`
@@ -244,27 +277,34 @@ func (b *Book) save(list []Contact) error {
 	if err != nil {
 		return fmt.Errorf("encode contacts: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(b.path), 0o700); err != nil {
+	if err := b.st.Write(data); err != nil {
 		return fmt.Errorf("save contacts: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(b.path), ".contacts-*.tmp")
+	return nil
+}
+
+// Write replaces the file: a temporary file beside it, synced and renamed
+// over it.
+func (f fileStorage) Write(data []byte) error {
+	path := string(f)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err //nolint:wrapcheck // save names the book
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".contacts-*.tmp")
 	if err != nil {
-		return fmt.Errorf("save contacts: %w", err)
+		return err //nolint:wrapcheck // save names the book
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save contacts: %w", err)
+		return err //nolint:wrapcheck // save names the book
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save contacts: %w", err)
+		return err //nolint:wrapcheck // save names the book
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save contacts: %w", err)
+		return err //nolint:wrapcheck // save names the book
 	}
-	if err := os.Rename(tmp.Name(), b.path); err != nil {
-		return fmt.Errorf("save contacts: %w", err)
-	}
-	return nil
+	return os.Rename(tmp.Name(), path) //nolint:wrapcheck // save names the book
 }
