@@ -110,6 +110,9 @@ func (s *Session) OpenChannel(ctx context.Context, peerRef, symbol string, mine,
 	started := time.Now()
 	ch, err := s.client.ProposeChannel(pctx, prop)
 	if err != nil {
+		if ch != nil {
+			s.refundUnfunded(ch, rec)
+		}
 		return ChannelInfo{}, s.mapOpenErr(err, openAttempt{peer: c.Alias, commAddr: c.CommAddress, idx: 0,
 			challenge: challenge, timeout: timeout, elapsed: time.Since(started)}, rec)
 	}
@@ -139,16 +142,7 @@ type openAttempt struct {
 // lateDeposit names whose deposit did not arrive within the funding period
 // (the challenge duration, of block time), with the real time it took.
 func lateDeposit(fto channel.FundingTimeoutError, o openAttempt) error {
-	ours, theirs := false, false
-	for _, e := range fto.Errors {
-		for _, p := range e.TimedOutPeers {
-			if p == o.idx {
-				ours = true
-			} else {
-				theirs = true
-			}
-		}
-	}
+	ours, theirs := lateParties(fto, o.idx)
 	who := o.peer + "'s deposit"
 	switch {
 	case ours && theirs:
@@ -160,6 +154,21 @@ func lateDeposit(fto channel.FundingTimeoutError, o openAttempt) error {
 		What:    fmt.Sprintf("waiting for %s (the funding period is %d s of block time)", who, o.challenge),
 		Timeout: o.elapsed.Round(100 * time.Millisecond),
 	}
+}
+
+// lateParties tells whose deposits a funding timeout names: the user's
+// (index idx), the peer's.
+func lateParties(fto channel.FundingTimeoutError, idx channel.Index) (ours, theirs bool) {
+	for _, e := range fto.Errors {
+		for _, p := range e.TimedOutPeers {
+			if p == idx {
+				ours = true
+			} else {
+				theirs = true
+			}
+		}
+	}
+	return ours, theirs
 }
 
 func (s *Session) mapOpenErr(err error, o openAttempt, rec *txRecorder) error {
@@ -174,6 +183,12 @@ func (s *Session) mapOpenErr(err error, o openAttempt, rec *txRecorder) error {
 		var fund *client.ChannelFundingError
 		if !errors.As(err, &fto) && errors.As(err, &fund) {
 			errors.As(fund.Err, &fto)
+		}
+		if ours, _ := lateParties(fto, o.idx); ours && rec.sendErr() != nil {
+			// perun-eth-backend reports the funding timeout before the
+			// error of the deposit that the chain refused.
+			chain.ResetNonce(s.n.chainID, s.addr)
+			return chainErr(fmt.Errorf("your deposit failed after %s: %w", o.elapsed.Round(100*time.Millisecond), rec.sendErr()), rec)
 		}
 		return lateDeposit(fto, o)
 	case failFunding:
@@ -277,6 +292,9 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 	started := time.Now()
 	ch, err := r.Accept(ctx, lcp.Accept(s.participant(), client.WithRandomNonce()))
 	if err != nil {
+		if ch != nil {
+			s.refundUnfunded(ch, rec)
+		}
 		d.result <- decisionResult{err: s.mapOpenErr(err, openAttempt{peer: s.peerName(peer), idx: 1,
 			challenge: lcp.ChallengeDuration, timeout: timeout, elapsed: time.Since(started)}, rec)}
 		return

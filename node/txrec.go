@@ -24,6 +24,15 @@ type recorderKey struct{}
 type txRecorder struct {
 	mu     sync.Mutex
 	hashes []string
+	// notSent is the error of the first transaction the chain refused.
+	notSent error
+}
+
+// sendErr returns the error of the first transaction the chain refused.
+func (r *txRecorder) sendErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.notSent
 }
 
 func withRecorder(ctx context.Context) (context.Context, *txRecorder) {
@@ -86,6 +95,9 @@ func (b recordingBackend) SendTransaction(ctx context.Context, tx *types.Transac
 	if r, ok := ctx.Value(recorderKey{}).(*txRecorder); ok {
 		r.mu.Lock()
 		r.hashes = append(r.hashes, tx.Hash().Hex())
+		if err != nil && r.notSent == nil {
+			r.notSent = err
+		}
 		r.mu.Unlock()
 	} else if err == nil && b.unattributed != nil {
 		b.unattributed(tx)

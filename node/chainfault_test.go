@@ -1,0 +1,302 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts/abi"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
+	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
+	"github.com/stretchr/testify/require"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/node"
+	"github.com/perund/perund/subscriptions"
+)
+
+// faultChain is a real chain (the env's embedded one) behind the seam
+// where a node sends its transactions: it refuses, on demand, the
+// transactions that call one contract method, as a node that drops the
+// connection or rejects the transaction would. Everything else reaches
+// the chain unchanged.
+type faultChain struct {
+	chain.Backend
+	mu      sync.Mutex
+	method  string // the contract method to refuse ("" refuses nothing)
+	left    int    // how many more to refuse (negative: all)
+	refused []string
+}
+
+// errInjected is the error of a refused transaction.
+var errInjected = errors.New("connection reset by chain (injected)")
+
+// perunABIs are the ABIs of the Perun contracts a session calls.
+var perunABIs = func() []*abi.ABI {
+	var out []*abi.ABI
+	for _, md := range []*bind.MetaData{adjudicator.AdjudicatorMetaData, assetholder.AssetholderMetaData} {
+		a, err := md.GetAbi()
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, a)
+	}
+	return out
+}()
+
+// methodOf names the Perun contract method a transaction calls.
+func methodOf(tx *types.Transaction) string {
+	data := tx.Data()
+	if len(data) < 4 {
+		return ""
+	}
+	for _, a := range perunABIs {
+		if m, err := a.MethodById(data[:4]); err == nil {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// failNext makes the chain refuse the next n transactions calling method
+// (n < 0: every one until failNext is called again).
+func (c *faultChain) failNext(method string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.method, c.left = method, n
+}
+
+// refusedCalls returns the methods of the transactions refused so far.
+func (c *faultChain) refusedCalls() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.refused...)
+}
+
+func (c *faultChain) SendTransaction(ctx context.Context, tx *types.Transaction) error {
+	m := methodOf(tx)
+	c.mu.Lock()
+	refuse := c.method != "" && m == c.method && c.left != 0
+	if refuse {
+		c.left--
+		c.refused = append(c.refused, m)
+	}
+	c.mu.Unlock()
+	if refuse {
+		return errInjected
+	}
+	return c.Backend.SendTransaction(ctx, tx)
+}
+
+// faultPair is alice and bob, each on a node of their own on one embedded
+// chain, introduced to each other; the nodes allow a challenge duration
+// of 2 s, so that a funding period and a dispute pass quickly.
+type faultPair struct {
+	v          *env
+	na, nb     *node.Node
+	alice, bob *node.Session
+	fa, fb     *faultChain
+}
+
+func newFaultPair(ctx context.Context, t *testing.T) *faultPair {
+	t.Helper()
+	keys := freshKeys(t, 2)
+	v, addrs := newEnv(t, keys...)
+	p := &faultPair{v: v, fa: &faultChain{Backend: v.chain}, fb: &faultChain{Backend: v.chain}}
+	flags := map[string]any{"channel.minChallengeDuration": 2}
+	p.na = v.nodeWith(t, t.TempDir(), map[string]string{keys[0]: "alice"}, testNode{chain: p.fa, flags: flags})
+	p.nb = v.nodeWith(t, t.TempDir(), map[string]string{keys[1]: "bob"}, testNode{chain: p.fb, flags: flags})
+	var err error
+	p.alice, err = p.na.OpenSession(ctx, addrs[0], "alice", false)
+	require.NoError(t, err)
+	p.bob, err = p.nb.OpenSession(ctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	introduce(t, p.alice, p.bob)
+	return p
+}
+
+// head returns the chain's current block number and addr's balance.
+func (p *faultPair) head(t *testing.T, addr common.Address) (uint64, *big.Int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := p.v.chain.BlockNumber(ctx)
+	require.NoError(t, err)
+	b, err := p.v.chain.BalanceAt(ctx, addr, nil)
+	require.NoError(t, err)
+	return n, b
+}
+
+// acceptNext accepts the next proposal s gets and returns what the accept
+// answered (bounded by ctx).
+func acceptNext(ctx context.Context, t *testing.T, s *node.Session) <-chan error {
+	t.Helper()
+	props, err := s.Hub().Subscribe(subscriptions.Proposals)
+	require.NoError(t, err)
+	res := make(chan error, 1)
+	go func() {
+		defer s.Hub().Unsubscribe(props.ID())
+		select {
+		case ev := <-props.Events():
+			_, err := s.RespondProposal(ctx, ev.(node.ProposalInfo).ProposalID, true, "")
+			res <- err
+		case <-ctx.Done():
+			res <- ctx.Err()
+		}
+	}()
+	return res
+}
+
+// requireRefunded waits until s has the one channel that never got funded
+// closed (by a dispute on its initial state) and checks that s's account
+// got its deposit back: its balance is before less the gas of what it
+// sent since block from, to the wei.
+func (p *faultPair) requireRefunded(t *testing.T, s *node.Session, deposit *big.Int, before *big.Int, from uint64) {
+	t.Helper()
+	var closed []node.ChannelInfo
+	require.Eventually(t, func() bool {
+		closed = s.Channels(node.StateClosed)
+		return len(closed) == 1
+	}, 90*time.Second, 100*time.Millisecond, "the unfunded channel is settled: the deposit comes back")
+	require.Equal(t, "dispute", closed[0].ClosedBy)
+	require.Equal(t, uint64(0), closed[0].Version, "the initial state is the one both signed")
+	require.Equal(t, deposit.String(), closed[0].Balance.Mine)
+	require.Empty(t, s.Channels(node.StateOpen))
+	p.v.requireWithdrew(t, s.Address(), before, new(big.Int), from, "deposit refunded, only gas paid")
+}
+
+// requireUntouched checks that addr sent nothing from block from on and
+// that its balance is still before.
+func (p *faultPair) requireUntouched(t *testing.T, addr common.Address, before *big.Int, from uint64) {
+	t.Helper()
+	require.Empty(t, p.v.sentSince(t, from)[addr], "no transaction of %s was mined", addr.Hex())
+	_, now := p.head(t, addr)
+	require.Equal(t, before.String(), now.String())
+}
+
+// TestPeerNeverFunds: bob accepts alice's channel but his deposit never
+// reaches the chain (his node's chain refuses it). Bob hears at once that
+// his deposit failed, and nothing of his moved. Alice, whose deposit is
+// in, hears after the funding period that bob's deposit is missing; her
+// node settles the unfunded channel on its initial state (register,
+// challenge period, conclude, withdraw), and she has her deposit back,
+// to the wei less the gas.
+func TestPeerNeverFunds(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newFaultPair(ctx, t)
+	fromA, beforeA := p.head(t, p.alice.Address())
+	_, beforeB := p.head(t, p.bob.Address())
+	p.fb.failNext("deposit", -1)
+
+	accepted := acceptNext(ctx, t, p.bob)
+	_, err := p.alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(3), 3)
+	var te *node.TimeoutError
+	require.ErrorAs(t, err, &te, "alice: %v", err)
+	require.Contains(t, te.What, "waiting for bob's deposit")
+	select {
+	case err := <-accepted:
+		var ce *node.ChainError
+		require.ErrorAs(t, err, &ce, "bob: %v", err)
+		require.Contains(t, ce.Error(), "your deposit failed")
+		require.ErrorIs(t, err, errInjected)
+	case <-ctx.Done():
+		t.Fatal("bob's accept did not return")
+	}
+	require.Equal(t, []string{"deposit"}, p.fb.refusedCalls())
+	require.Empty(t, p.bob.Channels(node.StateOpen))
+
+	p.requireRefunded(t, p.alice, eth(5), beforeA, fromA)
+	p.requireUntouched(t, p.bob.Address(), beforeB, fromA)
+}
+
+// TestOwnDepositFails: the proposer's own deposit fails (her node's chain
+// refuses it): alice's open fails at once with a chain error that says
+// so, and nothing of hers moved; bob, who deposited, hears that alice's
+// deposit is missing and gets his deposit back to the wei less the gas.
+func TestOwnDepositFails(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newFaultPair(ctx, t)
+	fromB, beforeB := p.head(t, p.bob.Address())
+	_, beforeA := p.head(t, p.alice.Address())
+	p.fa.failNext("deposit", -1)
+
+	accepted := acceptNext(ctx, t, p.bob)
+	_, err := p.alice.OpenChannel(ctx, "bob", "ETH", eth(2), eth(4), 3)
+	var ce *node.ChainError
+	require.ErrorAs(t, err, &ce, "alice: %v", err)
+	require.Contains(t, ce.Error(), "your deposit failed")
+	require.ErrorIs(t, err, errInjected)
+	select {
+	case err := <-accepted:
+		var te *node.TimeoutError
+		require.ErrorAs(t, err, &te, "bob: %v", err)
+		require.Contains(t, te.What, "waiting for alice's deposit")
+	case <-ctx.Done():
+		t.Fatal("bob's accept did not return")
+	}
+	require.Equal(t, []string{"deposit"}, p.fa.refusedCalls())
+	require.Empty(t, p.alice.Channels(node.StateOpen))
+
+	p.requireRefunded(t, p.bob, eth(4), beforeB, fromB)
+	p.requireUntouched(t, p.alice.Address(), beforeA, fromB)
+}
+
+// TestWithdrawFailsThenRetried: an agreed close whose conclusion is mined
+// but whose withdrawal the chain refuses twice: the close reports the
+// chain error, the node retries the settle after its backoff without a
+// caller, and the third withdrawal goes through: alice's share arrives to
+// the wei, each of her transactions succeeded and none was sent twice
+// on chain.
+func TestWithdrawFailsThenRetried(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newFaultPair(ctx, t)
+	ci := openAccepted(ctx, t, p.alice, p.bob, eth(5), eth(5))
+	_, err := p.alice.Send(ctx, ci.ChannelID, eth(1))
+	require.NoError(t, err)
+	ups, err := p.bob.Hub().Subscribe(subscriptions.Updates)
+	require.NoError(t, err)
+	go func() { // bob agrees to the close
+		for {
+			select {
+			case ev, ok := <-ups.Events():
+				if !ok {
+					return
+				}
+				if u := ev.(node.UpdateInfo); u.Kind == node.KindClose && u.Status == node.StatusPending {
+					_, _ = p.bob.RespondUpdate(ctx, u.UpdateID, true, "")
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	from, before := p.head(t, p.alice.Address())
+	p.fa.failNext("withdraw", 2)
+	_, err = p.alice.Close(ctx, ci.ChannelID)
+	var ce *node.ChainError
+	require.ErrorAs(t, err, &ce, "the withdrawal is refused: %v", err)
+	require.ErrorIs(t, err, errInjected)
+
+	var got node.ChannelInfo
+	require.Eventually(t, func() bool {
+		got, err = p.alice.Channel(ci.ChannelID)
+		return err == nil && got.State == node.StateClosed
+	}, time.Minute, 50*time.Millisecond, "the retries go on without a caller")
+	require.Equal(t, "agreement", got.ClosedBy)
+	require.Equal(t, eth(4).String(), got.Balance.Mine)
+	require.Equal(t, []string{"withdraw", "withdraw"}, p.fa.refusedCalls())
+	p.v.requireWithdrew(t, p.alice.Address(), before, eth(4), from, "alice's share after two refused withdrawals")
+}

@@ -1,0 +1,62 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts/abi/bind"
+	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	"perun.network/go-perun/client"
+)
+
+// refundUnfunded returns the user's deposit from a channel whose funding
+// failed (the peer's deposit did not come in the funding period, or the
+// funding broke off after the user's deposit): the asset holder keeps
+// each deposit of a channel that is concluded underfunded, so the node
+// settles the channel on its initial state, which both signed (register,
+// challenge period, conclude, withdraw). The channel is listed from then
+// on, closed by dispute once the deposit is back. Where nothing of the
+// user's is held, nothing is sent and the channel is not listed.
+func (s *Session) refundUnfunded(ch *client.Channel, rec *txRecorder) {
+	s.tasks.goTask("refund "+shortID(ch.ID()), func(ctx context.Context) {
+		held, err := s.heldIn(ctx, ch)
+		switch {
+		case err != nil:
+			// The chain may not answer now: the deposit, if any, is
+			// found by the settle's own read of the chain.
+			s.n.log.Warn("read the deposit of a channel whose funding failed; settling it", "channel", idHex(ch.ID()), "err", err)
+		case held.Sign() == 0:
+			s.n.log.Info("channel not funded; nothing of the user's to return", "channel", idHex(ch.ID()))
+			return
+		default:
+			s.n.log.Warn("channel not funded; settling its initial state to return the deposit", "channel", idHex(ch.ID()), "deposit", held)
+		}
+		s.onNewChannel(ch)
+		s.mu.Lock()
+		e := s.channels[ch.ID()]
+		s.mu.Unlock()
+		e.addTxs(rec.all())
+		e.startWatching()
+		e.settleInBackground(false, "dispute")
+	})
+}
+
+// heldIn reads what the asset holder holds for the user in ch.
+func (s *Session) heldIn(ctx context.Context, ch *client.Channel) (*big.Int, error) {
+	a := s.n.assetOf(ch.State().Assets[0])
+	if a == nil {
+		return nil, errors.New("the channel's asset is not configured")
+	}
+	ah, err := assetholder.NewAssetholder(a.holder, s.adj.Adjudicator.ContractBackend)
+	if err != nil {
+		return nil, fmt.Errorf("bind asset holder: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	fid := ethchannel.FundingIDs(ch.ID(), ch.Params().Parts[ch.Idx()])[0]
+	return ah.Holdings(&bind.CallOpts{Context: ctx}, fid)
+}
