@@ -99,8 +99,8 @@ const (
 func (c *conn) serve() {
 	defer c.cleanup()
 	c.ws.SetReadLimit(c.srv.cfg.MaxMessageSize)
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.srv.pongWait))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(c.srv.pongWait)) })
 	c.tasks.Add(1)
 	go func() {
 		defer c.tasks.Done()
@@ -120,7 +120,7 @@ func (c *conn) serve() {
 		if err != nil {
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		_ = c.ws.SetReadDeadline(time.Now().Add(c.srv.pongWait))
 		if typ != websocket.TextMessage && typ != websocket.BinaryMessage {
 			continue
 		}
@@ -245,7 +245,7 @@ func (c *conn) drain() {
 }
 
 func (c *conn) pinger() {
-	t := time.NewTicker(pingPeriod)
+	t := time.NewTicker(c.srv.pingPeriod)
 	defer t.Stop()
 	for {
 		select {

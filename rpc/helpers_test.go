@@ -58,6 +58,13 @@ func newFixture(t *testing.T, flags map[string]any) *fixture {
 // newFixtureWith is newFixture with a hook that changes the node's options.
 func newFixtureWith(t *testing.T, flags map[string]any, opts func(*node.Options)) *fixture {
 	t.Helper()
+	return newFixtureServer(t, flags, opts, nil)
+}
+
+// newFixtureServer is newFixtureWith with a hook that changes the server
+// before it serves.
+func newFixtureServer(t *testing.T, flags map[string]any, opts func(*node.Options), srvHook func(*rpc.Server)) *fixture {
+	t.Helper()
 	ka, _ := crypto.HexToECDSA(keyAlice)
 	kb, _ := crypto.HexToECDSA(keyBob)
 	f := &fixture{alice: crypto.PubkeyToAddress(ka.PublicKey), bob: crypto.PubkeyToAddress(kb.PublicKey)}
@@ -105,6 +112,9 @@ func newFixtureWith(t *testing.T, flags map[string]any, opts func(*node.Options)
 	srv := rpc.NewServer(n, cfg.RPC, lg, nil)
 	if o.Metrics != nil {
 		require.NoError(t, srv.SetMetrics(o.Metrics))
+	}
+	if srvHook != nil {
+		srvHook(srv)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

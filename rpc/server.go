@@ -32,7 +32,8 @@ import (
 	"github.com/perund/perund/node"
 )
 
-// Keepalive timing: a connection that answers no ping for pongWait is dropped.
+// Keepalive timing: a connection that answers no ping for pongWait is
+// dropped (a server's own timing is set by NewServer; tests shorten it).
 const (
 	pingPeriod = 20 * time.Second
 	pongWait   = 60 * time.Second
@@ -49,6 +50,9 @@ type Server struct {
 	upgrader websocket.Upgrader
 	conns    atomic.Int64
 	methods  map[string]*method
+	// pingPeriod and pongWait are the keepalive timing of the server's
+	// connections.
+	pingPeriod, pongWait time.Duration
 	// metrics, if set, count calls and connections and are served at
 	// /metrics (SetMetrics).
 	metrics *metrics.Metrics
@@ -69,7 +73,8 @@ type Server struct {
 
 // NewServer returns the API server of n. web may be nil.
 func NewServer(n *node.Node, cfg config.RPC, log *slog.Logger, web http.Handler) *Server {
-	s := &Server{node: n, cfg: cfg, log: log, web: web, active: map[*conn]struct{}{}, connGone: make(chan struct{})}
+	s := &Server{node: n, cfg: cfg, log: log, web: web, active: map[*conn]struct{}{}, connGone: make(chan struct{}),
+		pingPeriod: pingPeriod, pongWait: pongWait}
 	s.callCtx, s.stopCalls = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
