@@ -263,6 +263,10 @@ func (e *KeyError) Error() string { return fmt.Sprintf("config key %s: %s", e.Ke
 type Sources struct {
 	// File is a YAML file path.
 	File string
+	// Files are more YAML files, each over the one before it (and over
+	// File): e.g. a node's configuration, then the contracts snippet that
+	// perund contracts deploy printed.
+	Files []string
 	// Env is the environment as KEY=VALUE strings (os.Environ()).
 	Env []string
 	// Flags are key/value overrides from the command line.
@@ -289,15 +293,18 @@ func Load(src Sources) (*Config, error) {
 		name string
 		m    map[string]any
 	}{{"base", src.Base}}
-	if src.File != "" {
+	for _, f := range append([]string{src.File}, src.Files...) {
+		if f == "" {
+			continue
+		}
 		fk := koanf.New(".")
-		if err := fk.Load(file.Provider(src.File), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("read config file %s: %w", src.File, err)
+		if err := fk.Load(file.Provider(f), yaml.Parser()); err != nil {
+			return nil, fmt.Errorf("read config file %s: %w", f, err)
 		}
 		layers = append(layers, struct {
 			name string
 			m    map[string]any
-		}{"file " + src.File, fk.All()})
+		}{"file " + f, fk.All()})
 	}
 	env := map[string]any{}
 	for _, kv := range src.Env {

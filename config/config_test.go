@@ -124,3 +124,37 @@ func TestWebSocketURLAccepted(t *testing.T) {
 	require.Equal(t, "ws://127.0.0.1:8545", cfg.Chain.URL)
 	require.Equal(t, []string{"http://a:1", "*"}, cfg.RPC.AllowedOrigins)
 }
+
+// Several files: each over the one before (a node's configuration, then
+// the snippet of perund contracts deploy); an unknown key names its file.
+func TestSeveralFiles(t *testing.T) {
+	dir := t.TempDir()
+	node, contracts, bad := filepath.Join(dir, "perund.yaml"), filepath.Join(dir, "contracts.yaml"), filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(node, []byte("chain:\n  url: ws://127.0.0.1:8545\n  id: 5\n  confirmations: 4\ncontracts:\n  mode: deploy\nassets:\n  - symbol: PRN\n    token: \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n"), 0o600))
+	require.NoError(t, os.WriteFile(contracts, []byte(`chain:
+  id: 11155111
+contracts:
+  mode: validate
+  adjudicator: 0x5FbDB2315678afecb367f032d93F642f64180aa3
+  assetHolderETH: 0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512
+assets:
+  - symbol: PRN
+    token: 0x5FbDB2315678afecb367f032d93F642f64180aa3
+    assetHolder: 0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0
+    decimals: 18
+`), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte("contracts:\n  adjudicatr: 0x5FbDB2315678afecb367f032d93F642f64180aa3\n"), 0o600))
+	cfg, err := Load(Sources{Files: []string{node, contracts}})
+	require.NoError(t, err)
+	require.Equal(t, "ws://127.0.0.1:8545", cfg.Chain.URL, "from the first file")
+	require.Equal(t, uint64(4), cfg.Chain.Confirmations, "from the first file")
+	require.Equal(t, uint64(11155111), cfg.Chain.ID, "the second file over the first")
+	require.Equal(t, ModeValidate, cfg.Contracts.Mode)
+	require.Equal(t, []Asset{{Symbol: "PRN", Token: "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+		AssetHolder: "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0", Decimals: 18}}, cfg.Assets, "a list is replaced, not merged")
+	_, err = Load(Sources{Files: []string{node, bad}})
+	var ke *KeyError
+	require.ErrorAs(t, err, &ke)
+	require.Equal(t, "contracts.adjudicatr", ke.Key)
+	require.Contains(t, err.Error(), "bad.yaml")
+}

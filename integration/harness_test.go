@@ -105,18 +105,23 @@ type devChain interface {
 
 // anvil is a running dev chain.
 type anvil struct {
-	port  int
-	url   string
-	cmd   *exec.Cmd
-	state string
+	port    int
+	url     string
+	cmd     *exec.Cmd
+	state   string
+	chainID uint64
 }
 
 func (a *anvil) wsURL() string { return a.url }
 
 func (a *anvil) deployerKey() string { return keyDeployer }
 
-func startAnvil(t *testing.T) *anvil {
-	a := &anvil{port: freePort(t), state: filepath.Join(t.TempDir(), "anvil-state.json")}
+func startAnvil(t *testing.T) *anvil { return startAnvilWithID(t, 1337) }
+
+// startAnvilWithID starts anvil with chain id id (the nodes of newProc
+// need --set=chain.id=ID for another id than 1337).
+func startAnvilWithID(t *testing.T, id uint64) *anvil {
+	a := &anvil{port: freePort(t), state: filepath.Join(t.TempDir(), "anvil-state.json"), chainID: id}
 	a.url = fmt.Sprintf("ws://127.0.0.1:%d", a.port)
 	a.start(t)
 	t.Cleanup(a.stop)
@@ -124,7 +129,7 @@ func startAnvil(t *testing.T) *anvil {
 }
 
 func (a *anvil) start(t *testing.T) {
-	a.cmd = exec.Command(anvilBin, "--host", "127.0.0.1", "--port", fmt.Sprint(a.port), "--chain-id", "1337",
+	a.cmd = exec.Command(anvilBin, "--host", "127.0.0.1", "--port", fmt.Sprint(a.port), "--chain-id", fmt.Sprint(a.chainID),
 		"--block-time", "1", "--mixed-mining", "--silent", "--state", a.state)
 	require.NoError(t, a.cmd.Start())
 	require.Eventually(t, func() bool {

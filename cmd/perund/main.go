@@ -4,6 +4,7 @@
 //	perund dev                      embedded chain, demo users alice and bob, web wallet
 //	perund run --config FILE        a node per configuration
 //	perund keys new|import|list     manage the keystore
+//	perund contracts deploy         deploy the Perun contracts on a chain
 //	perund call METHOD [params]     call the API of a running node (package cli)
 //	perund watch TOPIC...           print a session's notifications
 //	perund completion bash          a bash completion script
@@ -44,6 +45,8 @@ func main() {
 		err = runNode(os.Args[2:])
 	case "keys":
 		err = runKeys(os.Args[2:])
+	case "contracts":
+		err = runContracts(os.Args[2:], os.Stdout, os.Stderr)
 	case "version", "--version":
 		printVersion()
 	case "help", "-h", "--help":
@@ -64,6 +67,7 @@ func usage() {
   perund dev [--data-dir DIR] [--listen HOST:PORT] [--set key=value]...
   perund run --config FILE [--set key=value]...
   perund keys new|import|list [--keystore DIR] [--password-file FILE]
+  perund contracts deploy --config FILE [--token SYMBOL=ADDRESS[:DECIMALS]]... [--max-fee-gwei N] [--tip-gwei N]
   perund call [-url URL] [-token T] [-session ID:TOKEN | -account ADDR] METHOD [key=value ... | JSON]
   perund watch [-url URL] [-token T] [-session ID:TOKEN | -account ADDR] TOPIC...
   perund completion bash

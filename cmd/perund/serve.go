@@ -49,17 +49,21 @@ func (s setFlags) Set(v string) error {
 }
 
 type cliFlags struct {
-	fs      *flag.FlagSet
-	cfgFile string
-	sets    setFlags
-	listen  string
-	dataDir string
-	level   string
+	fs *flag.FlagSet
+	// cfgFiles are the --config files, each over the one before.
+	cfgFiles []string
+	sets     setFlags
+	listen   string
+	dataDir  string
+	level    string
 }
 
 func newFlags(name string) *cliFlags {
 	f := &cliFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError), sets: setFlags{}}
-	f.fs.StringVar(&f.cfgFile, "config", "", "YAML configuration file")
+	f.fs.Func("config", "YAML configuration file (repeatable: each over the one before, e.g. --config perund.yaml --config contracts.yaml)", func(v string) error {
+		f.cfgFiles = append(f.cfgFiles, v)
+		return nil
+	})
 	f.fs.Var(f.sets, "set", "override a configuration key: --set key=value (repeatable)")
 	f.fs.StringVar(&f.listen, "listen", "", "rpc.listen")
 	f.fs.StringVar(&f.dataDir, "data-dir", "", "dataDir")
@@ -99,7 +103,7 @@ func runNode(args []string) error {
 	if err := f.fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(config.Sources{File: f.cfgFile, Env: os.Environ(), Flags: f.overrides()})
+	cfg, err := config.Load(config.Sources{Files: f.cfgFiles, Env: os.Environ(), Flags: f.overrides()})
 	if err != nil {
 		return err
 	}
@@ -129,7 +133,7 @@ func runDev(args []string) error {
 			"channel": map[string]any{"challengeDuration": 60},
 			// One node, all users on loopback: any free port.
 			"comm": map[string]any{"listen": "127.0.0.1:0"}},
-		File: f.cfgFile, Env: os.Environ(), Flags: over,
+		Files: f.cfgFiles, Env: os.Environ(), Flags: over,
 	})
 	if err != nil {
 		return err
@@ -170,50 +174,30 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 		cl.Close()
 		return nil, fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
 	}
+	assets := configAssets(cfg)
 	anyHolderMissing := false
-	for _, a := range cfg.Assets {
-		anyHolderMissing = anyHolderMissing || a.AssetHolder == ""
+	for _, a := range assets {
+		anyHolderMissing = anyHolderMissing || a.Holder == (common.Address{})
 	}
 	needDeploy := cfg.Contracts.Mode == config.ModeDeploy ||
 		cfg.Contracts.Mode == config.ModeValidateOrDeploy && (cfg.Contracts.Adjudicator == "" || cfg.Contracts.AssetHolderETH == "" || anyHolderMissing)
-	var (
-		c   chain.Contracts
-		key *ecdsa.PrivateKey
-	)
+	var key *ecdsa.PrivateKey
 	if needDeploy {
-		if cfg.Contracts.Deployer == "" || cfg.Contracts.DeployerPasswordFile == "" {
-			cl.Close()
-			return nil, errors.New("config key contracts.deployer: deploying needs contracts.deployer and contracts.deployerPasswordFile")
-		}
-		pw, err := readPasswordFile(cfg.Contracts.DeployerPasswordFile)
-		if err != nil {
+		if key, err = unlockDeployer(cfg, ks); err != nil {
 			cl.Close()
 			return nil, err
-		}
-		if key, err = ks.Unlock(common.HexToAddress(cfg.Contracts.Deployer), pw); err != nil {
-			cl.Close()
-			return nil, fmt.Errorf("unlock deployer: %w", err)
 		}
 	} else if key, err = crypto.GenerateKey(); err != nil { // validation sends no transaction
 		cl.Close()
 		return nil, err
 	}
-	cb, dep := chain.DeployerBackend(cl, id, key)
-	if c, err = chain.SetupContracts(ctx, cb, cfg.Contracts.Mode, given, dep); err != nil {
+	cb, dep := chain.KeyBackend(cl, id, key, chain.TxPolicy{Confirmations: cfg.Chain.Confirmations})
+	c, assets, err := chain.SetupAll(ctx, cb, cfg.Contracts.Mode, given, assets, dep, func(name string, addr common.Address) {
+		log.Info("contract deployed", "contract", name, "address", addr.Hex())
+	})
+	if err != nil {
 		cl.Close()
 		return nil, err
-	}
-	var assets []chain.Asset
-	for _, a := range cfg.Assets {
-		asset := chain.Asset{Symbol: a.Symbol, Token: common.HexToAddress(a.Token), Decimals: a.Decimals}
-		if a.AssetHolder != "" {
-			asset.Holder = common.HexToAddress(a.AssetHolder)
-		}
-		if asset, err = chain.SetupERC20(ctx, cb, cfg.Contracts.Mode, c.Adjudicator, asset, dep); err != nil {
-			cl.Close()
-			return nil, err
-		}
-		assets = append(assets, asset)
 	}
 	return &backend{chain: cl, contracts: c, assets: assets, close: cl.Close}, nil
 }
@@ -252,14 +236,9 @@ func embeddedContracts(ctx context.Context, e *chain.Embedded, dataDir string, d
 	}
 	if ok {
 		if code, err := e.CodeAt(ctx, rec.Contracts.Adjudicator, nil); err == nil && len(code) > 0 {
-			c, err := chain.SetupContracts(ctx, cb, config.ModeValidate, rec.Contracts, dep)
+			c, _, err := chain.SetupAll(ctx, cb, config.ModeValidate, rec.Contracts, rec.Assets, dep, nil)
 			if err != nil {
 				return nil, err
-			}
-			for _, a := range rec.Assets {
-				if _, err := chain.SetupERC20(ctx, cb, config.ModeValidate, c.Adjudicator, a, dep); err != nil {
-					return nil, err
-				}
 			}
 			return &backend{contracts: c, assets: rec.Assets}, nil
 		}
@@ -479,6 +458,37 @@ func watcherKey(ctx context.Context, cfg *config.Config, ks *keys.Store, be *bac
 	defer cancel()
 	if bal, err := be.chain.BalanceAt(bctx, addr, nil); err == nil && bal.Sign() == 0 {
 		log.Warn("the watchtower account has no ether for gas: refutations will fail until it is funded", "account", addr.Hex())
+	}
+	return key, nil
+}
+
+// configAssets are the configuration's ERC20 assets (a holder not given is
+// zero).
+func configAssets(cfg *config.Config) []chain.Asset {
+	out := make([]chain.Asset, 0, len(cfg.Assets))
+	for _, a := range cfg.Assets {
+		asset := chain.Asset{Symbol: a.Symbol, Token: common.HexToAddress(a.Token), Decimals: a.Decimals}
+		if a.AssetHolder != "" {
+			asset.Holder = common.HexToAddress(a.AssetHolder)
+		}
+		out = append(out, asset)
+	}
+	return out
+}
+
+// unlockDeployer unlocks contracts.deployer from the keystore with the
+// password in contracts.deployerPasswordFile.
+func unlockDeployer(cfg *config.Config, ks *keys.Store) (*ecdsa.PrivateKey, error) {
+	if cfg.Contracts.Deployer == "" || cfg.Contracts.DeployerPasswordFile == "" {
+		return nil, errors.New("config key contracts.deployer: deploying needs contracts.deployer and contracts.deployerPasswordFile")
+	}
+	pw, err := readPasswordFile(cfg.Contracts.DeployerPasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ks.Unlock(common.HexToAddress(cfg.Contracts.Deployer), pw)
+	if err != nil {
+		return nil, fmt.Errorf("unlock deployer %s: %w", cfg.Contracts.Deployer, err)
 	}
 	return key, nil
 }
