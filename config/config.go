@@ -44,6 +44,8 @@ type Config struct {
 	RPC       RPC       `koanf:"rpc"`
 	DataDir   string    `koanf:"dataDir"`
 	Store     Store     `koanf:"store"`
+	Cluster   Cluster   `koanf:"cluster"`
+	Sessions  Sessions  `koanf:"sessions"`
 	Keystore  Keystore  `koanf:"keystore"`
 	Chain     Chain     `koanf:"chain"`
 	Contracts Contracts `koanf:"contracts"`
@@ -98,6 +100,32 @@ type Store struct {
 	// PostgreSQL every write is a committed transaction, as durable as the
 	// server makes it (synchronous_commit).
 	Sync bool `koanf:"sync"`
+}
+
+// Cluster configures active/standby operation on a PostgreSQL store
+// (package cluster).
+type Cluster struct {
+	// Enabled makes the node a member of an active/standby pair on
+	// store.url: it serves only while it holds the database's lease, and
+	// waits as a standby otherwise. It needs store.url.
+	Enabled bool `koanf:"enabled"`
+	// LeaseTimeout is how long the lease lasts from a renewal (renewed
+	// every third of it): a standby takes over this long after the active
+	// process stopped renewing.
+	LeaseTimeout time.Duration `koanf:"leaseTimeout"`
+	// ID names this process in the lease; empty: host name and process id.
+	ID string `koanf:"id"`
+}
+
+// Sessions configures how sessions come back after a restart or a
+// failover.
+type Sessions struct {
+	// PasswordDir, if set, is a directory with a password file per account
+	// (named by the lowercase 0x address): sessions of those accounts that
+	// were open come back at start, with their id and token, so that
+	// session_resume works after a restart or on the standby that took
+	// over. Other users log in again.
+	PasswordDir string `koanf:"passwordDir"`
 }
 
 // Keystore configures where keys live.
@@ -220,6 +248,10 @@ func Defaults() map[string]any {
 		"dataDir":                        "./perund-data",
 		"store.url":                      "",
 		"store.sync":                     false,
+		"cluster.enabled":                false,
+		"cluster.leaseTimeout":           "10s",
+		"cluster.id":                     "",
+		"sessions.passwordDir":           "",
 		"keystore.dir":                   "",
 		"keystore.lightKdf":              false,
 		"chain.url":                      Embedded,
@@ -455,6 +487,12 @@ func (c *Config) Validate() error {
 		if err := validStoreURL(c.Store.URL); err != nil {
 			return err
 		}
+	}
+	if c.Cluster.Enabled && c.Store.URL == "" {
+		return &KeyError{"cluster.enabled", "needs store.url: the nodes of a cluster share a PostgreSQL database"}
+	}
+	if c.Cluster.LeaseTimeout < time.Second {
+		return &KeyError{"cluster.leaseTimeout", "must be at least 1s (write durations like 10s)"}
 	}
 	if c.Chain.URL != Embedded {
 		u, err := url.Parse(c.Chain.URL)

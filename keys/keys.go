@@ -251,3 +251,74 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// File is one encrypted key file of the keystore.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// Files returns every key file of the store (encrypted, as on disk), in
+// order of name.
+func (s *Store) Files() ([]File, error) {
+	s.mu.Lock()
+	files, err := s.scan()
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]File, 0, len(files))
+	for _, p := range files {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read key file: %w", err)
+		}
+		out = append(out, File{Name: filepath.Base(p), Data: data})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// AddFile stores a key file copied from another keystore (the node's
+// database) under its name, unless the store has a key for its address
+// already (then it reports false). The file stays encrypted: it is
+// checked only for the address it names.
+func (s *Store) AddFile(f File) (bool, error) {
+	var head struct {
+		Address string `json:"address"`
+	}
+	name := filepath.Base(f.Name)
+	if name != f.Name || name == "." || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") {
+		return false, fmt.Errorf("add key file %q: not a plain file name", f.Name)
+	}
+	if err := json.Unmarshal(f.Data, &head); err != nil || !common.IsHexAddress(head.Address) {
+		return false, fmt.Errorf("add key file %s: not a key file with an address", name)
+	}
+	addr := common.HexToAddress(head.Address)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.find(addr); err == nil {
+		return false, nil
+	}
+	path := filepath.Join(s.dir, name)
+	if err := writeFileAtomic(path, f.Data); err != nil {
+		return false, fmt.Errorf("add key file %s: %w", name, err)
+	}
+	s.indexLocked(path, addr)
+	return true, nil
+}
+
+// FileOf returns the key file of addr.
+func (s *Store) FileOf(addr common.Address) (File, error) {
+	s.mu.Lock()
+	p, err := s.find(addr)
+	s.mu.Unlock()
+	if err != nil {
+		return File{}, err
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return File{}, fmt.Errorf("read key file of %s: %w", addr.Hex(), err)
+	}
+	return File{Name: filepath.Base(p), Data: data}, nil
+}

@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -71,6 +70,13 @@ type Options struct {
 	// Metrics, if set, receive the node's counters and a collector of its
 	// sessions and channels.
 	Metrics *metrics.Metrics
+	// Gate, if set, must allow every signature the node makes (a cluster
+	// node: the lease's Check).
+	Gate Gate
+	// Epoch, if not zero, is the cluster lease's epoch this node holds:
+	// every write to the PostgreSQL store checks it (store.ErrFenced once
+	// another process took over).
+	Epoch int64
 }
 
 // Node is a multi-user perund node.
@@ -87,6 +93,11 @@ type Node struct {
 	demo      []DemoAccount
 	// store holds every user's channels; it closes last (Close).
 	store store.Store
+	// docs hold the users' session metadata, contacts and session
+	// records: files in the data dir, or the PostgreSQL store's table.
+	docs store.Docs
+	// gate, if set, must allow every signature (gate.go).
+	gate Gate
 
 	// port is the node's one peer port: every session registers on it.
 	port *peer.Port
@@ -161,7 +172,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if err := os.MkdirAll(o.Config.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	st, err := openStore(ctx, o.Config, lg)
+	st, docs, err := openStore(ctx, o.Config, lg, o.Epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +193,8 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	lg.Info("peer port listening", "listen", port.Addr().String(), "commAddress", commAddr, "legacyPeers", len(o.Config.Comm.LegacyPeers))
 	n := &Node{
 		store:     st,
+		docs:      docs,
+		gate:      o.Gate,
 		cfg:       o.Config,
 		chain:     o.Chain,
 		chainID:   id,
@@ -205,6 +218,10 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		tasks:     newTaskGroup(context.Background(), lg),
 		starting:  o.Starting,
 		metrics:   o.Metrics,
+	}
+	if err := n.pullKeys(ctx); err != nil {
+		port.Close()
+		return nil, err
 	}
 	if err := o.Metrics.Register(newNodeCollector(n)); err != nil {
 		port.Close()
@@ -378,6 +395,9 @@ func (n *Node) NewAccount(ctx context.Context, password string) (common.Address,
 			return addr, &ChainError{Err: fmt.Errorf("fund new account %s: %w", addr.Hex(), err)}
 		}
 	}
+	if err := n.pushKey(ctx, addr); err != nil {
+		n.log.Warn("a standby cannot unlock the new account's key without it", "address", addr.Hex(), "err", err)
+	}
 	n.log.Info("account created", "address", addr.Hex())
 	return addr, nil
 }
@@ -411,6 +431,9 @@ type Login struct {
 	Password string
 	// ManualAccept applies to a new session (see OpenSession).
 	ManualAccept bool
+	// record, if set, brings back a recorded session with its id and
+	// token (RestoreSessions).
+	record *sessionRecord
 }
 
 // OpenSessions opens the sessions of several accounts together, as after a
@@ -427,6 +450,12 @@ func (n *Node) OpenSessions(ctx context.Context, logins []Login) ([]*Session, er
 			return nil, &InvalidArgError{Field: "account", Msg: "is the node's watchtower account (watcher.account), not a user's"}
 		}
 		if !n.keys.Has(l.Account) {
+			// Another node of the cluster may have shared it.
+			if err := n.pullKeys(ctx); err != nil {
+				n.log.Warn("look for the account's key in the store", "err", err)
+			}
+		}
+		if !n.keys.Has(l.Account) {
 			return nil, &NotFoundError{Resource: "account", ID: l.Account.Hex()}
 		}
 		k, err := n.unlock(l.Account, l.Password)
@@ -440,6 +469,7 @@ func (n *Node) OpenSessions(ctx context.Context, logins []Login) ([]*Session, er
 		// Take what is open, claim what nobody opens, wait for the rest.
 		var claimed []int
 		var waits []chan struct{}
+		var attached []*Session
 		n.mu.Lock()
 		if n.closed {
 			n.mu.Unlock()
@@ -451,6 +481,9 @@ func (n *Node) OpenSessions(ctx context.Context, logins []Login) ([]*Session, er
 			}
 			if s, ok := n.sessions[l.Account]; ok {
 				out[i] = s
+				if l.record == nil {
+					attached = append(attached, s)
+				}
 				continue
 			}
 			if op, busy := n.opening[l.Account]; busy {
@@ -461,6 +494,9 @@ func (n *Node) OpenSessions(ctx context.Context, logins []Login) ([]*Session, er
 			claimed = append(claimed, i)
 		}
 		n.mu.Unlock()
+		for _, s := range attached {
+			n.issueToken(s)
+		}
 		if len(claimed) == 0 && len(waits) == 0 {
 			return out, nil
 		}
@@ -497,7 +533,7 @@ func (n *Node) openClaimed(ctx context.Context, logins []Login, privs []*ecdsa.P
 	started := make([]*Session, len(logins))
 	errs := make([]error, len(logins))
 	for _, i := range claimed {
-		started[i], errs[i] = newSession(n, privs[i], logins[i].ManualAccept)
+		started[i], errs[i] = newSession(n, privs[i], logins[i].ManualAccept, logins[i].record)
 		n.mu.Lock()
 		close(n.opening[logins[i].Account].reachable)
 		n.mu.Unlock()
@@ -535,6 +571,12 @@ func (n *Node) openClaimed(ctx context.Context, logins []Login, privs []*ecdsa.P
 			n.byID[s.id] = s
 		}
 		n.mu.Unlock()
+		if err == nil {
+			n.saveRecord(s)
+			if kerr := n.pushKey(ctx, account); kerr != nil {
+				n.log.Warn("a standby cannot unlock this user's key without it", "address", account.Hex(), "err", kerr)
+			}
+		}
 		if err != nil {
 			if first == nil {
 				first = fmt.Errorf("open session of %s: %w", account.Hex(), err)
@@ -582,7 +624,7 @@ func (n *Node) planSync(ctx context.Context, self common.Address, peer map[walle
 	if !n.keys.Has(addr) {
 		return syncPlan{} // a user of another node
 	}
-	if _, err := os.Stat(n.sessionDir(addr)); err != nil {
+	if !n.knownUser(ctx, addr) {
 		return syncPlan{} // never had a session here: maybe on another node
 	}
 	n.mu.Lock()
@@ -605,21 +647,51 @@ func (n *Node) planSync(ctx context.Context, self common.Address, peer map[walle
 	return syncPlan{skip: true, why: "the peer is a user of this node without an open session; it syncs when it opens"}
 }
 
-// ResumeSession finds a running session by id and checks its token in
-// constant time.
+// ResumeSession finds a running session by id and checks its token
+// against the token's hash in constant time. A session that was open
+// before a restart or a failover and did not come back (RestoreSessions)
+// is refused with the advice to log in again.
 func (n *Node) ResumeSession(id, token string) (*Session, error) {
 	n.mu.Lock()
 	s, ok := n.byID[id]
 	n.mu.Unlock()
-	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.token)) != 1 {
+	if !ok {
+		return nil, n.resumeError(id, token)
+	}
+	s.mu.Lock()
+	hash := s.tokenHash
+	s.mu.Unlock()
+	if !tokenMatches(token, hash) {
 		return nil, fmt.Errorf("resume session: unknown session or wrong token: %w", ErrUnauthorized)
 	}
 	return s, nil
 }
 
-// CloseSession stops a session. Without force it refuses while channels are
-// open; with force, open channels stay persisted for the next OpenSession.
+// issueToken gives a session restored from its record (whose token the
+// node only knows hashed) a new token when its user logs in again, so
+// that session_open can return one.
+func (n *Node) issueToken(s *Session) {
+	s.mu.Lock()
+	if s.token != "" {
+		s.mu.Unlock()
+		return
+	}
+	s.token = randomHex(32)
+	s.tokenHash = hashToken(s.token)
+	s.mu.Unlock()
+	n.saveRecord(s)
+}
+
+// CloseSession stops a session and forgets its record. Without force it
+// refuses while channels are open; with force, open channels stay
+// persisted for the next OpenSession.
 func (n *Node) CloseSession(ctx context.Context, s *Session, force bool) error {
+	return n.closeSession(ctx, s, force, true)
+}
+
+// closeSession stops a session; forget removes its record (a session
+// stopped by the node's Close keeps it, to come back after a restart).
+func (n *Node) closeSession(ctx context.Context, s *Session, force, forget bool) error {
 	if !force {
 		if open := s.openChannelIDs(); len(open) > 0 {
 			return &ConflictError{Msg: "session has open channels", Channels: open}
@@ -633,6 +705,9 @@ func (n *Node) CloseSession(ctx context.Context, s *Session, force bool) error {
 	delete(n.sessions, s.addr)
 	delete(n.byID, s.id)
 	n.mu.Unlock()
+	if forget {
+		n.forgetRecord(s.addr)
+	}
 	return s.shutdown(ctx)
 }
 
@@ -663,7 +738,7 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	for _, s := range list {
-		if err := n.CloseSession(ctx, s, true); err != nil {
+		if err := n.closeSession(ctx, s, true, false); err != nil {
 			errs = append(errs, err)
 		}
 	}

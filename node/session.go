@@ -3,11 +3,8 @@ package node
 import (
 	"context"
 	"crypto/ecdsa"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -43,8 +40,10 @@ const adjudicatorGasLimit = 1_000_000
 // everything it needs. Its methods are safe for concurrent use.
 type Session struct {
 	n        *Node
-	id       string
-	token    string
+	id    string
+	token string // "" for a session restored from its record
+	// tokenHash is the stored form of the token (sessionRecord).
+	tokenHash string
 	addr     common.Address
 	key      *ecdsa.PrivateKey
 	wireAcc  *wireid.Account
@@ -53,7 +52,7 @@ type Session struct {
 	bus      *wirenet.Bus
 	client   *client.Client
 	adj      *resilientAdjudicator
-	wallet   *simple.Wallet   // the user's key, for signatures outside go-perun (withdrawals)
+	wallet   wallet.Wallet    // the user's key, for signatures outside go-perun (withdrawals), behind the node's gate
 	ethAcc   accounts.Account // the user's account, sending transactions
 	pr       store.View
 	contacts *contacts.Book
@@ -97,11 +96,11 @@ type channelMeta struct {
 // before its listener accepts anything, so that a peer starting at the same
 // time (another session of this node, above all) finds them; start then
 // syncs, restores and handles.
-func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err error) {
+func newSession(n *Node, key *ecdsa.PrivateKey, manual bool, rec *sessionRecord) (_ *Session, err error) {
 	addr := crypto.PubkeyToAddress(key.PublicKey)
 	s := &Session{
 		manual: manual, n: n, id: randomHex(16), token: randomHex(32), addr: addr, key: key,
-		wireAcc:   wireid.NewAccount(key),
+		wireAcc:   wireid.NewAccount(key).WithGate(n.checkGate),
 		dir:       n.sessionDir(addr),
 		hub:       subscriptions.NewHub(subscriptions.DefaultBuffer),
 		channels:  map[channel.ID]*channelEntry{},
@@ -111,6 +110,10 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 		syncWait:  map[channel.ID]syncWaiter{},
 		unsynced:  map[channel.ID]bool{},
 		tasks:     newTaskGroup(n.tasks.ctx, n.log),
+	}
+	s.tokenHash = hashToken(s.token)
+	if rec != nil { // restored: the same id and token
+		s.id, s.token, s.tokenHash = rec.ID, "", rec.TokenHash
 	}
 	var cleanup []func()
 	defer func() {
@@ -128,13 +131,10 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 		}
 		s.hub.Close()
 	})
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create session dir: %w", err)
-	}
 	if err := s.loadMeta(); err != nil {
 		return nil, err
 	}
-	if s.contacts, err = contacts.Load(filepath.Join(s.dir, "contacts.yaml")); err != nil {
+	if s.contacts, err = contacts.Open(docStorage{docs: n.docs, key: userDocKey(addr, "contacts.yaml")}, "of "+addr.Hex()); err != nil {
 		return nil, err
 	}
 
@@ -155,11 +155,12 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool) (_ *Session, err er
 
 	// Chain: the user's own account sends and receives.
 	chain.ResetNonce(n.chainID, addr)
-	w := simple.NewWallet(key)
+	sw := simple.NewWallet(key)
+	w := gatedWallet{Wallet: sw, n: n}
 	signer := types.LatestSignerForChainID(n.chainID)
 	rb := recordingBackend{Backend: n.chain, unattributed: func(tx *types.Transaction) { s.attributeTx(n.adjABI, tx) },
 		log: n.log, owner: addr, purposes: n.purposes, sent: newSentTxs(), metrics: n.metrics}
-	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), simple.NewTransactor(w, signer), n.cfg.Chain.Confirmations)
+	cb := ethchannel.NewContractBackend(rb, ethchannel.MakeChainID(n.chainID), gatedTransactor{Transactor: simple.NewTransactor(sw, signer), n: n}, n.cfg.Chain.Confirmations)
 	acc := accounts.Account{Address: addr}
 	s.wallet, s.ethAcc = w, acc
 	funder := ethchannel.NewFunder(cb)
@@ -288,41 +289,6 @@ func (s *Session) peerName(addr common.Address) string {
 		return c.Alias
 	}
 	return addr.Hex()
-}
-
-func (s *Session) loadMeta() error {
-	s.meta = sessionMeta{Channels: map[string]*channelMeta{}}
-	data, err := os.ReadFile(filepath.Join(s.dir, "session.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read session metadata: %w", err)
-	}
-	if err := json.Unmarshal(data, &s.meta); err != nil {
-		return fmt.Errorf("parse session metadata: %w", err)
-	}
-	if s.meta.Channels == nil {
-		s.meta.Channels = map[string]*channelMeta{}
-	}
-	return nil
-}
-
-// saveMetaLocked writes the metadata atomically; s.mu must be held (or the
-// session not yet shared).
-func (s *Session) saveMetaLocked() error {
-	data, err := json.MarshalIndent(&s.meta, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode session metadata: %w", err)
-	}
-	tmp := filepath.Join(s.dir, "session.json.tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("write session metadata: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "session.json")); err != nil {
-		return fmt.Errorf("write session metadata: %w", err)
-	}
-	return nil
 }
 
 func (s *Session) saveMeta() {

@@ -133,6 +133,9 @@ func (n *Node) PeerStats() peer.PortStats { return n.port.Stats() }
 // refute sends a refutation: from the operator account, or, without one,
 // from the account of a party that is logged in.
 func (n *Node) refute(ctx context.Context, owners []common.Address, req channel.AdjudicatorReq) error {
+	if err := n.checkGate(); err != nil {
+		return err
+	}
 	if n.opAdj != nil {
 		err := n.opAdj.Register(ctx, req, nil)
 		if err != nil {

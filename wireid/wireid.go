@@ -115,6 +115,8 @@ func (a *Address) Verify(msg, sig []byte) error {
 type Account struct {
 	key  *ecdsa.PrivateKey
 	addr *Address
+	// gate, if set, must allow every signature (WithGate).
+	gate func() error
 }
 
 var _ wire.Account = (*Account)(nil)
@@ -122,6 +124,12 @@ var _ wire.Account = (*Account)(nil)
 // NewAccount returns the wire account of an Ethereum private key.
 func NewAccount(key *ecdsa.PrivateKey) *Account {
 	return &Account{key: key, addr: NewAddress(crypto.PubkeyToAddress(key.PublicKey))}
+}
+
+// WithGate returns the account signing only while gate returns nil (a
+// cluster node: while it holds the lease).
+func (a *Account) WithGate(gate func() error) *Account {
+	return &Account{key: a.key, addr: a.addr, gate: gate}
 }
 
 // Address returns the account's wire address.
@@ -134,6 +142,11 @@ func (a *Account) Map() map[wallet.BackendID]wire.Account {
 
 // Sign signs the Keccak-256 hash of msg.
 func (a *Account) Sign(msg []byte) ([]byte, error) {
+	if a.gate != nil {
+		if err := a.gate(); err != nil {
+			return nil, fmt.Errorf("sign wire message: %w", err)
+		}
+	}
 	sig, err := crypto.Sign(crypto.Keccak256(msg), a.key)
 	if err != nil {
 		return nil, fmt.Errorf("sign wire message: %w", err)
