@@ -39,26 +39,26 @@ const adjudicatorGasLimit = 1_000_000
 // Session is one user's presence on the node: their go-perun client and
 // everything it needs. Its methods are safe for concurrent use.
 type Session struct {
-	n        *Node
+	n     *Node
 	id    string
 	token string // "" for a session restored from its record
 	// tokenHash is the stored form of the token (sessionRecord).
 	tokenHash string
-	addr     common.Address
-	key      *ecdsa.PrivateKey
-	wireAcc  *wireid.Account
-	dir      string
-	listener *peer.Listener // the session's share of the node's peer port
-	bus      *wirenet.Bus
-	client   *client.Client
-	adj      *resilientAdjudicator
-	wallet   wallet.Wallet    // the user's key, for signatures outside go-perun (withdrawals), behind the node's gate
-	ethAcc   accounts.Account // the user's account, sending transactions
-	pr       store.View
-	contacts *contacts.Book
-	hub      *subscriptions.Hub
-	manual   bool
-	commAddr string
+	addr      common.Address
+	key       *ecdsa.PrivateKey
+	wireAcc   *wireid.Account
+	dir       string
+	listener  *peer.Listener // the session's share of the node's peer port
+	bus       *wirenet.Bus
+	client    *client.Client
+	adj       *resilientAdjudicator
+	wallet    wallet.Wallet    // the user's key, for signatures outside go-perun (withdrawals), behind the node's gate
+	ethAcc    accounts.Account // the user's account, sending transactions
+	pr        store.View
+	contacts  *contacts.Book
+	hub       *subscriptions.Hub
+	manual    bool
+	commAddr  string
 
 	mu        sync.Mutex
 	channels  map[channel.ID]*channelEntry
