@@ -259,7 +259,8 @@ func (c *flakyChain) SendTransaction(ctx context.Context, tx *types.Transaction)
 // TestSettleRetriesWithBackoff: while the chain refuses transactions, a
 // close waits for a settle that retries with a growing delay instead of
 // restarting at once; the retries go on without a caller, and once the
-// chain is back the channel closes as agreed.
+// chain is back the channel closes as agreed and alice's share arrives,
+// to the wei.
 func TestSettleRetriesWithBackoff(t *testing.T) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
 	flaky := &flakyChain{Backend: v.chain}
@@ -287,6 +288,10 @@ func TestSettleRetriesWithBackoff(t *testing.T) {
 		}
 	}()
 
+	from, err := v.chain.BlockNumber(ctx)
+	require.NoError(t, err)
+	before, err := v.chain.BalanceAt(ctx, addrs[0], nil)
+	require.NoError(t, err)
 	flaky.down.Store(true)
 	_, err = alice.Close(ctx, ci.ChannelID)
 	var ce *node.ChainError
@@ -311,4 +316,5 @@ func TestSettleRetriesWithBackoff(t *testing.T) {
 	}, 2*time.Minute, 50*time.Millisecond, "the retries go on without a caller")
 	require.Equal(t, "agreement", got.ClosedBy)
 	require.Equal(t, eth(4).String(), got.Balance.Mine)
+	v.requireWithdrew(t, addrs[0], before, eth(4), from, "alice's share after the refused settles")
 }
