@@ -304,10 +304,16 @@ export class PerundError extends Error {
 
 /**
  * A connection to perund's /rpc. After a lost connection the client reconnects,
- * resumes the session and subscribes again.
+ * resumes the session and subscribes again. Given several URLs (the nodes of
+ * an active/standby cluster) it tries the one it had first, then the others
+ * in turn.
  */
 export class PerundClient extends PerundAPI {
-  constructor(url: string, options?: ClientOptions);
+  constructor(url: string | string[], options?: ClientOptions);
+  /** the URLs, with the token appended when options.token is set */
+  readonly urls: string[];
+  /** the URL of the current (or last) connection */
+  readonly url: string;
   readonly connected: boolean;
   connect(): Promise<void>;
   close(): void;

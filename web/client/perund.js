@@ -34,16 +34,24 @@ export class PerundError extends Error {
 /**
  * A connection to perund's /rpc. Calls return promises; subscriptions call
  * a handler per event. After a lost connection the client reconnects,
- * resumes the session (session_resume) and subscribes again.
+ * resumes the session (session_resume) and subscribes again. Given several
+ * URLs (the nodes of an active/standby cluster), it connects to the first
+ * that answers and, when a connection is lost, tries the one it had first,
+ * then the next ones in turn.
  */
 export class PerundClient extends PerundAPI {
   /**
-   * @param {string} url ws:// or wss:// URL of /rpc
+   * @param {string|string[]} url ws:// or wss:// URL of /rpc, or a list of them
    * @param {import('./perund.d.ts').ClientOptions} [options]
    */
   constructor(url, options = {}) {
     super();
-    this.url = options.token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(options.token)}` : url;
+    const list = Array.isArray(url) ? url : [url];
+    if (list.length === 0) throw new Error('no URL');
+    const withToken = (u) => (options.token ? `${u}${u.includes('?') ? '&' : '?'}token=${encodeURIComponent(options.token)}` : u);
+    /** The URLs, tried in turn; urlIndex is the one in use. */
+    this.urls = list.map(withToken);
+    this.urlIndex = 0;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) throw new Error('no WebSocket implementation: pass options.WebSocket');
     this.timeout = options.timeout ?? 30000;
@@ -73,7 +81,7 @@ export class PerundClient extends PerundAPI {
   connect() {
     if (!this.ready) {
       this.closedByUser = false;
-      this.ready = this.#open();
+      this.ready = this.#openAny();
       this.ready.catch(() => { this.ready = null; });
     }
     return this.ready;
@@ -104,6 +112,30 @@ export class PerundClient extends PerundAPI {
     for (const fn of this.listeners.get(event) ?? []) {
       try { fn(detail); } catch (e) { console.error(e); }
     }
+  }
+
+  /** The URL of the current (or last) connection. */
+  get url() {
+    return this.urls[this.urlIndex];
+  }
+
+  /**
+   * Connects to the current URL, or else to the others in turn (each tried
+   * once); the first that answers becomes current.
+   */
+  async #openAny() {
+    let last;
+    for (let i = 0; i < this.urls.length; i++) {
+      try {
+        await this.#open();
+        return;
+      } catch (e) {
+        last = e;
+        if (this.closedByUser) throw e;
+        this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+      }
+    }
+    throw last;
   }
 
   #open() {
@@ -158,7 +190,7 @@ export class PerundClient extends PerundAPI {
       await new Promise((r) => setTimeout(r, delay));
       if (this.closedByUser) throw new PerundError('connection closed by the client', ERR_CONNECTION);
       try {
-        await this.#open();
+        await this.#openAny();
         if (this.session) {
           await this.#send('session_resume', { sessionId: this.session.sessionId, token: this.session.token }, this.timeout);
         }

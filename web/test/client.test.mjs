@@ -168,6 +168,60 @@ test('reconnect: the session is resumed and subscriptions renewed', { timeout: 1
   }
 });
 
+/** A TCP proxy in front of the node; close() stops it and cuts its connections. */
+async function proxyToNode() {
+  const sockets = new Set();
+  const server = createServer((down) => {
+    const up = connect(dev.port, '127.0.0.1');
+    sockets.add(down); sockets.add(up);
+    down.pipe(up); up.pipe(down);
+    const end = () => { down.destroy(); up.destroy(); sockets.delete(down); sockets.delete(up); };
+    down.on('error', end); up.on('error', end); down.on('close', end); up.on('close', end);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `ws://127.0.0.1:${server.address().port}/rpc`,
+    close: () => { server.close(); for (const s of sockets) s.destroy(); },
+  };
+}
+
+test('a list of URLs: the first that answers, and the next one after a lost connection', { timeout: 120_000 }, async () => {
+  // Three ways to the same node, as the nodes of a cluster behind their
+  // own addresses: a dead one first, then a and b.
+  const dead = await proxyToNode();
+  dead.close();
+  const a = await proxyToNode();
+  const b = await proxyToNode();
+  try {
+    const bob = newClient([dead.url, a.url, b.url]);
+    const bs = await bob.sessionOpen(demo.bob.address, demo.bob.password);
+    assert.equal(bob.url, a.url, 'the first URL that answers');
+    const updates = [];
+    await bob.subscribe('updates', (u) => updates.push(u));
+
+    // a goes away (its node was killed): the client resumes on b.
+    const back = new Promise((resolve) => bob.on('reconnect', resolve));
+    a.close();
+    await back;
+    assert.equal(bob.url, b.url, 'the next URL that answers');
+    const info = await bob.sessionInfo();
+    assert.equal(info.sessionId, bs.sessionId, 'the session was resumed');
+
+    // The renewed subscription delivers.
+    const alice = newClient();
+    await alice.sessionOpen(demo.alice.address, demo.alice.password);
+    const proposal = (await watch(bob, 'proposals', (p) => p.status === 'pending')).next;
+    const opening = alice.channelOpen('bob', { mine: '500', theirs: '0' });
+    await bob.proposalRespond((await proposal).proposalId, true);
+    const ch = await opening;
+    await alice.channelSend(ch.channelId, '9');
+    await waitFor(() => updates.some((u) => u.channelId === ch.channelId && u.amount === '9' && u.status === 'accepted'));
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
 async function waitFor(cond, ms = 20_000) {
   const end = Date.now() + ms;
   while (!cond()) {
