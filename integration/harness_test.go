@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -78,6 +79,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	pg.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -245,6 +247,9 @@ type proc struct {
 	watcher common.Address
 	// flags are more command-line arguments of perund run.
 	flags []string
+	// standby: start waits for the standby's /healthz (503 "standby") of a
+	// cluster member instead of a ready node (failover_test.go).
+	standby bool
 }
 
 // newProc starts a perund run of user key on the chain. extra is YAML
@@ -258,6 +263,7 @@ func newProc(t *testing.T, name, key string, a devChain, c chain.Contracts, extr
 		rpcURL: fmt.Sprintf("ws://127.0.0.1:%d/rpc", port), http: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	var yaml []string
 	for _, e := range extra {
+		p.standby = p.standby || e == standbyMark
 		if strings.HasPrefix(e, "--") {
 			p.flags = append(p.flags, e)
 		} else {
@@ -342,7 +348,9 @@ func (p *proc) start(t *testing.T) {
 	for i := 0; i < 200 && !ok; i++ {
 		resp, err := http.Get(p.http + "/healthz")
 		if err == nil {
-			ok = resp.StatusCode == http.StatusOK
+			body, _ := io.ReadAll(resp.Body)
+			ok = resp.StatusCode == http.StatusOK ||
+				p.standby && resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), `"standby"`)
 			resp.Body.Close()
 		}
 		if !ok {

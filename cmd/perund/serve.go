@@ -20,6 +20,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/cluster"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/keys"
@@ -297,8 +298,20 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	}
 	// While the demo sessions come back, /healthz answers 503 "starting".
 	m := metrics.New()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund,
-		Logger: log, Version: version, Demo: demoInfo, Starting: len(demo) > 0, Watcher: wkey, Metrics: m})
+	// A cluster member waits here as the standby until it holds the lease.
+	var lease *cluster.Lease
+	if cfg.Cluster.Enabled {
+		var stopWatch func()
+		if lease, stopWatch, err = standBy(ctx, cfg, log); err != nil {
+			return err
+		}
+		defer releaseLease(lease, log)
+		defer stopWatch()
+	}
+	opts := node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund,
+		Logger: log, Version: version, Demo: demoInfo, Starting: len(demo) > 0 || cfg.Sessions.PasswordDir != "", Watcher: wkey, Metrics: m}
+	clusterOptions(&opts, lease)
+	n, err := node.New(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -324,6 +337,7 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 		}
 		n.SetReady()
 	}
+	restoreSessions(ctx, n, cfg, log)
 	httpScheme, wsScheme := "http", "ws"
 	if cfg.RPC.TLS.Enabled() {
 		httpScheme, wsScheme = "https", "wss"

@@ -1,0 +1,290 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"math/rand"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	gethrpc "github.com/ethereum/go-ethereum/rpc"
+	"github.com/stretchr/testify/require"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/pgtest"
+	"github.com/perund/perund/rpc/rpctest"
+)
+
+// pg is the PostgreSQL cluster of the failover tests (stopped by TestMain).
+var pg = pgtest.NewCluster()
+
+// standbyMark in newProc's extra YAML (a comment: perund ignores it) makes
+// start wait for the standby's /healthz instead of a ready node.
+const standbyMark = "# standby\n"
+
+// failoverLease is cluster.leaseTimeout in the failover tests.
+const failoverLease = 4 * time.Second
+
+// clusterOf starts alice's node as a cluster of two perund processes on
+// one new PostgreSQL database: alice-1, which takes the lease and serves,
+// and alice-2, standing by. Each has its own data dir, ports and
+// watchtower account (two machines); alice's password is in each one's
+// sessions.passwordDir, so her open session comes back on the standby.
+func clusterOf(t *testing.T, a devChain, c chain.Contracts) (active, standby *proc) {
+	url := pg.Database(t)
+	k, err := crypto.HexToECDSA(keyAlice)
+	require.NoError(t, err)
+	alice := strings.ToLower(crypto.PubkeyToAddress(k.PublicKey).Hex())
+	// newProc imports alice's key with the process's name as password.
+	member := func(name string, extra ...string) *proc {
+		pwDir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(pwDir, alice), []byte(name), 0o600))
+		yaml := fmt.Sprintf("store:\n  url: %s\ncluster:\n  enabled: true\n  leaseTimeout: %s\nsessions:\n  passwordDir: %s\n", url, failoverLease, pwDir)
+		return newProc(t, name, keyAlice, a, c, append([]string{yaml}, extra...)...)
+	}
+	active = member("alice-1")
+	standby = member("alice-2", standbyMark)
+	require.Equal(t, http.StatusServiceUnavailable, health(standby), "alice-2 stands by")
+	return active, standby
+}
+
+// resumeOn waits until p serves (its /healthz says ready), then resumes
+// the session id:token on it; it returns the session and when the first
+// call (session_resume, then channel_get of ch) succeeded.
+func resumeOn(t *testing.T, p *proc, id, token, ch string) (*session, time.Time) {
+	deadline := time.Now().Add(3 * time.Minute) // a hang guard, not a speed bound
+	for health(p) != http.StatusOK {
+		require.True(t, time.Now().Before(deadline), "%s did not take over:\n%s", p.name, p.log.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	s := &session{Client: dialSession(t, p)}
+	s.OK("session_resume", map[string]any{"sessionId": id, "token": token}, s)
+	var v channelView
+	s.OK("channel_get", map[string]any{"channelId": ch}, &v)
+	return s, time.Now()
+}
+
+// dialSession connects to p's API.
+func dialSession(t *testing.T, p *proc) *rpctest.Client { return rpctest.Dial(t, p.rpcURL) }
+
+// remarshal decodes a JSON value decoded as any into out.
+func remarshal(v, out any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+// sessionKey is what a client keeps to resume a session.
+type sessionKey struct {
+	SessionID string `json:"sessionId"`
+	Token     string `json:"token"`
+}
+
+// loginKeep opens p's user's session and returns it with its id and token.
+func loginKeep(t *testing.T, p *proc) (*session, sessionKey) {
+	s := &session{Client: dialSession(t, p)}
+	var key sessionKey
+	s.OK("session_open", map[string]any{"account": p.addr.Hex(), "password": p.pw}, &key)
+	s.OK("session_info", nil, s)
+	return s, key
+}
+
+// stream sends payments of amount on ch through s until a call fails; it
+// returns how many were answered with success and the failing answer.
+func stream(s *session, ch string, amount int) (int, map[string]any) {
+	n := 0
+	for {
+		r := s.Call("channel_send", map[string]any{"channelId": ch, "amount": strconv.Itoa(amount)})
+		if r["error"] != nil {
+			return n, r["error"].(map[string]any)
+		}
+		n++
+	}
+}
+
+// TestFailoverPayments (issue 14.5): alice on a cluster of two perund
+// processes on one PostgreSQL database, bob on a node of his own; a stream
+// of payments from alice, and kill -9 of the active process at a random
+// moment. The standby takes the lease, restores alice's channel and her
+// session (same id and token), and serves: every payment that was answered
+// survives (alice's restored version and bob's agree and count them), the
+// stream goes on after the client resumed on the standby, and the
+// cooperative close pays alice exactly her share on-chain. The time from
+// the kill to the first successful call on the standby is logged (see
+// docs/benchmarks.md). IT_SEED repeats a run's random delay.
+func TestFailoverPayments(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("IT_SEED"); s != "" {
+		var err error
+		seed, err = strconv.ParseInt(s, 10, 64)
+		require.NoError(t, err, "IT_SEED")
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("repeat with IT_SEED=%d", seed)
+		}
+	})
+	rng := rand.New(rand.NewSource(seed))
+	a := startAnvil(t)
+	ethc := a.rpc(t)
+	c := deploy(t, a)
+	bob := newProc(t, "bob", keyBob, a, c)
+	alice1, alice2 := clusterOf(t, a, c)
+	sa, info := loginKeep(t, alice1)
+	sb := bob.login(t)
+	ch := openBetween(t, sa, alice1.addr, sb, bob.addr, "bob")
+	id := map[string]any{"channelId": ch.ChannelID}
+	const amount = 1000
+
+	answered := make(chan int, 1)
+	go func() {
+		n, _ := stream(sa, ch.ChannelID, amount)
+		answered <- n
+	}()
+	time.Sleep(time.Duration(500+rng.Intn(1500)) * time.Millisecond)
+	killed := time.Now()
+	alice1.kill()
+	total := <-answered
+	require.Positive(t, total, "payments were answered before the kill")
+
+	sa2, first := resumeOn(t, alice2, info.SessionID, info.Token, ch.ChannelID)
+	took := first.Sub(killed)
+	t.Logf("kill -9 after %d answered payments; first successful call on the standby %.2f s after the kill (cluster.leaseTimeout %s)",
+		total, took.Seconds(), failoverLease)
+	if f := os.Getenv("IT_FAILOVER_OUT"); f != "" {
+		_ = os.WriteFile(f, []byte(fmt.Sprintf("%.3f\n", took.Seconds())), 0o600)
+	}
+	wantMine := func(version uint64) string {
+		return new(big.Int).Sub(eth(10), new(big.Int).SetUint64(version*amount)).String()
+	}
+	var av, bv channelView
+	require.Eventually(t, func() bool {
+		sa2.OK("channel_get", id, &av)
+		sb.OK("channel_get", id, &bv)
+		return av.Version == bv.Version
+	}, 30*time.Second, 20*time.Millisecond, "alice at %d, bob at %d", av.Version, bv.Version)
+	require.Equal(t, "open", av.State)
+	require.GreaterOrEqual(t, av.Version, uint64(total), "every answered payment survives")
+	require.Equal(t, wantMine(av.Version), av.Balance["mine"])
+	require.Equal(t, wantMine(av.Version), bv.Balance["theirs"])
+
+	// The stream goes on on the standby.
+	for range 5 {
+		sa2.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)}, &av)
+	}
+	closeExact(t, ethc, sa2, sb, alice2, ch.ChannelID, wantMine(av.Version))
+}
+
+// closeExact closes ch cooperatively from alice's session sa (bob agrees)
+// and checks that the close pays alice mine on-chain, to the wei less the
+// gas of the close's transactions.
+func closeExact(t *testing.T, ethc *gethrpc.Client, sa, sb *session, alice *proc, ch, mine string) {
+	id := map[string]any{"channelId": ch}
+	sb.OK("perun_subscribe", []string{"updates"}, nil)
+	go func() {
+		u := sb.Note(time.Minute, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
+		sb.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
+	}()
+	var before, closed channelView
+	sa.OK("channel_get", id, &before)
+	start := balanceOf(t, ethc, alice.addr)
+	sa.OK("channel_close", id, &closed)
+	require.Equal(t, "closed", closed.State)
+	require.Equal(t, mine, closed.Balance["mine"])
+	var closeTxs []string
+	for _, h := range closed.TxHashes {
+		if !slices.Contains(before.TxHashes, h) {
+			closeTxs = append(closeTxs, h)
+		}
+	}
+	m, _ := new(big.Int).SetString(mine, 10)
+	want := new(big.Int).Add(start, m)
+	want.Sub(want, gasCost(t, ethc, closeTxs))
+	require.Equal(t, want.String(), balanceOf(t, ethc, alice.addr).String())
+}
+
+// TestFailoverFencing (issue 14.3): the active process of alice's cluster
+// is paused (SIGSTOP) with a payment in flight, past its lease; the
+// standby takes over and payments go on there. Resumed (SIGCONT), the old
+// process must not act: it exits with code 3 at once (its lease is lost),
+// its API is gone, and whatever it had in flight reached bob at most as a
+// state from before the takeover: bob's and the new active's channel
+// agree, payments go on and the close pays exactly.
+func TestFailoverFencing(t *testing.T) {
+	a := startAnvil(t)
+	ethc := a.rpc(t)
+	c := deploy(t, a)
+	bob := newProc(t, "bob", keyBob, a, c)
+	alice1, alice2 := clusterOf(t, a, c)
+	sa, info := loginKeep(t, alice1)
+	sb := bob.login(t)
+	ch := openBetween(t, sa, alice1.addr, sb, bob.addr, "bob")
+	id := map[string]any{"channelId": ch.ChannelID}
+	const amount = 1000
+	for range 3 {
+		sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)}, nil)
+	}
+
+	inFlight := make(chan map[string]any, 1)
+	go func() {
+		inFlight <- sa.Call("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)})
+	}()
+	time.Sleep(2 * time.Millisecond)
+	require.NoError(t, alice1.cmd.Process.Signal(syscall.SIGSTOP))
+	paused := time.Now()
+
+	sa2, _ := resumeOn(t, alice2, info.SessionID, info.Token, ch.ChannelID)
+	t.Logf("the standby served %.2f s after the pause", time.Since(paused).Seconds())
+	var av, bv channelView
+	require.Eventually(t, func() bool {
+		sa2.OK("channel_get", id, &av)
+		sb.OK("channel_get", id, &bv)
+		return av.Version == bv.Version
+	}, 30*time.Second, 20*time.Millisecond)
+	takeover := av.Version
+	for range 3 {
+		sa2.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)}, &av)
+	}
+
+	// Resume the old active process: it must stop, not sign.
+	require.NoError(t, alice1.cmd.Process.Signal(syscall.SIGCONT))
+	exited := make(chan error, 1)
+	go func() { exited <- alice1.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var ee interface{ ExitCode() int }
+		require.ErrorAs(t, err, &ee, "alice-1 exits with an error code")
+		require.Equal(t, 3, ee.ExitCode(), "alice-1 exits because it lost the lease:\n%s", alice1.log.String())
+	case <-time.After(time.Minute): // a hang guard only
+		t.Fatalf("alice-1 went on after SIGCONT:\n%s", alice1.log.String())
+	}
+	alice1.cmd = nil
+	require.Contains(t, alice1.log.String(), "cluster lease lost")
+	require.Equal(t, 0, health(alice1), "alice-1's API is gone")
+	if r := <-inFlight; r["error"] == nil {
+		var v channelView
+		require.NoError(t, remarshal(r["result"], &v))
+		require.LessOrEqual(t, v.Version, takeover, "a payment alice-1 answered was signed before the takeover")
+	}
+
+	// Nothing of alice-1 reached bob after the takeover: bob agrees with
+	// the new active, and payments and the close go on.
+	sb.OK("channel_get", id, &bv)
+	require.Equal(t, av.Version, bv.Version)
+	require.Equal(t, av.Balance["mine"], bv.Balance["theirs"])
+	sa2.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)}, &av)
+	want := new(big.Int).Sub(eth(10), new(big.Int).SetUint64(av.Version*amount)).String()
+	require.Equal(t, want, av.Balance["mine"])
+	closeExact(t, ethc, sa2, sb, alice2, ch.ChannelID, want)
+}
