@@ -203,3 +203,27 @@ func TestFencedWrites(t *testing.T) {
 		t.Fatal("the old holder may still sign")
 	}
 }
+
+// The members of a cluster share the store's lock: the old holder's store
+// stays open (a paused process's connection must not keep the standby
+// out) while the new holder opens it; a single node (no epoch) is refused
+// on their database, and a member on a single node's.
+func TestStoreLockShared(t *testing.T) {
+	ctx := ctxT(t)
+	url := pg.Database(t)
+	a, err := store.OpenPostgres(ctx, url, store.PostgresOptions{Epoch: 1})
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := store.OpenPostgres(ctx, url, store.PostgresOptions{Epoch: 2})
+	require.NoError(t, err, "a standby that took over opens the store while the old holder has it open")
+	defer b.Close()
+	_, err = store.OpenPostgres(ctx, url, store.PostgresOptions{})
+	require.ErrorContains(t, err, "another perund process")
+
+	single := pg.Database(t)
+	s, err := store.OpenPostgres(ctx, single, store.PostgresOptions{})
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = store.OpenPostgres(ctx, single, store.PostgresOptions{Epoch: 1})
+	require.ErrorContains(t, err, "outside the cluster")
+}

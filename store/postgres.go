@@ -39,11 +39,12 @@ type PostgresOptions struct {
 	// DefaultPostgresTimeout.
 	Timeout time.Duration
 	// Epoch, if not zero, is the epoch of the cluster lease this process
-	// holds (package cluster): the store then takes no lock of its own,
-	// and every write checks in its own transaction that the lease row
-	// still has this epoch, failing with ErrFenced once another process
-	// took the lease over. Zero: one perund per database, guarded by the
-	// store's advisory lock.
+	// holds (package cluster): the store then holds its advisory lock
+	// shared with the other members (refusing a database of a single
+	// node), and every write checks in its own transaction that the lease
+	// row still has this epoch, failing with ErrFenced once another
+	// process took the lease over. Zero: one perund per database, guarded
+	// by the store's advisory lock held alone.
 	Epoch int64
 }
 
@@ -80,10 +81,12 @@ func fenced(err error) error {
 // second perund on the same database is refused at once, as LevelDB's
 // directory lock does.
 type Postgres struct {
-	pool  *pgxpool.Pool
-	lock  *pgx.Conn
-	db    *pgKV
-	where string
+	pool *pgxpool.Pool
+	lock *pgx.Conn
+	// shared: the lock is held shared, by a cluster member.
+	shared bool
+	db     *pgKV
+	where  string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -152,27 +155,27 @@ func OpenPostgres(ctx context.Context, rawURL string, o PostgresOptions) (*Postg
 	if err != nil {
 		return nil, fmt.Errorf("open channel store: cannot connect to PostgreSQL at %s: %w", where, err)
 	}
-	s := &Postgres{lock: lock, where: where}
-	if o.Epoch == 0 {
-		var locked bool
-		if err := lock.QueryRow(lctx, `SELECT pg_try_advisory_lock($1)`, postgresLockID).Scan(&locked); err != nil {
-			_ = lock.Close(context.Background())
-			return nil, fmt.Errorf("open channel store at %s: take the store's lock: %w", where, err)
-		}
-		if !locked {
-			_ = lock.Close(context.Background())
-			return nil, fmt.Errorf("open channel store at %s: another perund process uses this database (it holds the store's lock)", where)
-		}
+	s := &Postgres{lock: lock, where: where, shared: o.Epoch != 0}
+	// A single node holds the lock alone; the members of a cluster share
+	// it (the lease orders them, and a paused member must not keep a
+	// standby out), which still keeps a single node off their database
+	// and them off a single node's.
+	take, who := `SELECT pg_try_advisory_lock($1)`, "another perund process uses this database (it holds the store's lock)"
+	if s.shared {
+		take, who = `SELECT pg_try_advisory_lock_shared($1)`, "a perund process outside the cluster uses this database (it holds the store's lock)"
+	}
+	var locked bool
+	if err := lock.QueryRow(lctx, take, postgresLockID).Scan(&locked); err != nil {
+		_ = lock.Close(context.Background())
+		return nil, fmt.Errorf("open channel store at %s: take the store's lock: %w", where, err)
+	}
+	if !locked {
+		_ = lock.Close(context.Background())
+		return nil, fmt.Errorf("open channel store at %s: %s", where, who)
 	}
 	if err := migratePostgres(lctx, lock, where); err != nil {
 		_ = s.Close()
 		return nil, err
-	}
-	if o.Epoch != 0 {
-		// The lease is the lock: a paused holder's connection must not
-		// keep a standby out.
-		_ = lock.Close(lctx)
-		s.lock = nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -346,14 +349,15 @@ func (s *Postgres) Close() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultPostgresTimeout)
 		defer cancel()
-		if s.lock == nil {
-			return // fenced by the lease: no lock of its own
+		unlock := `SELECT pg_advisory_unlock($1)`
+		if s.shared {
+			unlock = `SELECT pg_advisory_unlock_shared($1)`
 		}
 		// Unlock before closing: the server releases a session's locks
 		// only when its backend has exited, which a node started again at
 		// once could otherwise race. If this fails, the connection is
 		// gone, and its lock with it.
-		_, _ = s.lock.Exec(ctx, `SELECT pg_advisory_unlock($1)`, postgresLockID)
+		_, _ = s.lock.Exec(ctx, unlock, postgresLockID)
 		if err := s.lock.Close(ctx); err != nil {
 			s.closeErr = fmt.Errorf("close channel store at %s: %w", s.where, err)
 		}
