@@ -33,7 +33,7 @@ type server struct {
 func newServer(b testing.TB, e *chain.Embedded, c chain.Contracts) *server {
 	cfg, err := config.Load(config.Sources{Flags: map[string]any{
 		"dataDir": b.TempDir(), "keystore.lightKdf": true, "channel.challengeDuration": 100000,
-		"channel.responseTimeout": "30s", "channel.autoAcceptClose": true, "rpc.maxConnections": 5000, "comm.listen": "127.0.0.1:0",
+		"channel.responseTimeout": "30s", "channel.autoAcceptClose": true, "rpc.maxConnections": 5000, "rpc.maxPending": 256, "comm.listen": "127.0.0.1:0",
 	}})
 	require.NoError(b, err)
 	lg := slog.New(slog.NewTextHandler(io.Discard, nil))

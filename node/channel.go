@@ -31,6 +31,8 @@ type channelEntry struct {
 	challenge uint64
 	symbol    string
 	ops       chan struct{} // one local operation at a time
+	// payQ are the payments waiting for the next update (coalesce.go).
+	payQ []*queuedPay
 
 	mu           sync.Mutex
 	version      uint64
@@ -597,7 +599,7 @@ func (e *channelEntry) release() { <-e.ops }
 // Send pays amount to the peer.
 func (s *Session) Send(ctx context.Context, id string, amt *big.Int) (ChannelInfo, error) {
 	start := time.Now()
-	ci, err := s.transfer(ctx, id, amt, true)
+	ci, err := s.send(ctx, id, amt)
 	asset := ci.Asset
 	if err != nil {
 		if ch, gerr := s.Channel(id); gerr == nil {
@@ -606,6 +608,19 @@ func (s *Session) Send(ctx context.Context, id string, amt *big.Int) (ChannelInf
 	}
 	s.n.metrics.Payment(asset, errorKind(err), time.Since(start))
 	return ci, err
+}
+
+// send pays amt, coalesced with other payments of the channel that wait
+// at the same time (coalesce.go).
+func (s *Session) send(ctx context.Context, id string, amt *big.Int) (ChannelInfo, error) {
+	if amt == nil || amt.Sign() <= 0 {
+		return ChannelInfo{}, &InvalidArgError{Field: "amount", Msg: "must be a positive integer"}
+	}
+	e, err := s.liveEntry(id)
+	if err != nil {
+		return ChannelInfo{}, err
+	}
+	return e.pay(ctx, amt)
 }
 
 // Request asks the peer to pay amount.
@@ -745,14 +760,23 @@ func (s *Session) waitClosed(ctx context.Context, e *channelEntry) (ChannelInfo,
 // acquireEntry finds a live channel and takes its operation slot; the
 // caller releases it. A channel that is already closed is a StateError.
 func (s *Session) acquireEntry(ctx context.Context, id string) (*channelEntry, error) {
+	e, err := s.liveEntry(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.acquire(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// liveEntry is the entry of a channel that is not closed.
+func (s *Session) liveEntry(id string) (*channelEntry, error) {
 	e, err := s.entry(id)
 	if err != nil {
 		if ci, cerr := s.Channel(id); cerr == nil {
 			return nil, &StateError{State: ci.State, Msg: "channel is already closed"}
 		}
-		return nil, err
-	}
-	if err := e.acquire(ctx); err != nil {
 		return nil, err
 	}
 	return e, nil
