@@ -31,6 +31,7 @@ import (
 	"polycry.pt/poly-go/sortedkv/leveldb"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/wireid"
 )
 
@@ -145,7 +146,7 @@ func directChannel(b testing.TB, e *chain.Embedded, c chain.Contracts, ka, kb *e
 	defer cancel()
 	ch, err := alice.client.ProposeChannel(ctx, prop)
 	require.NoError(b, err)
-	<-bobReady
+	perundtest.Recv(b, bobReady, time.Minute, "bob's channel")
 	one := big.NewInt(1)
 	return func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/rpc"
 	"github.com/perund/perund/rpc/rpctest"
@@ -126,17 +127,18 @@ func setupPairs(b testing.TB, n int) (alices, bobs []*user, channels []string) {
 func open(b testing.TB, a, bob *user) string {
 	var sub string
 	bob.c.OK("perun_subscribe", []string{"proposals"}, &sub)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p := bob.c.Note(time.Minute, func(r map[string]any) bool { return r["status"] == "pending" })
-		bob.c.OK("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
-	}()
+	accepted := perundtest.Async(func() error {
+		p, err := bob.c.TryNote(time.Minute, func(r map[string]any) bool { return r["status"] == "pending" })
+		if err == nil {
+			_, err = bob.c.TryCall("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, 5*time.Minute)
+		}
+		return err
+	})
 	var ch struct {
 		ChannelID string `json:"channelId"`
 	}
 	a.c.OK("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": eth(10).String(), "theirs": eth(10).String()}}, &ch)
-	<-done
+	require.NoError(b, perundtest.Recv(b, accepted, 6*time.Minute, "bob accepts"))
 	bob.c.OK("perun_unsubscribe", []string{sub}, nil)
 	return ch.ChannelID
 }
@@ -187,7 +189,7 @@ func BenchmarkRPCPayment(b *testing.B) {
 	b.StopTimer()
 	time.Sleep(50 * time.Millisecond)
 	close(stop)
-	<-done
+	perundtest.Recv(b, done, time.Minute, "the notification reader")
 	calls.report(b, "send-")
 	notes.report(b, "notify-")
 }

@@ -276,7 +276,11 @@ func TestWalletClient(t *testing.T) {
 						wg.Add(1)
 						go func() {
 							defer wg.Done()
-							c.OK("proposal_respond", map[string]any{"proposalId": r["proposalId"], "accept": true}, nil)
+							// Off the test goroutine: a failure shows as
+							// alice's channel_open failing.
+							if _, err := c.TryCall("proposal_respond", map[string]any{"proposalId": r["proposalId"], "accept": true}, 5*time.Minute); err != nil {
+								fmt.Fprintln(os.Stderr, "wallet: bob's accept:", err)
+							}
 						}()
 					}
 				}

@@ -217,3 +217,19 @@ func errBefore(t *testing.T, errc <-chan error, d time.Duration) error {
 		return nil
 	}
 }
+
+// recv returns the next value of ch and whether ch was still open; the
+// test fails if neither comes within d.
+func recv[T any](t testing.TB, ch <-chan T, d time.Duration, what string) (T, bool) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v, ok := <-ch:
+		return v, ok
+	case <-timer.C:
+		t.Fatalf("%s: nothing within %s", what, d)
+	}
+	var zero T
+	return zero, false
+}

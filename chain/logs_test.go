@@ -57,7 +57,7 @@ func TestEmbeddedSubscribeFilterLogs(t *testing.T) {
 	}
 
 	subAll.Unsubscribe()
-	_, open := <-subAll.Err()
+	_, open := recv(t, subAll.Err(), 10*time.Second, "Err closed")
 	require.False(t, open, "Err is closed at Unsubscribe")
 
 	// A closed chain: subscribing fails, and perun-eth-backend's Unsubscribe

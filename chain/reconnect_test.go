@@ -343,7 +343,7 @@ func TestReconnecting(t *testing.T) {
 	}
 	headSub.Unsubscribe()
 	rcptSub.Unsubscribe()
-	_, open := <-headSub.Err()
+	_, open := recv(t, headSub.Err(), 10*time.Second, "Err closed")
 	require.False(t, open, "Err closes at Unsubscribe")
 	require.False(t, r.isDown())
 	require.Zero(t, logs.count(logLost), "ending subscriptions is no lost connection")
@@ -404,7 +404,7 @@ func TestReconnecting(t *testing.T) {
 	// The old subscription is over; a new one (as the node makes) delivers
 	// the logs of transactions after the reconnect.
 	sub.Unsubscribe()
-	_, open = <-sub.Err()
+	_, open = recv(t, sub.Err(), 10*time.Second, "Err closed")
 	require.False(t, open)
 	after := make(chan types.Log, 16)
 	sub2, err := r.SubscribeFilterLogs(ctx, ethereum.FilterQuery{Addresses: []common.Address{token}}, after)

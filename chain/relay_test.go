@@ -24,12 +24,12 @@ func TestRelayedSubscriptions(t *testing.T) {
 	heads := make(chan *types.Header, 4)
 	sub, err := e.SubscribeNewHead(ctx, heads)
 	require.NoError(t, err)
-	first := <-heads
-	second := <-heads
+	first, _ := recv(t, heads, 30*time.Second, "a head")
+	second, _ := recv(t, heads, 30*time.Second, "the next head")
 	require.Equal(t, first.Number.Uint64()+1, second.Number.Uint64(), "heads in order")
 	sub.Unsubscribe()
 	sub.Unsubscribe() // a second call is harmless
-	_, open := <-sub.Err()
+	_, open := recv(t, sub.Err(), 10*time.Second, "Err closed")
 	require.False(t, open, "Err is closed at Unsubscribe")
 
 	before := runtime.NumGoroutine()

@@ -17,6 +17,7 @@ import (
 	wiresimple "perun.network/go-perun/wire/net/simple"
 	"perun.network/go-perun/wire/protobuf"
 
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/peer"
 	"github.com/perund/perund/wireid"
 )
@@ -146,7 +147,7 @@ func TestHandshakeOfRunningNode(t *testing.T) {
 				})
 			}()
 			if tc.ok {
-				err := <-published
+				err := perundtest.Recv(t, published, 30*time.Second, "the publish")
 				t.Logf("publish: %v after %v", err, time.Since(start).Round(time.Millisecond))
 				require.NoError(t, err)
 				require.Zero(t, refusedFor(sender), "no connection of %v was refused", sender)

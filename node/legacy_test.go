@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
+	"encoding/hex"
 	"math/big"
 	"net"
 	"testing"
@@ -28,8 +29,8 @@ import (
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
-	"github.com/perund/perund/subscriptions"
 	"github.com/perund/perund/wireid"
 )
 
@@ -125,18 +126,14 @@ func TestLegacyPeer(t *testing.T) {
 	bare := newBareClient(t, v, aliceKey)
 	bare.register(addrs[1], bob.CommAddress())
 
-	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
+	accepted, err := perundtest.AcceptNext(ctx, bob, perundtest.Proposal, time.Minute)
 	require.NoError(t, err)
-	accepted := make(chan *node.ChannelInfo, 1)
-	go func() {
-		ev := (<-props.Events()).(node.ProposalInfo)
-		ci, _ := bob.RespondProposal(ctx, ev.ProposalID, true, "")
-		accepted <- ci
-	}()
 	ch, err := bare.propose(ctx, addrs[1], eth(5), eth(5))
 	require.NoError(t, err)
-	ci := <-accepted
-	require.NotNil(t, ci)
+	require.NoError(t, perundtest.Recv(t, accepted, time.Minute, "bob accepts the channel"))
+	id := ch.ID()
+	ci, err := bob.Channel("0x" + hex.EncodeToString(id[:]))
+	require.NoError(t, err)
 	require.Equal(t, "open", ci.State)
 	require.Equal(t, 1, rec.count("accepted a legacy (replayable) handshake", "peer", addrs[0].Hex(), "user", addrs[1].Hex()))
 

@@ -18,6 +18,7 @@ import (
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/internal/leaktest"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/internal/pgtest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
@@ -177,7 +178,6 @@ func TestTwoNodesOverTCP(t *testing.T) {
 
 	ci := openAccepted(ctx, t, alice, bob, eth(10), eth(10))
 	require.Equal(t, "open", ci.State)
-	var wg sync.WaitGroup
 
 	for i := 0; i < 20; i++ {
 		_, err = alice.Send(ctx, ci.ChannelID, big.NewInt(1e16))
@@ -210,39 +210,19 @@ func TestTwoNodesOverTCP(t *testing.T) {
 	require.Equal(t, before.Version, peerView.Version)
 
 	// Bob requests; alice answers manually.
-	ups, err := alice.Hub().Subscribe(subscriptions.Updates)
+	aliceAccepts, err := perundtest.AcceptNext(ctx, alice, node.KindRequest, time.Minute)
 	require.NoError(t, err)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ev := range ups.Events() {
-			u := ev.(node.UpdateInfo)
-			if u.Status == node.StatusPending {
-				_, err := alice.RespondUpdate(ctx, u.UpdateID, true, "")
-				require.NoError(t, err)
-				return
-			}
-		}
-	}()
 	_, err = bob.Request(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)
-	wg.Wait()
+	require.NoError(t, perundtest.Recv(t, aliceAccepts, time.Minute, "alice accepts the request"))
 	require.Equal(t, conns, na.PeerStats().Accepted+nb.PeerStats().Accepted, "no new peer connection after the refused payment")
 
 	// Close: bob must agree; he answers the close update.
-	bups, err := bob.Hub().Subscribe(subscriptions.Updates)
+	bobAgrees, err := perundtest.AcceptNext(ctx, bob, node.KindClose, time.Minute)
 	require.NoError(t, err)
-	go func() {
-		for ev := range bups.Events() {
-			u := ev.(node.UpdateInfo)
-			if u.Status == node.StatusPending && u.Kind == node.KindClose {
-				_, _ = bob.RespondUpdate(ctx, u.UpdateID, true, "")
-				return
-			}
-		}
-	}()
 	closed, err := alice.Close(ctx, ci.ChannelID)
 	require.NoError(t, err)
+	require.NoError(t, perundtest.Recv(t, bobAgrees, time.Minute, "bob agrees to the close"))
 	require.Equal(t, "closed", closed.State)
 	require.Equal(t, "agreement", closed.ClosedBy)
 	require.Eventually(t, func() bool {
@@ -271,22 +251,16 @@ func openAccepted(ctx context.Context, t *testing.T, alice, bob *node.Session, m
 // so a test that waits out a dispute uses a short one.
 func openAcceptedWith(ctx context.Context, t *testing.T, alice, bob *node.Session, mine, theirs *big.Int, challenge uint64) node.ChannelInfo {
 	t.Helper()
-	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
+	accepted, err := perundtest.AcceptNext(ctx, bob, perundtest.Proposal, 2*time.Minute)
 	require.NoError(t, err)
-	defer bob.Hub().Unsubscribe(props.ID())
-	accepted := make(chan *node.ChannelInfo, 1)
-	go func() {
-		ev := (<-props.Events()).(node.ProposalInfo)
-		ci, _ := bob.RespondProposal(ctx, ev.ProposalID, true, "")
-		accepted <- ci
-	}()
 	c, err := alice.Contacts().ByAddress(bob.Address())
 	require.NoError(t, err)
 	ci, err := alice.OpenChannel(ctx, c.Alias, "ETH", mine, theirs, challenge)
 	require.NoError(t, err)
-	bobCh := <-accepted
-	require.NotNil(t, bobCh)
-	require.Equal(t, ci.ChannelID, bobCh.ChannelID)
+	require.NoError(t, perundtest.Recv(t, accepted, 2*time.Minute, "bob accepts the channel"))
+	bobCh, err := bob.Channel(ci.ChannelID)
+	require.NoError(t, err, "bob has the channel")
+	require.Equal(t, node.StateOpen, bobCh.State)
 	return ci
 }
 
@@ -358,21 +332,11 @@ func TestRestart(t *testing.T) {
 	}
 	_, err := bob.Send(ctx, ci.ChannelID, big.NewInt(500))
 	require.NoError(t, err)
-	done := make(chan struct{})
-	ups, err := bob.Hub().Subscribe(subscriptions.Updates)
+	bobAgrees, err := perundtest.AcceptNext(ctx, bob, node.KindClose, time.Minute)
 	require.NoError(t, err)
-	go func() {
-		defer close(done)
-		for ev := range ups.Events() {
-			if u := ev.(node.UpdateInfo); u.Kind == node.KindClose && u.Status == node.StatusPending {
-				_, _ = bob.RespondUpdate(ctx, u.UpdateID, true, "")
-				return
-			}
-		}
-	}()
 	closed, err := alice.Close(ctx, ci.ChannelID)
 	require.NoError(t, err)
-	<-done
+	require.NoError(t, perundtest.Recv(t, bobAgrees, time.Minute, "bob agrees to the close"))
 	want := new(big.Int).Sub(eth(5), big.NewInt(10000-500))
 	require.Equal(t, want.String(), closed.Balance.Mine)
 }

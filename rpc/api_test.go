@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
 )
 
@@ -237,7 +238,7 @@ func TestManualAcceptAndExpiry(t *testing.T) {
 	bob.ok("update_list", nil, &ups)
 	require.Len(t, ups, 1)
 	bob.ok("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	res := <-done
+	res := perundtest.Recv(t, done, time.Minute, "alice's payment")
 	require.Nil(t, res["error"])
 
 	// Unanswered: the payment expires and alice learns that bob rejected.

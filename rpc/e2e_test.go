@@ -2,8 +2,8 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"math/big"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
 )
 
@@ -83,16 +84,10 @@ func TestEndToEnd(t *testing.T) {
 	alice.ok("perun_subscribe", map[string]any{"topic": "updates"}, nil)
 
 	var opened channelView
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		p := bob.note(func(r map[string]any) bool { return r["proposalId"] != nil && r["status"] == "pending" })
-		require.Equal(t, "alice", p["peer"])
-		bob.ok("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
-	}()
+	bobAccepts := answer(bob, func(r map[string]any) bool { return r["proposalId"] != nil && r["status"] == "pending" },
+		"proposal_respond", respond("proposal_respond"))
 	alice.ok("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": eth(10).String(), "theirs": eth(10).String()}}, &opened)
-	wg.Wait()
+	require.Equal(t, "alice", awaitAnswer(t, bobAccepts).note["peer"])
 	require.Equal(t, "open", opened.State)
 	require.Equal(t, "bob", opened.Peer)
 
@@ -103,7 +98,7 @@ func TestEndToEnd(t *testing.T) {
 	// bob saw every payment on updates and channels.
 	seenUpdates, seenChannels := 0, 0
 	for seenUpdates < 100 || seenChannels < 100 {
-		n := <-bob.Notes
+		n := perundtest.Recv(t, bob.Notes, time.Minute, fmt.Sprintf("bob's notification (%d updates, %d channel changes so far)", seenUpdates, seenChannels))
 		r := n["params"].(map[string]any)["result"].(map[string]any)
 		if r["kind"] == "payment" && r["status"] == "accepted" {
 			seenUpdates++
@@ -114,29 +109,20 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// bob requests 1 ETH; alice accepts.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		u := alice.note(func(r map[string]any) bool { return r["kind"] == "request" && r["status"] == "pending" })
-		require.Equal(t, eth(1).String(), u["amount"])
-		alice.ok("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	aliceAccepts := answer(alice, func(r map[string]any) bool { return r["kind"] == "request" && r["status"] == "pending" },
+		"update_respond", respond("update_respond"))
 	var afterReq channelView
 	bob.ok("channel_request", map[string]any{"channelId": opened.ChannelID, "amount": eth(1).String()}, &afterReq)
-	wg.Wait()
+	require.Equal(t, eth(1).String(), awaitAnswer(t, aliceAccepts).note["amount"])
 	require.Equal(t, uint64(101), afterReq.Version)
 	require.Equal(t, eth(12).String(), afterReq.Balance["mine"])
 
 	// alice closes; bob agrees to the final state.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		u := bob.note(func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
-		bob.ok("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	bobAgrees := answer(bob, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" },
+		"update_respond", respond("update_respond"))
 	var closed channelView
 	alice.ok("channel_close", map[string]any{"channelId": opened.ChannelID}, &closed)
-	wg.Wait()
+	awaitAnswer(t, bobAgrees)
 	require.Equal(t, "closed", closed.State)
 	require.Equal(t, "agreement", closed.ClosedBy)
 	require.Equal(t, eth(8).String(), closed.Balance["mine"])
@@ -184,17 +170,20 @@ func TestConcurrentBothDirections(t *testing.T) {
 	ch := openChannel(t, alice, bob, eth(10), eth(10))
 
 	const n = 40
-	var wg sync.WaitGroup
+	var sends []<-chan error
 	for _, c := range []*client{alice, bob} {
-		wg.Add(1)
-		go func(c *client) {
-			defer wg.Done()
+		sends = append(sends, perundtest.Async(func() error {
 			for i := 0; i < n; i++ {
-				c.ok("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": "1000"}, nil)
+				if _, err := c.TryCall("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": "1000"}, time.Minute); err != nil {
+					return err
+				}
 			}
-		}(c)
+			return nil
+		}))
 	}
-	wg.Wait()
+	for _, s := range sends {
+		require.NoError(t, perundtest.Recv(t, s, 5*time.Minute, "the payments"))
+	}
 	var va, vb channelView
 	// The receiver of the last update enables it right after answering.
 	require.Eventually(t, func() bool {
@@ -294,17 +283,11 @@ func openChannel(t *testing.T, a, b *client, mine, theirs *big.Int) channelView 
 	t.Helper()
 	var sub string
 	b.ok("perun_subscribe", []string{"proposals"}, &sub)
-	done := make(chan channelView, 1)
-	go func() {
-		p := b.note(func(r map[string]any) bool { return r["status"] == "pending" })
-		var ch channelView
-		b.ok("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, &ch)
-		done <- ch
-	}()
+	accepted := answer(b, func(r map[string]any) bool { return r["status"] == "pending" }, "proposal_respond", respond("proposal_respond"))
 	var ch channelView
 	a.ok("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": mine.String(), "theirs": theirs.String()}}, &ch)
-	theirView := <-done
-	require.Equal(t, ch.ChannelID, theirView.ChannelID)
+	theirView := awaitAnswer(t, accepted).result.(map[string]any)
+	require.Equal(t, ch.ChannelID, theirView["channelId"])
 	b.ok("perun_unsubscribe", []string{sub}, nil)
 	return ch
 }

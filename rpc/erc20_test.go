@@ -2,13 +2,13 @@ package rpc_test
 
 import (
 	"math/big"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/perundtest"
 )
 
 func tokenBalance(t *testing.T, c *client, sym string) *big.Int {
@@ -23,16 +23,10 @@ func tokenBalance(t *testing.T, c *client, sym string) *big.Int {
 func openAsset(t *testing.T, a, b *client, sym string, mine, theirs *big.Int) channelView {
 	var sub string
 	b.ok("perun_subscribe", []string{"proposals"}, &sub)
-	done := make(chan channelView, 1)
-	go func() {
-		p := b.note(func(r map[string]any) bool { return r["status"] == "pending" && r["asset"] == sym })
-		var ch channelView
-		b.ok("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, &ch)
-		done <- ch
-	}()
+	accepted := answer(b, func(r map[string]any) bool { return r["status"] == "pending" && r["asset"] == sym }, "proposal_respond", respond("proposal_respond"))
 	var ch channelView
 	a.ok("channel_open", map[string]any{"peer": "bob", "asset": sym, "balance": map[string]string{"mine": mine.String(), "theirs": theirs.String()}}, &ch)
-	<-done
+	require.Equal(t, ch.ChannelID, awaitAnswer(t, accepted).result.(map[string]any)["channelId"])
 	b.ok("perun_unsubscribe", []string{sub}, nil)
 	return ch
 }
@@ -64,17 +58,20 @@ func TestERC20Channel(t *testing.T) {
 	require.Equal(t, "ETH", ethCh.Asset)
 	require.Equal(t, new(big.Int).Sub(startA, eth(100)).String(), tokenBalance(t, alice, "PRN").String())
 
-	var wg sync.WaitGroup
+	var sends []<-chan error
 	for _, ch := range []string{prn.ChannelID, ethCh.ChannelID} {
-		wg.Add(1)
-		go func(ch string) {
-			defer wg.Done()
+		sends = append(sends, perundtest.Async(func() error {
 			for i := 0; i < 20; i++ {
-				alice.ok("channel_send", map[string]any{"channelId": ch, "amount": chain.Ether.String()}, nil)
+				if _, err := alice.TryCall("channel_send", map[string]any{"channelId": ch, "amount": chain.Ether.String()}, time.Minute); err != nil {
+					return err
+				}
 			}
-		}(ch)
+			return nil
+		}))
 	}
-	wg.Wait()
+	for _, s := range sends {
+		require.NoError(t, perundtest.Recv(t, s, 5*time.Minute, "the payments"))
+	}
 	// Paying more than the channel holds: 1007.
 	alice.fail("channel_send", map[string]any{"channelId": prn.ChannelID, "amount": eth(1000).String()}, 1007)
 

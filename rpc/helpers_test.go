@@ -18,6 +18,7 @@ import (
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/internal/leaktest"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
 	"github.com/perund/perund/rpc"
@@ -147,6 +148,48 @@ func (c *client) ok(m string, p any, out any)                   { c.OK(m, p, out
 func (c *client) fail(m string, p any, code int) map[string]any { return c.Fail(m, p, code) }
 func (c *client) note(pred func(map[string]any) bool) map[string]any {
 	return c.Note(time.Minute, pred)
+}
+
+// answered is what answer got: the notification it answered, or why not.
+type answered struct {
+	note   map[string]any
+	result any
+	err    error
+}
+
+// answer is the other side of a call the test makes: in a goroutine, it
+// waits up to a minute for c's notification that pred matches, then calls
+// method with the params made of it. Nothing in it fails the test: the
+// test goroutine takes the outcome with awaitAnswer.
+func answer(c *client, pred func(map[string]any) bool, method string, params func(note map[string]any) any) <-chan answered {
+	res := make(chan answered, 1)
+	go func() {
+		n, err := c.TryNote(time.Minute, pred)
+		var r any
+		if err == nil {
+			r, err = c.TryCall(method, params(n), 5*time.Minute)
+		}
+		res <- answered{note: n, result: r, err: err}
+	}()
+	return res
+}
+
+// awaitAnswer takes what answer got and requires that it answered.
+func awaitAnswer(t *testing.T, ch <-chan answered) answered {
+	t.Helper()
+	a := perundtest.Recv(t, ch, 7*time.Minute, "the answering side")
+	require.NoError(t, a.err)
+	return a
+}
+
+// respond answers the notification's proposal or update (by its id) with
+// accept.
+func respond(method string) func(map[string]any) any {
+	key := "updateId"
+	if method == "proposal_respond" {
+		key = "proposalId"
+	}
+	return func(n map[string]any) any { return map[string]any{key: n[key], "accept": true} }
 }
 
 func bytesReader(b []byte) io.Reader { return strings.NewReader(string(b)) }

@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/rpc/rpctest"
 )
 
@@ -253,12 +254,19 @@ func TestOtherUsersResources(t *testing.T) {
 	// bob's things are untouched: he answers both, and his subscription
 	// still delivers.
 	bob.ok("update_respond", map[string]any{"updateId": upd["updateId"], "accept": true}, nil)
-	require.Nil(t, (<-sent)["error"])
+	require.Nil(t, perundtest.Recv(t, sent, time.Minute, "alice's payment")["error"])
+	for accepted := false; !accepted; {
+		n := perundtest.Recv(t, bob.Notes, time.Minute, "bob's updates subscription after carol's tries")
+		p := n["params"].(map[string]any)
+		r := p["result"].(map[string]any)
+		accepted = p["subscription"] == sub && r["updateId"] == upd["updateId"] && r["status"] == "accepted"
+	}
 	bob.ok("proposal_respond", map[string]any{"proposalId": prop["proposalId"], "accept": false, "reason": "test"}, nil)
-	r := <-opened
+	r := perundtest.Recv(t, opened, time.Minute, "alice's proposal")
 	require.EqualValues(t, 1005, r["error"].(map[string]any)["code"])
 	var c map[string]any
 	bob.ok("contacts_get", map[string]any{"alias": "alice"}, &c)
+	require.Equal(t, f.alice.Hex(), c["address"], "bob's contact is still alice")
 	var bv channelView
 	bob.ok("channel_get", id, &bv)
 	require.Equal(t, uint64(1), bv.Version)
@@ -281,9 +289,15 @@ func TestGracefulShutdown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	f.srv.Shutdown(ctx)
-	r := <-res
+	r := perundtest.Recv(t, res, time.Minute, "the interrupted channel_open")
 	require.EqualValues(t, 1006, r["error"].(map[string]any)["code"], "%v", r)
-	for range alice.Raw { //nolint:revive // drain until the close frame
+	drain := time.After(30 * time.Second)
+	for open := true; open; { // drain until the close frame
+		select {
+		case _, open = <-alice.Raw:
+		case <-drain:
+			t.Fatal("the connection did not close")
+		}
 	}
 	require.True(t, websocket.IsCloseError(alice.ReadErr, websocket.CloseGoingAway), "%v", alice.ReadErr)
 	_, _, err := websocket.DefaultDialer.Dial(f.url, nil)

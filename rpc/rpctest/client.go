@@ -180,3 +180,55 @@ func (c *Client) Note(timeout time.Duration, pred func(map[string]any) bool) map
 		}
 	}
 }
+
+// TryCall is Call for other goroutines than the test's: it never fails
+// the test; an error answer, no answer within timeout or a closed
+// connection is its error.
+func (c *Client) TryCall(method string, params any, timeout time.Duration) (any, error) {
+	id := fmt.Sprintf("c-%d", c.nextID.Add(1))
+	ch := make(chan map[string]any, 1)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%s: connection closed", method)
+	}
+	c.wait[id] = ch
+	c.mu.Unlock()
+	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
+	if params != nil {
+		req["params"] = params
+	}
+	b, _ := json.Marshal(req)
+	c.wmu.Lock()
+	err := c.WS.WriteMessage(websocket.TextMessage, b)
+	c.wmu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", method, err)
+	}
+	select {
+	case m := <-ch:
+		if m["error"] != nil {
+			return nil, fmt.Errorf("%s: %v", method, m["error"])
+		}
+		return m["result"], nil
+	case <-time.After(timeout):
+		return nil, fmt.Errorf("%s: no answer within %s", method, timeout)
+	}
+}
+
+// TryNote is Note for other goroutines than the test's: it returns an
+// error instead of failing the test.
+func (c *Client) TryNote(timeout time.Duration, pred func(map[string]any) bool) (map[string]any, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case n := <-c.Notes:
+			r := n["params"].(map[string]any)["result"].(map[string]any)
+			if pred(r) {
+				return r, nil
+			}
+		case <-deadline:
+			return nil, fmt.Errorf("notification did not arrive within %s", timeout)
+		}
+	}
+}
