@@ -20,8 +20,26 @@ import (
 // from its data dir. Each time the channel comes back at the version bob
 // has, with the balances that version says, and payments go on; at the end
 // a cooperative close pays alice exactly her share. The random delays come
-// from a seed printed on failure (IT_SEED repeats a run).
+// from a seed printed on failure (IT_SEED repeats a run). It runs with
+// alice's channel store in LevelDB (the data dir) and in PostgreSQL
+// (store.url: a database of the test's PostgreSQL cluster, which outlives
+// her process).
 func TestCrashLoop(t *testing.T) {
+	for _, backend := range []string{"leveldb", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			var extra []string
+			if backend == "postgres" {
+				extra = append(extra, "--set=store.url="+pg.Database(t))
+			}
+			crashLoop(t, extra...)
+		})
+	}
+}
+
+// crashLoop is TestCrashLoop with alice's node configured by extra (as
+// newProc takes it).
+func crashLoop(t *testing.T, extra ...string) {
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("IT_SEED"); s != "" {
 		var err error
@@ -36,13 +54,17 @@ func TestCrashLoop(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("crash loop failed with seed %d: repeat with IT_SEED=%d go test ./integration -run TestCrashLoop", seed, seed)
+			t.Logf("crash loop failed with seed %d: repeat with IT_SEED=%d go test ./integration -run %s", seed, seed, t.Name())
 		}
 	})
 	rng := rand.New(rand.NewSource(seed))
 	a := startAnvil(t)
 	ethc := a.rpc(t)
-	alice, _, sa, sb, ch := pairWith(t, a, deploy(t, a))
+	c := deploy(t, a)
+	alice := newProc(t, "alice", keyAlice, a, c, extra...)
+	bob := newProc(t, "bob", keyBob, a, c)
+	sa, sb := alice.login(t), bob.login(t)
+	ch := openBetween(t, sa, alice.addr, sb, bob.addr, "bob")
 	const amount = 1000
 	id := map[string]any{"channelId": ch.ChannelID}
 	wantMine := func(version uint64) string {

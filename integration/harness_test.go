@@ -206,9 +206,17 @@ func deploy(t *testing.T, a devChain) chain.Contracts {
 	return c
 }
 
+// deployMu serialises the deployments of tests that run in parallel: the
+// Perun backend keeps one process-wide expectation of an address's next
+// nonce per chain id, and the anvils of parallel tests share chain id 1337
+// and the deployer's key.
+var deployMu sync.Mutex
+
 // deployWithToken deploys the contracts and a PRN token (1000 PRN for
 // alice and bob) with its asset holder.
 func deployWithToken(t *testing.T, a devChain) (chain.Contracts, chain.Asset) {
+	deployMu.Lock()
+	defer deployMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cl, err := chain.Dial(ctx, a.wsURL())
@@ -219,6 +227,7 @@ func deployWithToken(t *testing.T, a devChain) (chain.Contracts, chain.Asset) {
 	id, err := cl.ChainID(ctx)
 	require.NoError(t, err)
 	cb, dep := chain.DeployerBackend(cl, id, k)
+	chain.ResetNonce(id, dep.Address) // another anvil's deployment may have left an expectation
 	c, err := chain.SetupContracts(ctx, cb, config.ModeDeploy, chain.Contracts{}, dep)
 	require.NoError(t, err)
 	ka, _ := crypto.HexToECDSA(keyAlice)
