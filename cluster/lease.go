@@ -150,6 +150,11 @@ const takeSQL = `INSERT INTO lease (name, holder, epoch, expires)
 		WHERE lease.expires <= clock_timestamp()
 	RETURNING epoch`
 
+// fenceExclusiveSQL takes the fence lock alone (until the transaction
+// ends) if the lease has expired: only then may the epoch change.
+const fenceExclusiveSQL = `SELECT count(*) FROM
+	(SELECT pg_advisory_xact_lock($2) FROM lease WHERE name = $1 AND expires <= clock_timestamp()) AS fence`
+
 // renewSQL moves the expiry on while the lease is still this holder's at
 // this epoch and has not expired; it returns no row otherwise.
 const renewSQL = `UPDATE lease SET expires = clock_timestamp() + $4 * interval '1 microsecond'
@@ -169,8 +174,21 @@ func (l *Lease) TryAcquire(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.ttl/3)
 	defer cancel()
 	sent := time.Now()
+	// One transaction: an expired lease is taken under the fence lock held
+	// alone, so that the old holder's writes in flight commit first and
+	// its later ones see the new epoch.
+	var batch pgx.Batch
+	batch.Queue(fenceExclusiveSQL, store.LeaseName, store.FenceLockID)
+	batch.Queue(takeSQL, store.LeaseName, l.id, micros(l.ttl))
+	res := l.pool.SendBatch(ctx, &batch)
 	var epoch int64
-	err := l.pool.QueryRow(ctx, takeSQL, store.LeaseName, l.id, micros(l.ttl)).Scan(&epoch)
+	_, err := res.Exec()
+	if err == nil {
+		err = res.QueryRow().Scan(&epoch)
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -196,9 +214,9 @@ func (l *Lease) Acquire(ctx context.Context) (int64, error) {
 		if ok {
 			return l.Epoch(), nil
 		}
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			l.log.Warn("cluster lease: cannot look at the lease", "err", err)
-		} else if !logged {
+		} else if err == nil && !logged {
 			holder, epoch, _ := l.Holder(ctx)
 			l.log.Info("cluster lease held by another process: standing by", "holder", holder, "epoch", epoch)
 			logged = true

@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"math/rand"
 	"net/http"
@@ -333,4 +334,27 @@ func TestFailoverFencing(t *testing.T) {
 	want := new(big.Int).Sub(eth(10), new(big.Int).SetUint64(av.Version*amount)).String()
 	require.Equal(t, want, av.Balance["mine"])
 	closeExact(t, ethc, sa2, sb, alice2, ch.ChannelID, want)
+}
+
+// TestStandbyStops: a standby answers /healthz with 503 {"status":"standby"}
+// and every other request with 503 while the active process serves, and
+// exits 0 on SIGTERM without ever taking the lease.
+func TestStandbyStops(t *testing.T) {
+	a := startAnvil(t)
+	c := deploy(t, a)
+	active, standby := clusterOf(t, a, c)
+	resp, err := http.Get(standby.http + "/healthz")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.JSONEq(t, `{"status":"standby"}`, string(body))
+	resp, err = http.Get(standby.http + "/rpc")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, http.StatusOK, health(active))
+	standby.stop(t) // exit 0, checked by stop
+	require.Equal(t, http.StatusOK, health(active))
 }

@@ -55,11 +55,17 @@ var ErrFenced = errors.New("fenced: the cluster lease belongs to another process
 // fenceState is the SQLSTATE perund_fence raises.
 const fenceState = "PF001"
 
-// fenceSQL checks the lease's epoch inside a write's transaction: it
-// locks the lease row for share, so that a takeover (which updates the
-// row) waits for writes in flight and every later write of the old holder
-// fails.
+// fenceSQL checks the lease's epoch inside a write's transaction. It holds
+// the fence lock (FenceLockID) shared until the transaction ends, and a
+// takeover holds it alone while it raises the epoch, so that a takeover
+// waits for the writes in flight and every later write of the old holder
+// fails. (An advisory lock, not FOR SHARE on the lease row: many writers
+// sharing a row lock write a multixact into the row each time.)
 const fenceSQL = `SELECT perund_fence($1)`
+
+// FenceLockID is the transaction-level advisory lock that orders writes
+// (shared) and takeovers of the lease (exclusive).
+const FenceLockID int64 = 0x706572756e66
 
 // LeaseName is the key of the cluster lease's row in the lease table.
 const LeaseName = "active"
@@ -123,7 +129,8 @@ CREATE TABLE lease (
 CREATE FUNCTION perund_fence(want bigint) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE have bigint;
 BEGIN
-	SELECT epoch INTO have FROM lease WHERE name = 'active' FOR SHARE;
+	PERFORM pg_advisory_xact_lock_shared(123581014306406);
+	SELECT epoch INTO have FROM lease WHERE name = 'active';
 	IF have IS DISTINCT FROM want THEN
 		RAISE EXCEPTION 'the lease has epoch %, this process holds epoch %', have, want
 			USING ERRCODE = 'PF001';

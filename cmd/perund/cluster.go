@@ -20,14 +20,18 @@ import (
 // cluster lease: a supervisor starts it again, and it stands by.
 const exitLeaseLost = 3
 
+// errStandbyStopped ends a standby stopped (SIGTERM) before it took the
+// lease: perund exits 0.
+var errStandbyStopped = errors.New("standby stopped")
+
 // standBy waits as the standby of a cluster (cluster.enabled) until it
 // takes the lease: meanwhile it answers on rpc.listen with 503 and
 // /healthz with {"status":"standby"}, so that a proxy routes to the active
 // node. It returns the held lease, with a watch that ends the process
 // (exit code 3) at once if the lease is lost; stop ends that watch for a
 // graceful shutdown.
-func standBy(ctx context.Context, cfg *config.Config, log *slog.Logger) (lease *cluster.Lease, stop func(), err error) {
-	lease, err = cluster.Open(ctx, cluster.Options{URL: cfg.Store.URL, ID: cfg.Cluster.ID, Timeout: cfg.Cluster.LeaseTimeout, Logger: log})
+func standBy(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *cluster.Lease, stop func(), err error) {
+	lease, err := cluster.Open(ctx, cluster.Options{URL: cfg.Store.URL, ID: cfg.Cluster.ID, Timeout: cfg.Cluster.LeaseTimeout, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -57,6 +61,10 @@ func standBy(ctx context.Context, cfg *config.Config, log *slog.Logger) (lease *
 	_ = hs.Shutdown(sctx) // frees rpc.listen for the API
 	<-served
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("standby stopped")
+			return nil, nil, errStandbyStopped
+		}
 		return nil, nil, err
 	}
 	log.Info("perund is the cluster's active node", "epoch", epoch)

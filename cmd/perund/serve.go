@@ -302,7 +302,9 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	var lease *cluster.Lease
 	if cfg.Cluster.Enabled {
 		var stopWatch func()
-		if lease, stopWatch, err = standBy(ctx, cfg, log); err != nil {
+		if lease, stopWatch, err = standBy(ctx, cfg, log); errors.Is(err, errStandbyStopped) {
+			return nil
+		} else if err != nil {
 			return err
 		}
 		defer releaseLease(lease, log)
