@@ -121,16 +121,12 @@ func newFaultPair(ctx context.Context, t *testing.T) *faultPair {
 	return p
 }
 
-// head returns the chain's current block number and addr's balance.
+// head returns the number of the chain's next block and addr's balance
+// at its head (env.balanceNow).
 func (p *faultPair) head(t *testing.T, addr common.Address) (uint64, *big.Int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := p.v.chain.BlockNumber(ctx)
-	require.NoError(t, err)
-	b, err := p.v.chain.BalanceAt(ctx, addr, nil)
-	require.NoError(t, err)
-	return n, b
+	from, b := p.v.balanceNow(t, addr)
+	return from, b[0]
 }
 
 // acceptNext accepts the next proposal s gets and returns what the accept
@@ -176,7 +172,10 @@ func (p *faultPair) requireRefunded(t *testing.T, s *node.Session, deposit *big.
 func (p *faultPair) requireUntouched(t *testing.T, addr common.Address, before *big.Int, from uint64) {
 	t.Helper()
 	require.Empty(t, p.v.sentSince(t, from)[addr], "no transaction of %s was mined", addr.Hex())
-	_, now := p.head(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now, err := p.v.chain.BalanceAt(ctx, addr, nil)
+	require.NoError(t, err)
 	require.Equal(t, before.String(), now.String())
 }
 

@@ -149,12 +149,8 @@ func TestCoalescedPaymentsExact(t *testing.T) {
 	t.Logf("%d answered payments in %d updates", ok, a.Version)
 
 	// The close withdraws each side's share to the wei.
-	from, err := v.chain.BlockNumber(ctx)
-	require.NoError(t, err)
-	beforeA, err := v.chain.BalanceAt(ctx, addrs[0], nil)
-	require.NoError(t, err)
-	beforeB, err := v.chain.BalanceAt(ctx, addrs[1], nil)
-	require.NoError(t, err)
+	from, before := v.balanceNow(t, addrs[0], addrs[1])
+	beforeA, beforeB := before[0], before[1]
 	closed, err := bob.Close(ctx, ci.ChannelID)
 	require.NoError(t, err)
 	require.Equal(t, "agreement", closed.ClosedBy)

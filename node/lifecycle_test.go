@@ -288,10 +288,7 @@ func TestSettleRetriesWithBackoff(t *testing.T) {
 		}
 	}()
 
-	from, err := v.chain.BlockNumber(ctx)
-	require.NoError(t, err)
-	before, err := v.chain.BalanceAt(ctx, addrs[0], nil)
-	require.NoError(t, err)
+	from, before := v.balanceNow(t, addrs[0])
 	flaky.down.Store(true)
 	_, err = alice.Close(ctx, ci.ChannelID)
 	var ce *node.ChainError
@@ -316,5 +313,5 @@ func TestSettleRetriesWithBackoff(t *testing.T) {
 	}, 2*time.Minute, 50*time.Millisecond, "the retries go on without a caller")
 	require.Equal(t, "agreement", got.ClosedBy)
 	require.Equal(t, eth(4).String(), got.Balance.Mine)
-	v.requireWithdrew(t, addrs[0], before, eth(4), from, "alice's share after the refused settles")
+	v.requireWithdrew(t, addrs[0], before[0], eth(4), from, "alice's share after the refused settles")
 }

@@ -85,6 +85,25 @@ func (v *env) sentSince(t *testing.T, from uint64) map[common.Address][]*types.R
 	return out
 }
 
+// balanceNow returns addrs' balances at the chain's head and the number of
+// the next block: what requireWithdrew takes as before and from. (The
+// head's own transactions are in its balance: counting from the head
+// would charge their gas twice, and reading the balance after the head
+// would miss a block mined in between.)
+func (v *env) balanceNow(t *testing.T, addrs ...common.Address) (from uint64, before []*big.Int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	head, err := v.chain.BlockNumber(ctx)
+	require.NoError(t, err)
+	for _, a := range addrs {
+		b, err := v.chain.BalanceAt(ctx, a, new(big.Int).SetUint64(head))
+		require.NoError(t, err)
+		before = append(before, b)
+	}
+	return head + 1, before
+}
+
 // gasPaid is what the transactions of rs cost their sender.
 func gasPaid(rs []*types.Receipt) *big.Int {
 	gas := new(big.Int)
