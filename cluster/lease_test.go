@@ -227,3 +227,51 @@ func TestStoreLockShared(t *testing.T) {
 	_, err = store.OpenPostgres(ctx, single, store.PostgresOptions{Epoch: 1})
 	require.ErrorContains(t, err, "outside the cluster")
 }
+
+// A takeover waits for the old holder's writes in flight: a write
+// transaction that passed the fence (holding the fence lock shared) commits
+// before the standby raises the epoch, and the old holder's next write
+// fails. Here the write is held open by hand; perund's own writes are one
+// pipelined transaction each and never wait on the client.
+func TestTakeoverWaitsForWritesInFlight(t *testing.T) {
+	url := pg.Database(t)
+	a, b := openLease(t, url, "a"), openLease(t, url, "b")
+	ctx := ctxT(t)
+	ok, err := a.TryAcquire(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	old, err := store.OpenPostgres(ctx, url, store.PostgresOptions{Epoch: a.Epoch()})
+	require.NoError(t, err)
+	defer old.Close()
+
+	c, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer c.Close(context.Background())
+	tx, err := c.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT perund_fence($1)`, a.Epoch())
+	require.NoError(t, err, "the write in flight passed the fence")
+	_, err = tx.Exec(ctx, `INSERT INTO docs (key, value) VALUES ('in-flight', 'x')`)
+	require.NoError(t, err)
+
+	a.Close() // a dies with its write in flight
+	expireNow(t, url)
+	took := make(chan error, 1)
+	go func() {
+		_, err := b.Acquire(ctx)
+		took <- err
+	}()
+	select {
+	case err := <-took:
+		t.Fatalf("the takeover did not wait for the write in flight (err %v)", err)
+	case <-time.After(2 * ttl):
+	}
+	require.NoError(t, tx.Commit(ctx), "the write in flight commits at its epoch")
+	require.NoError(t, <-took)
+	require.Equal(t, int64(2), b.Epoch())
+	require.ErrorIs(t, old.Docs().Put(ctx, "after", nil), store.ErrFenced)
+	v, ok, err := old.Docs().Get(ctx, "in-flight")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "x", string(v))
+}
