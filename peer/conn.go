@@ -68,6 +68,11 @@ func newBoundConn(raw *tls.Conn, ser wire.EnvelopeSerializer, self *wireid.Accou
 func (c *boundConn) Send(e *wire.Envelope) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
+	// A cluster node whose lease expired sends nothing, not even what it
+	// signed before (it may have been paused between signing and sending).
+	if err := c.self.Allowed(); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
 	if err := checkPair(e, c.selfAddr, c.peer); err != nil {
 		c.Close()
 		return fmt.Errorf("send: %w", err)

@@ -132,6 +132,15 @@ func (a *Account) WithGate(gate func() error) *Account {
 	return &Account{key: a.key, addr: a.addr, gate: gate}
 }
 
+// Allowed returns nil if the account's gate (WithGate) allows it to act
+// now; the peer port asks before it sends anything signed.
+func (a *Account) Allowed() error {
+	if a.gate == nil {
+		return nil
+	}
+	return a.gate()
+}
+
 // Address returns the account's wire address.
 func (a *Account) Address() wire.Address { return a.addr }
 
