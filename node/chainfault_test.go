@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,23 @@ type faultChain struct {
 	method  string // the contract method to refuse ("" refuses nothing)
 	left    int    // how many more to refuse (negative: all)
 	refused []string
+	// readsDown makes the reads of the head and of balances fail, as a
+	// chain that does not answer.
+	readsDown atomic.Bool
+}
+
+func (c *faultChain) HeaderByNumber(ctx context.Context, n *big.Int) (*types.Header, error) {
+	if c.readsDown.Load() {
+		return nil, errInjected
+	}
+	return c.Backend.HeaderByNumber(ctx, n)
+}
+
+func (c *faultChain) BalanceAt(ctx context.Context, a common.Address, n *big.Int) (*big.Int, error) {
+	if c.readsDown.Load() {
+		return nil, errInjected
+	}
+	return c.Backend.BalanceAt(ctx, a, n)
 }
 
 // errInjected is the error of a refused transaction.
