@@ -37,7 +37,9 @@ const (
 
 func TestMain(m *testing.M) {
 	perunlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	os.Exit(m.Run())
+	code := m.Run()
+	pg.Stop()
+	os.Exit(code)
 }
 
 func eth(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), chain.Ether) }

@@ -32,10 +32,20 @@ type server struct {
 }
 
 func newServer(b testing.TB, e *chain.Embedded, c chain.Contracts) *server {
-	cfg, err := config.Load(config.Sources{Flags: map[string]any{
+	return newServerWith(b, e, c, nil)
+}
+
+// newServerWith is newServer with more configuration keys (e.g.
+// store.url).
+func newServerWith(b testing.TB, e *chain.Embedded, c chain.Contracts, extra map[string]any) *server {
+	flags := map[string]any{
 		"dataDir": b.TempDir(), "keystore.lightKdf": true, "channel.challengeDuration": 100000,
 		"channel.responseTimeout": "30s", "channel.autoAcceptClose": true, "rpc.maxConnections": 5000, "rpc.maxPending": 256, "comm.listen": "127.0.0.1:0",
-	}})
+	}
+	for k, v := range extra {
+		flags[k] = v
+	}
+	cfg, err := config.Load(config.Sources{Flags: flags})
 	require.NoError(b, err)
 	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -95,13 +105,19 @@ func (u *user) openSession(b testing.TB) {
 // setupPairs starts two nodes on one chain and opens a channel between
 // each of n alices on node A and n bobs on node B.
 func setupPairs(b testing.TB, n int) (alices, bobs []*user, channels []string) {
+	return setupPairsWith(b, n, nil, nil)
+}
+
+// setupPairsWith is setupPairs with more configuration keys for node A
+// and node B.
+func setupPairsWith(b testing.TB, n int, extraA, extraB map[string]any) (alices, bobs []*user, channels []string) {
 	alices, bobs = newUsers(b, n), newUsers(b, n)
 	var addrs []common.Address
 	for i := 0; i < n; i++ {
 		addrs = append(addrs, alices[i].addr, bobs[i].addr)
 	}
 	e, c := newChain(b, addrs...)
-	na, nb := newServer(b, e, c), newServer(b, e, c)
+	na, nb := newServerWith(b, e, c, extraA), newServerWith(b, e, c, extraB)
 	for i := 0; i < n; i++ {
 		alices[i].login(b, na)
 		bobs[i].login(b, nb)

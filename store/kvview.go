@@ -26,15 +26,20 @@ const (
 //     hid every channel after it. kvView deletes the key as well.
 //   - RestoreAll restores each channel that has a current state by its
 //     id, so that the keys earlier versions left behind are skipped.
+//
+// Its writes go through a combiner (combine.go), which commits the writes
+// of an update that need not be durable on their own with the next one.
 type kvView struct {
 	*keyvalue.PersistRestorer
-	db sortedkv.Database
+	db   sortedkv.Database
+	comb *combiner
 }
 
 var _ View = (*kvView)(nil)
 
 func newKVView(db sortedkv.Database) *kvView {
-	return &kvView{PersistRestorer: keyvalue.NewPersistRestorer(db), db: db}
+	comb := newCombiner(db)
+	return &kvView{PersistRestorer: keyvalue.NewPersistRestorer(comb), db: comb, comb: comb}
 }
 
 // recTable is the key space of the node's records inside a user's view,
