@@ -14,8 +14,10 @@ import (
 )
 
 // BenchmarkUpdate measures the store's part of one off-chain update: the
-// four writes go-perun makes for it (Staged, our SigAdded, the peer's
-// SigAdded, Enabled), each a batch, by one channel at a time and by
+// four writes go-perun makes for it as the update's proposer (Staged, our
+// SigAdded, the peer's SigAdded, Enabled), which the view commits as one
+// batch (combine.go; the figures in docs/benchmarks.md from before it are
+// of four batches), by one channel at a time and by
 // several users' channels at once: on LevelDB with and without fsync
 // (goleveldb merges concurrent writes into one journal write and fsync),
 // and on PostgreSQL (each batch one committed transaction; the test
