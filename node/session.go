@@ -47,7 +47,6 @@ type Session struct {
 	addr      common.Address
 	key       *ecdsa.PrivateKey
 	wireAcc   *wireid.Account
-	dir       string
 	listener  *peer.Listener // the session's share of the node's peer port
 	bus       *wirenet.Bus
 	client    *client.Client
@@ -101,7 +100,6 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool, rec *sessionRecord)
 	s := &Session{
 		manual: manual, n: n, id: randomHex(16), token: randomHex(32), addr: addr, key: key,
 		wireAcc:   wireid.NewAccount(key).WithGate(n.checkGate),
-		dir:       n.sessionDir(addr),
 		hub:       subscriptions.NewHub(subscriptions.DefaultBuffer),
 		channels:  map[channel.ID]*channelEntry{},
 		proposals: map[string]*pendingProposal{},
