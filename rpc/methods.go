@@ -256,6 +256,9 @@ func methodTable() map[string]*method {
 		errors: []int64{CodeNotFound, CodePeerUnreachable, CodePeerRejected, CodeTimeout, CodeInsufficientFunds, CodeWrongState}}
 	send := transfer
 	send.summary = "Pay the peer: a new state signed by both, at once off chain."
+	send.desc = "Calls of one channel that wait while an update is in flight are carried by the next update together: " +
+		"each is answered with the version of the state that includes it, once both signed and stored it; " +
+		"one the balance cannot cover after those queued before it fails alone (1007). The peer sees one payment of their sum."
 	register(m, "channel_send", withSession(send),
 		func(c *call, p *transferParams) (node.ChannelInfo, error) {
 			return c.session().Send(c.ctx, string(p.ChannelID), &p.Amount.Int)
