@@ -4,7 +4,6 @@
 package bench
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/tls"
@@ -27,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/perunlog"
 )
 
@@ -51,14 +51,8 @@ func newChain(b testing.TB, addrs ...common.Address) (*chain.Embedded, chain.Con
 	for _, a := range addrs {
 		alloc[a] = eth(1000)
 	}
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: time.Second})
-	require.NoError(b, err)
-	b.Cleanup(func() { e.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, _, c, err := e.Deploy(ctx)
-	require.NoError(b, err)
-	return e, c
+	ch := perundtest.NewChain(b, perundtest.ChainOptions{Alloc: alloc, BlockInterval: time.Second})
+	return ch.Embedded, ch.Contracts
 }
 
 func testCert(b testing.TB) tls.Certificate {

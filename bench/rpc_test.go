@@ -1,14 +1,9 @@
 package bench
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,10 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
-	"github.com/perund/perund/config"
 	"github.com/perund/perund/internal/perundtest"
+	"github.com/perund/perund/internal/perundtest/serve"
 	"github.com/perund/perund/node"
-	"github.com/perund/perund/rpc"
 	"github.com/perund/perund/rpc/rpctest"
 )
 
@@ -39,29 +33,15 @@ func newServer(b testing.TB, e *chain.Embedded, c chain.Contracts) *server {
 // store.url).
 func newServerWith(b testing.TB, e *chain.Embedded, c chain.Contracts, extra map[string]any) *server {
 	flags := map[string]any{
-		"dataDir": b.TempDir(), "keystore.lightKdf": true, "channel.challengeDuration": 100000,
-		"channel.responseTimeout": "30s", "channel.autoAcceptClose": true, "rpc.maxConnections": 5000, "rpc.maxPending": 256, "comm.listen": "127.0.0.1:0",
+		"channel.challengeDuration": 100000, "channel.responseTimeout": "30s", "channel.autoAcceptClose": true,
+		"rpc.maxConnections": 5000, "rpc.maxPending": 256,
 	}
 	for k, v := range extra {
 		flags[k] = v
 	}
-	cfg, err := config.Load(config.Sources{Flags: flags})
-	require.NoError(b, err)
-	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Logger: lg})
-	require.NoError(b, err)
-	srv := rpc.NewServer(n, cfg.RPC, lg, nil)
-	hs := httptest.NewServer(srv.Handler())
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		srv.Shutdown(ctx)
-		hs.Close()
-		_ = n.Close(ctx)
-	})
-	return &server{node: n, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/rpc"}
+	n := (&perundtest.Chain{Embedded: e, Contracts: c}).Node(b, perundtest.NodeOptions{Flags: flags})
+	url, _ := serve.API(b, n, n.Config().RPC, nil)
+	return &server{node: n, url: url}
 }
 
 type user struct {

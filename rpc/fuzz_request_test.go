@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -10,15 +9,12 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
-	"github.com/perund/perund/chain"
-	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
-	"github.com/perund/perund/node"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/perunlog"
 )
 
@@ -30,44 +26,15 @@ func fuzzConn(tb testing.TB) (*conn, func() [][]byte) {
 	perunlog.Install(lg)
 	key, _ := crypto.GenerateKey()
 	addr := crypto.PubkeyToAddress(key.PublicKey)
-	hundred := new(big.Int).Mul(big.NewInt(100), chain.Ether)
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: map[common.Address]*big.Int{addr: hundred}, BlockInterval: 100 * time.Millisecond})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { e.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, _, c, err := e.Deploy(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg, err := config.Load(config.Sources{Flags: map[string]any{"dataDir": tb.TempDir(), "keystore.lightKdf": true,
-		"channel.responseTimeout": "1s", "comm.dialTimeout": "200ms", "comm.listen": "127.0.0.1:0"}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Logger: lg})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = n.Close(ctx)
-	})
-	if _, err := n.Keys().Import(key, "pw"); err != nil {
-		tb.Fatal(err)
-	}
-	s, err := n.OpenSession(ctx, addr, "pw", false)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ch := perundtest.NewChain(tb, perundtest.ChainOptions{Alloc: map[common.Address]*big.Int{addr: perundtest.Eth(100)}})
+	n := ch.Node(tb, perundtest.NodeOptions{Logger: lg, Keys: map[string]string{perundtest.HexKey(key): "pw"},
+		Flags: map[string]any{"channel.responseTimeout": "1s", "comm.dialTimeout": "200ms"}})
+	s := perundtest.Login(tb, n, addr, "pw")
 	peer, _ := crypto.GenerateKey()
 	if _, err := s.AddContact(contacts.Contact{Alias: "bob", Address: crypto.PubkeyToAddress(peer.PublicKey), CommAddress: "127.0.0.1:1"}); err != nil {
 		tb.Fatal(err)
 	}
-	srv := NewServer(n, cfg.RPC, lg, nil)
+	srv := NewServer(n, n.Config().RPC, lg, nil)
 	cn := newConn(srv, nil)
 	tb.Cleanup(cn.cancel)
 	cn.session.Store(s)

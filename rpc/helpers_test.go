@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
-	"github.com/perund/perund/config"
-	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/internal/leaktest"
 	"github.com/perund/perund/internal/perundtest"
+	"github.com/perund/perund/internal/perundtest/serve"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
 	"github.com/perund/perund/rpc"
@@ -69,69 +67,33 @@ func newFixtureServer(t *testing.T, flags map[string]any, opts func(*node.Option
 	ka, _ := crypto.HexToECDSA(keyAlice)
 	kb, _ := crypto.HexToECDSA(keyBob)
 	f := &fixture{alice: crypto.PubkeyToAddress(ka.PublicKey), bob: crypto.PubkeyToAddress(kb.PublicKey)}
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: map[common.Address]*big.Int{f.alice: eth(100), f.bob: eth(100)}, BlockInterval: 100 * time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { e.Close() })
-	f.chain = e
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cb, dep, c, err := e.Deploy(ctx)
-	require.NoError(t, err)
-	token, err := chain.DeployToken(ctx, cb, dep, []common.Address{f.alice, f.bob}, eth(1000))
-	require.NoError(t, err)
-	prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
-	require.NoError(t, err)
-	f.token = token
-	fl := map[string]any{"dataDir": t.TempDir(), "keystore.lightKdf": true, "channel.responseTimeout": "5s", "allowAccountCreation": true, "comm.listen": "127.0.0.1:0"}
+	ch := perundtest.NewChain(t, perundtest.ChainOptions{
+		Alloc: map[common.Address]*big.Int{f.alice: eth(100), f.bob: eth(100)},
+		Token: []common.Address{f.alice, f.bob}, TokenAmount: eth(1000),
+	})
+	f.chain, f.token = ch.Embedded, ch.Assets[0].Token
+	fl := map[string]any{"channel.responseTimeout": "5s", "allowAccountCreation": true}
 	for k, v := range flags {
 		fl[k] = v
 	}
-	cfg, err := config.Load(config.Sources{Flags: fl})
-	require.NoError(t, err)
-	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	o := node.Options{Config: cfg, Chain: e, Contracts: c, Assets: []chain.Asset{prn}, Logger: lg,
-		Fund: func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, eth(100)) }}
-	if opts != nil {
-		opts(&o)
-	}
-	n, err := node.New(ctx, o)
-	require.NoError(t, err)
+	var o node.Options
+	n := ch.Node(t, perundtest.NodeOptions{Flags: fl, Keys: map[string]string{keyAlice: "alice", keyBob: "bob"},
+		Options: func(no *node.Options) {
+			no.Fund = func(ctx context.Context, a common.Address) error { return ch.Fund(ctx, a, eth(100)) }
+			if opts != nil {
+				opts(no)
+			}
+			o = *no
+		}})
 	f.node = n
-	_, err = n.Keys().Import(ka, "alice")
-	require.NoError(t, err)
-	_, err = n.Keys().Import(kb, "bob")
-	require.NoError(t, err)
-	sa, err := n.OpenSession(ctx, f.alice, "alice", false)
-	require.NoError(t, err)
-	sb, err := n.OpenSession(ctx, f.bob, "bob", false)
-	require.NoError(t, err)
-	_, err = sa.AddContact(contacts.Contact{Alias: "bob", Address: f.bob, CommAddress: sb.CommAddress()})
-	require.NoError(t, err)
-	_, err = sb.AddContact(contacts.Contact{Alias: "alice", Address: f.alice, CommAddress: sa.CommAddress()})
-	require.NoError(t, err)
-
-	srv := rpc.NewServer(n, cfg.RPC, lg, nil)
-	if o.Metrics != nil {
-		require.NoError(t, srv.SetMetrics(o.Metrics))
-	}
-	if srvHook != nil {
-		srvHook(srv)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	f.srv = srv
-	f.url = "ws://" + ln.Addr().String() + "/rpc"
-	if cfg.RPC.TLS.Enabled() {
-		f.url = "wss://" + ln.Addr().String() + "/rpc"
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		require.NoError(t, <-served)
-		require.NoError(t, n.Close(ctx))
+	perundtest.Introduce(t, perundtest.Login(t, n, f.alice, "alice"), "alice", perundtest.Login(t, n, f.bob, "bob"), "bob")
+	f.url, f.srv = serve.API(t, n, o.Config.RPC, func(srv *rpc.Server) {
+		if o.Metrics != nil {
+			require.NoError(t, srv.SetMetrics(o.Metrics))
+		}
+		if srvHook != nil {
+			srvHook(srv)
+		}
 	})
 	return f
 }

@@ -1,0 +1,193 @@
+package perundtest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	"github.com/stretchr/testify/require"
+
+	"github.com/perund/perund/chain"
+	"github.com/perund/perund/config"
+	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/node"
+)
+
+// Eth is n ether in wei.
+func Eth(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), chain.Ether) }
+
+// Chain is an embedded chain with the Perun contracts deployed (and a
+// PRN token when asked for), closed with the test.
+type Chain struct {
+	*chain.Embedded
+	Contracts chain.Contracts
+	// Assets are the ERC20 assets deployed besides ETH (PRN).
+	Assets []chain.Asset
+	// CB and Deployer deploy further contracts (the faucet's).
+	CB       ethchannel.ContractBackend
+	Deployer accounts.Account
+}
+
+// ChainOptions configure NewChain.
+type ChainOptions struct {
+	// Alloc funds accounts in the genesis block.
+	Alloc map[common.Address]*big.Int
+	// BlockInterval is the empty-block interval (default 100 ms).
+	BlockInterval time.Duration
+	// Token, if not empty, deploys the PRN token giving each of them
+	// TokenAmount, and its asset holder.
+	Token       []common.Address
+	TokenAmount *big.Int
+}
+
+// NewChain starts an embedded chain and deploys the contracts.
+func NewChain(t testing.TB, o ChainOptions) *Chain {
+	t.Helper()
+	if o.BlockInterval == 0 {
+		o.BlockInterval = 100 * time.Millisecond
+	}
+	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: o.Alloc, BlockInterval: o.BlockInterval})
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cb, dep, c, err := e.Deploy(ctx)
+	require.NoError(t, err)
+	ch := &Chain{Embedded: e, Contracts: c, CB: cb, Deployer: dep}
+	if len(o.Token) > 0 {
+		token, err := chain.DeployToken(ctx, cb, dep, o.Token, o.TokenAmount)
+		require.NoError(t, err)
+		prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
+		require.NoError(t, err)
+		ch.Assets = []chain.Asset{prn}
+	}
+	return ch
+}
+
+// NodeOptions configure Chain.Node.
+type NodeOptions struct {
+	// Dir is the data dir (default: a new temporary one).
+	Dir string
+	// Flags are configuration keys over the kit's defaults (light key
+	// derivation, peer port on a free loopback port).
+	Flags map[string]any
+	// Logger (default: none).
+	Logger *slog.Logger
+	// Chain is the node's chain connection (default: the Chain itself).
+	Chain chain.Backend
+	// Keys are imported into the node's keystore: hex private key →
+	// password.
+	Keys map[string]string
+	// Options changes the node's options last.
+	Options func(*node.Options)
+}
+
+// Config returns the configuration the kit gives a node with o.
+func (c *Chain) Config(t testing.TB, o NodeOptions) *config.Config {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	flags := map[string]any{"dataDir": o.Dir, "keystore.lightKdf": true, "comm.listen": "127.0.0.1:0"}
+	for k, v := range o.Flags {
+		flags[k] = v
+	}
+	cfg, err := config.Load(config.Sources{Flags: flags})
+	require.NoError(t, err)
+	return cfg
+}
+
+// Node starts a node on the chain, closed with the test, with o's keys in
+// its keystore.
+func (c *Chain) Node(t testing.TB, o NodeOptions) *node.Node {
+	t.Helper()
+	n, err := c.TryNode(t, o)
+	require.NoError(t, err)
+	for k, pw := range o.Keys {
+		pk, err := crypto.HexToECDSA(k)
+		require.NoError(t, err)
+		if !n.Keys().Has(crypto.PubkeyToAddress(pk.PublicKey)) {
+			_, err = n.Keys().Import(pk, pw)
+			require.NoError(t, err)
+		}
+	}
+	return n
+}
+
+// TryNode starts a node as Node does (without importing keys) and
+// returns what node.New answered; a node that started closes with the
+// test.
+func (c *Chain) TryNode(t testing.TB, o NodeOptions) (*node.Node, error) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Chain == nil {
+		o.Chain = c.Embedded
+	}
+	opts := node.Options{Config: c.Config(t, o), Chain: o.Chain, Contracts: c.Contracts, Assets: c.Assets, Logger: o.Logger}
+	if o.Options != nil {
+		o.Options(&opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := node.New(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, n.Close(ctx))
+	})
+	return n, nil
+}
+
+// HexKey returns k in hex, as NodeOptions.Keys takes it.
+func HexKey(k *ecdsa.PrivateKey) string { return hex.EncodeToString(crypto.FromECDSA(k)) }
+
+// Login opens addr's session on n.
+func Login(t testing.TB, n *node.Node, addr common.Address, password string) *node.Session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := n.OpenSession(ctx, addr, password, false)
+	require.NoError(t, err)
+	return s
+}
+
+// Introduce puts a and b in each other's contacts, as aliases.
+func Introduce(t testing.TB, a *node.Session, aliasA string, b *node.Session, aliasB string) {
+	t.Helper()
+	_, err := a.AddContact(contacts.Contact{Alias: aliasB, Address: b.Address(), CommAddress: b.CommAddress()})
+	require.NoError(t, err)
+	_, err = b.AddContact(contacts.Contact{Alias: aliasA, Address: a.Address(), CommAddress: a.CommAddress()})
+	require.NoError(t, err)
+}
+
+// OpenAccepted opens an ETH channel from a to b (a contact of a), who
+// accepts it (AcceptNext); it checks that both hold the channel open and
+// returns a's view. challenge 0 is the node's default.
+func OpenAccepted(ctx context.Context, t testing.TB, a, b *node.Session, mine, theirs *big.Int, challenge uint64) node.ChannelInfo {
+	t.Helper()
+	accepted, err := AcceptNext(ctx, b, Proposal, 2*time.Minute)
+	require.NoError(t, err)
+	peer, err := a.Contacts().ByAddress(b.Address())
+	require.NoError(t, err)
+	ci, err := a.OpenChannel(ctx, peer.Alias, "ETH", mine, theirs, challenge)
+	require.NoError(t, err)
+	require.NoError(t, Recv(t, accepted, 2*time.Minute, "the peer accepts the channel"))
+	theirs2, err := b.Channel(ci.ChannelID)
+	require.NoError(t, err, "the peer holds the channel")
+	require.Equal(t, node.StateOpen, theirs2.State)
+	return ci
+}
