@@ -25,12 +25,23 @@ func milli(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt
 // version and the balances; the balance moved by exactly the answered
 // payments; fewer updates than payments were made (payments waiting
 // together were carried by one update); and the close withdraws each
-// side's share to the wei.
+// side's share to the wei. On both store backends.
 func TestCoalescedPaymentsExact(t *testing.T) {
-	t.Parallel()
+	for _, b := range storeBackends {
+		// One after the other: both use alice's and bob's keys on chains of
+		// one chain id, whose nonces the Perun backend tracks process-wide.
+		t.Run(b.name, func(t *testing.T) {
+			testCoalescedPaymentsExact(t, b.flags(t), b.flags(t))
+		})
+	}
+}
+
+// testCoalescedPaymentsExact is TestCoalescedPaymentsExact with alice's
+// node configured by flagsA and bob's by flagsB (their stores).
+func testCoalescedPaymentsExact(t *testing.T, flagsA, flagsB map[string]any) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
-	na := v.node(t, map[string]string{keyAlice: "alice"})
-	nb := v.node(t, map[string]string{keyBob: "bob"})
+	na := v.nodeWith(t, t.TempDir(), map[string]string{keyAlice: "alice"}, testNode{flags: flagsA})
+	nb := v.nodeWith(t, t.TempDir(), map[string]string{keyBob: "bob"}, testNode{flags: flagsB})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)

@@ -15,8 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
-	"github.com/perund/perund/config"
-	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/internal/leaktest"
 	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/internal/pgtest"
@@ -28,6 +26,7 @@ import (
 func eth(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), chain.Ether) }
 
 type env struct {
+	kit   *perundtest.Chain
 	chain *chain.Embedded
 	c     chain.Contracts
 
@@ -58,14 +57,8 @@ func newEnv(t *testing.T, keys ...string) (*env, []common.Address) {
 		ops[i], _ = crypto.GenerateKey()
 		alloc[crypto.PubkeyToAddress(ops[i].PublicKey)] = eth(100)
 	}
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: 100 * time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { e.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, _, c, err := e.Deploy(ctx)
-	require.NoError(t, err)
-	return &env{chain: e, c: c, listen: map[string]string{}, operators: ops, opOf: map[string]*ecdsa.PrivateKey{}}, addrs
+	kit := perundtest.NewChain(t, perundtest.ChainOptions{Alloc: alloc})
+	return &env{kit: kit, chain: kit.Embedded, c: kit.Contracts, listen: map[string]string{}, operators: ops, opOf: map[string]*ecdsa.PrivateKey{}}, addrs
 }
 
 // operator returns the watchtower account of the node in dir: the same
@@ -102,51 +95,25 @@ type testNode struct {
 }
 
 func (v *env) nodeWith(t *testing.T, dir string, keys map[string]string, o testNode) *node.Node {
-	if o.log == nil {
-		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.chain == nil {
-		o.chain = v.chain
-	}
 	v.mu.Lock()
 	listen, ok := v.listen[dir]
 	v.mu.Unlock()
 	if !ok {
 		listen = "127.0.0.1:0"
 	}
-	flags := map[string]any{
-		"dataDir": dir, "keystore.lightKdf": true, "comm.listen": listen,
-		"channel.responseTimeout": "5s", "channel.challengeDuration": 600,
-	}
+	flags := map[string]any{"comm.listen": listen, "channel.responseTimeout": "5s", "channel.challengeDuration": 600}
 	for k, val := range o.flags {
 		flags[k] = val
 	}
-	cfg, err := config.Load(config.Sources{Flags: flags})
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	var op *ecdsa.PrivateKey
 	if !o.noOperator {
 		op = v.operator(t, dir)
 	}
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: o.chain, Contracts: v.c, Logger: o.log, Watcher: op})
-	require.NoError(t, err)
+	n := v.kit.Node(t, perundtest.NodeOptions{Dir: dir, Flags: flags, Logger: o.log, Chain: o.chain, Keys: keys,
+		Options: func(no *node.Options) { no.Watcher = op }})
 	v.mu.Lock()
 	v.listen[dir] = n.PeerListenAddr().String()
 	v.mu.Unlock()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		require.NoError(t, n.Close(ctx))
-	})
-	for k, pw := range keys {
-		pk, err := crypto.HexToECDSA(k)
-		require.NoError(t, err)
-		if !n.Keys().Has(crypto.PubkeyToAddress(pk.PublicKey)) {
-			_, err = n.Keys().Import(pk, pw)
-			require.NoError(t, err)
-		}
-	}
 	return n
 }
 
@@ -158,9 +125,21 @@ const (
 // TestTwoNodesOverTCP runs open, pay, request and close between two nodes
 // sharing one embedded chain, talking over TCP on 127.0.0.1.
 func TestTwoNodesOverTCP(t *testing.T) {
+	for _, b := range storeBackends {
+		// One after the other: both use alice's and bob's keys on chains of
+		// one chain id, whose nonces the Perun backend tracks process-wide.
+		t.Run(b.name, func(t *testing.T) {
+			testTwoNodesOverTCP(t, b.flags(t), b.flags(t))
+		})
+	}
+}
+
+// testTwoNodesOverTCP is TestTwoNodesOverTCP with alice's node configured
+// by flagsA and bob's by flagsB (their stores).
+func testTwoNodesOverTCP(t *testing.T, flagsA, flagsB map[string]any) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
-	na := v.node(t, map[string]string{keyAlice: "alice"})
-	nb := v.node(t, map[string]string{keyBob: "bob"})
+	na := v.nodeWith(t, t.TempDir(), map[string]string{keyAlice: "alice"}, testNode{flags: flagsA})
+	nb := v.nodeWith(t, t.TempDir(), map[string]string{keyBob: "bob"}, testNode{flags: flagsB})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
@@ -251,26 +230,13 @@ func openAccepted(ctx context.Context, t *testing.T, alice, bob *node.Session, m
 // so a test that waits out a dispute uses a short one.
 func openAcceptedWith(ctx context.Context, t *testing.T, alice, bob *node.Session, mine, theirs *big.Int, challenge uint64) node.ChannelInfo {
 	t.Helper()
-	accepted, err := perundtest.AcceptNext(ctx, bob, perundtest.Proposal, 2*time.Minute)
-	require.NoError(t, err)
-	c, err := alice.Contacts().ByAddress(bob.Address())
-	require.NoError(t, err)
-	ci, err := alice.OpenChannel(ctx, c.Alias, "ETH", mine, theirs, challenge)
-	require.NoError(t, err)
-	require.NoError(t, perundtest.Recv(t, accepted, 2*time.Minute, "bob accepts the channel"))
-	bobCh, err := bob.Channel(ci.ChannelID)
-	require.NoError(t, err, "bob has the channel")
-	require.Equal(t, node.StateOpen, bobCh.State)
-	return ci
+	return perundtest.OpenAccepted(ctx, t, alice, bob, mine, theirs, challenge)
 }
 
 // introduce puts alice and bob in each other's contacts.
 func introduce(t *testing.T, alice, bob *node.Session) {
 	t.Helper()
-	_, err := alice.AddContact(contacts.Contact{Alias: "bob", Address: bob.Address(), CommAddress: bob.CommAddress()})
-	require.NoError(t, err)
-	_, err = bob.AddContact(contacts.Contact{Alias: "alice", Address: alice.Address(), CommAddress: alice.CommAddress()})
-	require.NoError(t, err)
+	perundtest.Introduce(t, alice, "alice", bob, "bob")
 }
 
 // pg is the PostgreSQL cluster of the tests that run the node on a
@@ -289,13 +255,25 @@ func TestMain(m *testing.M) {
 // their data dirs; the channel is restored at the latest version, the comm
 // address is the same, payments continue and the close settles.
 func TestRestart(t *testing.T) {
+	for _, b := range storeBackends {
+		// One after the other: both use alice's and bob's keys on chains of
+		// one chain id, whose nonces the Perun backend tracks process-wide.
+		t.Run(b.name, func(t *testing.T) {
+			testRestart(t, b.flags(t), b.flags(t))
+		})
+	}
+}
+
+// testRestart is TestRestart with alice's node configured by flagsA and
+// bob's by flagsB (their stores, the same at each start).
+func testRestart(t *testing.T, flagsA, flagsB map[string]any) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := func() (*node.Node, *node.Node, *node.Session, *node.Session) {
-		na := v.nodeIn(t, dirA, map[string]string{keyAlice: "alice"})
-		nb := v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
+		na := v.nodeWith(t, dirA, map[string]string{keyAlice: "alice"}, testNode{flags: flagsA})
+		nb := v.nodeWith(t, dirB, map[string]string{keyBob: "bob"}, testNode{flags: flagsB})
 		a, err := na.OpenSession(ctx, addrs[0], "alice", false)
 		require.NoError(t, err)
 		b, err := nb.OpenSession(ctx, addrs[1], "bob", false)
