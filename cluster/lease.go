@@ -1,9 +1,10 @@
 // Package cluster lets two perund processes on one PostgreSQL database
 // run as active and standby. The active one holds a lease: a row of the
 // store's lease table with the holder's id, an epoch and an expiry set by
-// the database's clock. It renews the row every third of the lease
-// timeout; a standby polls the row and takes it once it has expired,
-// raising the epoch by one.
+// the database's clock. It renews the row every third of the row's
+// lifetime (three quarters of the lease timeout); a standby polls the row
+// and takes it once it has expired, raising the epoch by one, within four
+// fifths of the lease timeout after the active process's last renewal.
 //
 // Fencing keeps a process that lost the lease (paused, cut off from the
 // database) from acting: the lease's Check refuses once the process's own
@@ -53,14 +54,18 @@ type Options struct {
 	// ID names this process in the lease row; empty: host name, process
 	// id and a random suffix.
 	ID string
-	// Timeout is the lease's lifetime from a renewal (cluster.leaseTimeout);
-	// zero: DefaultLeaseTimeout.
+	// Timeout bounds the time from the active process's last renewal (its
+	// death, at worst) until a standby holds the lease
+	// (cluster.leaseTimeout); zero: DefaultLeaseTimeout. The lease row
+	// lives three quarters of it from a renewal, and a standby looks at
+	// the row every twentieth of it, so that a standby has taken the lease
+	// within four fifths of Timeout and has the rest to restore and serve.
 	Timeout time.Duration
 	// Margin is how long before the database's expiry the process stops
-	// signing; zero: a fifth of Timeout.
+	// signing; zero: a fifth of the row's lifetime.
 	Margin time.Duration
-	// Poll is how often a standby looks at the lease; zero: a tenth of
-	// Timeout.
+	// Poll is how often a standby looks at the lease; zero: a twentieth
+	// of Timeout.
 	Poll time.Duration
 	// Logger gets the lease's transitions; nil: none.
 	Logger *slog.Logger
@@ -69,12 +74,15 @@ type Options struct {
 // Lease is this process's side of the cluster lease. Its methods are safe
 // for concurrent use.
 type Lease struct {
-	pool   *pgxpool.Pool
-	id     string
-	ttl    time.Duration
-	margin time.Duration
-	poll   time.Duration
-	log    *slog.Logger
+	pool *pgxpool.Pool
+	id   string
+	// timeout is Options.Timeout; ttl the lease row's lifetime from a
+	// renewal.
+	timeout time.Duration
+	ttl     time.Duration
+	margin  time.Duration
+	poll    time.Duration
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	epoch    int64
@@ -93,14 +101,15 @@ func Open(ctx context.Context, o Options) (*Lease, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultLeaseTimeout
 	}
+	life := o.Timeout * 3 / 4
 	if o.Margin <= 0 {
-		o.Margin = o.Timeout / 5
+		o.Margin = life / 5
 	}
 	if o.Poll <= 0 {
-		o.Poll = o.Timeout / 10
+		o.Poll = o.Timeout / 20
 	}
-	if o.Margin >= o.Timeout {
-		return nil, fmt.Errorf("cluster lease: margin %v must be below the timeout %v", o.Margin, o.Timeout)
+	if o.Margin >= life {
+		return nil, fmt.Errorf("cluster lease: margin %v must be below the lease row's lifetime %v (three quarters of the timeout)", o.Margin, life)
 	}
 	if o.ID == "" {
 		o.ID = defaultID()
@@ -120,7 +129,7 @@ func Open(ctx context.Context, o Options) (*Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster lease: connect to %s: %w", store.RedactURL(o.URL), err)
 	}
-	return &Lease{pool: pool, id: o.ID, ttl: o.Timeout, margin: o.Margin, poll: o.Poll, log: o.Logger,
+	return &Lease{pool: pool, id: o.ID, timeout: o.Timeout, ttl: life, margin: o.Margin, poll: o.Poll, log: o.Logger,
 		lost: make(chan struct{})}, nil
 }
 
@@ -135,8 +144,8 @@ func defaultID() string {
 // ID returns this process's name in the lease row.
 func (l *Lease) ID() string { return l.id }
 
-// Timeout returns the lease's lifetime from a renewal.
-func (l *Lease) Timeout() time.Duration { return l.ttl }
+// Timeout returns the bound on a takeover (Options.Timeout).
+func (l *Lease) Timeout() time.Duration { return l.timeout }
 
 // micros is d in microseconds, for PostgreSQL's intervals.
 func micros(d time.Duration) int64 { return d.Microseconds() }
