@@ -2,8 +2,6 @@ package node_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +11,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/stretchr/testify/require"
 
-	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/subscriptions"
 )
@@ -23,21 +21,7 @@ import (
 // answered; a node that started is closed with the test.
 func (v *env) tryNode(t *testing.T, dir string) (*node.Node, error) {
 	t.Helper()
-	cfg, err := config.Load(config.Sources{Flags: map[string]any{
-		"dataDir": dir, "keystore.lightKdf": true, "comm.listen": "127.0.0.1:0",
-	}})
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: v.chain, Contracts: v.c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err == nil {
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			require.NoError(t, n.Close(ctx))
-		})
-	}
-	return n, err
+	return v.kit.TryNode(t, perundtest.NodeOptions{Dir: dir})
 }
 
 // userFile is the path of one of addr's files in the data dir dir.
