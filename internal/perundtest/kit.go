@@ -49,28 +49,50 @@ type ChainOptions struct {
 	TokenAmount *big.Int
 }
 
-// NewChain starts an embedded chain and deploys the contracts.
+// NewChain starts an embedded chain and deploys the contracts; the chain
+// closes with the test.
 func NewChain(t testing.TB, o ChainOptions) *Chain {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ch, err := StartChain(ctx, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
+	return ch
+}
+
+// StartChain is NewChain outside a test (the load program): the caller
+// closes the chain.
+func StartChain(ctx context.Context, o ChainOptions) (_ *Chain, err error) {
 	if o.BlockInterval == 0 {
 		o.BlockInterval = 100 * time.Millisecond
 	}
 	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: o.Alloc, BlockInterval: o.BlockInterval})
-	require.NoError(t, err)
-	t.Cleanup(func() { e.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
 	cb, dep, c, err := e.Deploy(ctx)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	ch := &Chain{Embedded: e, Contracts: c, CB: cb, Deployer: dep}
 	if len(o.Token) > 0 {
 		token, err := chain.DeployToken(ctx, cb, dep, o.Token, o.TokenAmount)
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		ch.Assets = []chain.Asset{prn}
 	}
-	return ch
+	return ch, nil
 }
 
 // NodeOptions configure Chain.Node.
@@ -91,19 +113,25 @@ type NodeOptions struct {
 	Options func(*node.Options)
 }
 
-// Config returns the configuration the kit gives a node with o.
+// Config returns the configuration the kit gives a node with o (in a new
+// temporary data dir unless o.Dir is set).
 func (c *Chain) Config(t testing.TB, o NodeOptions) *config.Config {
 	t.Helper()
 	if o.Dir == "" {
 		o.Dir = t.TempDir()
 	}
+	cfg, err := Configure(o)
+	require.NoError(t, err)
+	return cfg
+}
+
+// Configure is Config outside a test; o.Dir must be set.
+func Configure(o NodeOptions) (*config.Config, error) {
 	flags := map[string]any{"dataDir": o.Dir, "keystore.lightKdf": true, "comm.listen": "127.0.0.1:0"}
 	for k, v := range o.Flags {
 		flags[k] = v
 	}
-	cfg, err := config.Load(config.Sources{Flags: flags})
-	require.NoError(t, err)
-	return cfg
+	return config.Load(config.Sources{Flags: flags})
 }
 
 // Node starts a node on the chain, closed with the test, with o's keys in
@@ -112,15 +140,25 @@ func (c *Chain) Node(t testing.TB, o NodeOptions) *node.Node {
 	t.Helper()
 	n, err := c.TryNode(t, o)
 	require.NoError(t, err)
-	for k, pw := range o.Keys {
+	require.NoError(t, importKeys(n, o.Keys))
+	return n
+}
+
+// importKeys imports keys (hex private key → password) into n's keystore
+// where they are not yet.
+func importKeys(n *node.Node, keys map[string]string) error {
+	for k, pw := range keys {
 		pk, err := crypto.HexToECDSA(k)
-		require.NoError(t, err)
+		if err != nil {
+			return err
+		}
 		if !n.Keys().Has(crypto.PubkeyToAddress(pk.PublicKey)) {
-			_, err = n.Keys().Import(pk, pw)
-			require.NoError(t, err)
+			if _, err = n.Keys().Import(pk, pw); err != nil {
+				return err
+			}
 		}
 	}
-	return n
+	return nil
 }
 
 // TryNode starts a node as Node does (without importing keys) and
@@ -128,19 +166,12 @@ func (c *Chain) Node(t testing.TB, o NodeOptions) *node.Node {
 // test.
 func (c *Chain) TryNode(t testing.TB, o NodeOptions) (*node.Node, error) {
 	t.Helper()
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.Chain == nil {
-		o.Chain = c.Embedded
-	}
-	opts := node.Options{Config: c.Config(t, o), Chain: o.Chain, Contracts: c.Contracts, Assets: c.Assets, Logger: o.Logger}
-	if o.Options != nil {
-		o.Options(&opts)
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := node.New(ctx, opts)
+	n, err := c.newNode(ctx, o)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +181,38 @@ func (c *Chain) TryNode(t testing.TB, o NodeOptions) (*node.Node, error) {
 		require.NoError(t, n.Close(ctx))
 	})
 	return n, nil
+}
+
+// Start is Node outside a test (o.Dir must be set): the caller closes
+// the node.
+func (c *Chain) Start(ctx context.Context, o NodeOptions) (*node.Node, error) {
+	n, err := c.newNode(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := importKeys(n, o.Keys); err != nil {
+		_ = n.Close(ctx)
+		return nil, err
+	}
+	return n, nil
+}
+
+func (c *Chain) newNode(ctx context.Context, o NodeOptions) (*node.Node, error) {
+	cfg, err := Configure(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Chain == nil {
+		o.Chain = c.Embedded
+	}
+	opts := node.Options{Config: cfg, Chain: o.Chain, Contracts: c.Contracts, Assets: c.Assets, Logger: o.Logger}
+	if o.Options != nil {
+		o.Options(&opts)
+	}
+	return node.New(ctx, opts)
 }
 
 // HexKey returns k in hex, as NodeOptions.Keys takes it.

@@ -25,6 +25,7 @@ import (
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/keys"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/rpc"
@@ -140,13 +141,12 @@ func RunCurve(ctx context.Context, cfg CurveConfig, logw io.Writer) ([]CurvePoin
 		return nil, err
 	}
 	alloc[crypto.PubkeyToAddress(cv.op.PublicKey)] = new(big.Int).Mul(big.NewInt(100), chain.Ether)
-	if cv.e, err = chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: time.Second}); err != nil {
+	kit, err := perundtest.StartChain(ctx, perundtest.ChainOptions{Alloc: alloc, BlockInterval: time.Second})
+	if err != nil {
 		return nil, err
 	}
-	defer cv.e.Close()
-	if _, _, cv.c, err = cv.e.Deploy(ctx); err != nil {
-		return nil, err
-	}
+	defer kit.Close()
+	cv.e, cv.c = kit.Embedded, kit.Contracts
 	if cv.dir, err = os.MkdirTemp("", "perund-curve-*"); err != nil {
 		return nil, err
 	}

@@ -23,8 +23,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/perund/perund/chain"
-	"github.com/perund/perund/config"
-	"github.com/perund/perund/node"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/rpc"
 )
 
@@ -106,32 +105,24 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		keys[i] = k
 		alloc[crypto.PubkeyToAddress(k.PublicKey)] = new(big.Int).Mul(big.NewInt(100), chain.Ether)
 	}
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: time.Second})
+	e, err := perundtest.StartChain(ctx, perundtest.ChainOptions{Alloc: alloc, BlockInterval: time.Second})
 	if err != nil {
 		return nil, err
 	}
 	defer e.Close()
-	_, _, contracts, err := e.Deploy(ctx)
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp("", "perund-load-*")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	ncfg, err := config.Load(config.Sources{Flags: map[string]any{
-		"dataDir": dir, "keystore.lightKdf": true, "rpc.maxConnections": cfg.Conns + 10,
-		"channel.responseTimeout": "30s", "comm.listen": "127.0.0.1:0",
+	lg := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelError}))
+	n, err := e.Start(ctx, perundtest.NodeOptions{Dir: dir, Logger: lg, Flags: map[string]any{
+		"rpc.maxConnections": cfg.Conns + 10, "channel.responseTimeout": "30s",
 	}})
 	if err != nil {
 		return nil, err
 	}
-	lg := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelError}))
-	n, err := node.New(ctx, node.Options{Config: ncfg, Chain: e, Contracts: contracts, Logger: lg})
-	if err != nil {
-		return nil, err
-	}
+	ncfg := n.Config()
 	nodeClosed := false
 	defer func() {
 		if !nodeClosed {
