@@ -4,12 +4,7 @@
 package bench
 
 import (
-	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,10 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"crypto/elliptic"
-
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/internal/perundtest"
@@ -31,8 +23,8 @@ import (
 )
 
 const (
-	keyAlice = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-	keyBob   = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+	keyAlice = perundtest.KeyAlice
+	keyBob   = perundtest.KeyBob
 )
 
 func TestMain(m *testing.M) {
@@ -55,20 +47,7 @@ func newChain(b testing.TB, addrs ...common.Address) (*chain.Embedded, chain.Con
 	return ch.Embedded, ch.Contracts
 }
 
-func testCert(b testing.TB) tls.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(b, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(b, err)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(b, err)
-	c, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-	require.NoError(b, err)
-	return c
-}
+func testCert(b testing.TB) tls.Certificate { return perundtest.SelfSigned(b).TLS }
 
 // latencies collects durations and reports percentiles.
 type latencies struct {

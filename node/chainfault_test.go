@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
-	"github.com/perund/perund/subscriptions"
 )
 
 // faultChain is a real chain (the env's embedded one) behind the seam
@@ -147,26 +147,6 @@ func (p *faultPair) head(t *testing.T, addr common.Address) (uint64, *big.Int) {
 	return from, b[0]
 }
 
-// acceptNext accepts the next proposal s gets and returns what the accept
-// answered (bounded by ctx).
-func acceptNext(ctx context.Context, t *testing.T, s *node.Session) <-chan error {
-	t.Helper()
-	props, err := s.Hub().Subscribe(subscriptions.Proposals)
-	require.NoError(t, err)
-	res := make(chan error, 1)
-	go func() {
-		defer s.Hub().Unsubscribe(props.ID())
-		select {
-		case ev := <-props.Events():
-			_, err := s.RespondProposal(ctx, ev.(node.ProposalInfo).ProposalID, true, "")
-			res <- err
-		case <-ctx.Done():
-			res <- ctx.Err()
-		}
-	}()
-	return res
-}
-
 // requireRefunded waits until s has the one channel that never got funded
 // closed (by a dispute on its initial state) and checks that s's account
 // got its deposit back: its balance is before less the gas of what it
@@ -213,8 +193,9 @@ func TestPeerNeverFunds(t *testing.T) {
 	_, beforeB := p.head(t, p.bob.Address())
 	p.fb.failNext("deposit", -1)
 
-	accepted := acceptNext(ctx, t, p.bob)
-	_, err := p.alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(3), 3)
+	accepted, err := perundtest.AcceptNext(ctx, p.bob, perundtest.Proposal, 2*time.Minute)
+	require.NoError(t, err)
+	_, err = p.alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(3), 3)
 	var te *node.TimeoutError
 	require.ErrorAs(t, err, &te, "alice: %v", err)
 	require.Contains(t, te.What, "waiting for bob's deposit")
@@ -247,8 +228,9 @@ func TestOwnDepositFails(t *testing.T) {
 	_, beforeA := p.head(t, p.alice.Address())
 	p.fa.failNext("deposit", -1)
 
-	accepted := acceptNext(ctx, t, p.bob)
-	_, err := p.alice.OpenChannel(ctx, "bob", "ETH", eth(2), eth(4), 3)
+	accepted, err := perundtest.AcceptNext(ctx, p.bob, perundtest.Proposal, 2*time.Minute)
+	require.NoError(t, err)
+	_, err = p.alice.OpenChannel(ctx, "bob", "ETH", eth(2), eth(4), 3)
 	var ce *node.ChainError
 	require.ErrorAs(t, err, &ce, "alice: %v", err)
 	require.Contains(t, ce.Error(), "your deposit failed")
@@ -282,29 +264,14 @@ func TestWithdrawFailsThenRetried(t *testing.T) {
 	ci := openAccepted(ctx, t, p.alice, p.bob, eth(5), eth(5))
 	_, err := p.alice.Send(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)
-	ups, err := p.bob.Hub().Subscribe(subscriptions.Updates)
+	bobAgrees, err := perundtest.AcceptNext(ctx, p.bob, node.KindClose, 2*time.Minute)
 	require.NoError(t, err)
-	go func() { // bob agrees to the close
-		for {
-			select {
-			case ev, ok := <-ups.Events():
-				if !ok {
-					return
-				}
-				if u := ev.(node.UpdateInfo); u.Kind == node.KindClose && u.Status == node.StatusPending {
-					_, _ = p.bob.RespondUpdate(ctx, u.UpdateID, true, "")
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	from, before := p.head(t, p.alice.Address())
 	p.fa.failNext("withdraw", 2)
 	_, err = p.alice.Close(ctx, ci.ChannelID)
 	var ce *node.ChainError
 	require.ErrorAs(t, err, &ce, "the withdrawal is refused: %v", err)
+	require.NoError(t, perundtest.Recv(t, bobAgrees, time.Minute, "bob agrees to the close"))
 	require.ErrorIs(t, err, errInjected)
 
 	var got node.ChannelInfo

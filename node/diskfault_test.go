@@ -14,7 +14,6 @@ import (
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
-	"github.com/perund/perund/subscriptions"
 )
 
 // tryNode starts a node on v's chain from dir and returns what node.New
@@ -176,26 +175,11 @@ func TestSessionSaveFails(t *testing.T) {
 	ci := openAccepted(ctx, t, alice, bob, eth(3), eth(3))
 	_, err = alice.Send(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)
-	ups, err := bob.Hub().Subscribe(subscriptions.Updates)
+	bobAgrees, err := perundtest.AcceptNext(ctx, bob, node.KindClose, 2*time.Minute)
 	require.NoError(t, err)
-	go func() { // bob agrees to the close
-		for {
-			select {
-			case ev, ok := <-ups.Events():
-				if !ok {
-					return
-				}
-				if u := ev.(node.UpdateInfo); u.Kind == node.KindClose && u.Status == node.StatusPending {
-					_, _ = bob.RespondUpdate(ctx, u.UpdateID, true, "")
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	closed, err := alice.Close(ctx, ci.ChannelID)
 	require.NoError(t, err)
+	require.NoError(t, perundtest.Recv(t, bobAgrees, time.Minute, "bob agrees to the close"))
 	require.Equal(t, node.StateClosed, closed.State)
 	require.Positive(t, rec.count("save session metadata"), "each failed save is logged")
 	got, err := alice.Channel(ci.ChannelID)

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/perunlog"
 	"github.com/perund/perund/subscriptions"
@@ -277,22 +278,15 @@ func TestSettleRetriesWithBackoff(t *testing.T) {
 	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
 	_, err = alice.Send(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)
-	ups, err := bob.Hub().Subscribe(subscriptions.Updates)
+	bobAgrees, err := perundtest.AcceptNext(ctx, bob, node.KindClose, 2*time.Minute)
 	require.NoError(t, err)
-	go func() { // bob agrees to the close
-		for ev := range ups.Events() {
-			if u := ev.(node.UpdateInfo); u.Kind == node.KindClose && u.Status == node.StatusPending {
-				_, _ = bob.RespondUpdate(ctx, u.UpdateID, true, "")
-				return
-			}
-		}
-	}()
 
 	from, before := v.balanceNow(t, addrs[0])
 	flaky.down.Store(true)
 	_, err = alice.Close(ctx, ci.ChannelID)
 	var ce *node.ChainError
 	require.ErrorAs(t, err, &ce, "the final state is signed, its conclude is refused")
+	require.NoError(t, perundtest.Recv(t, bobAgrees, time.Minute, "bob agrees to the close"))
 	rec.reset()
 	cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
 	_, err = alice.Close(cctx, ci.ChannelID)

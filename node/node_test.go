@@ -118,8 +118,8 @@ func (v *env) nodeWith(t *testing.T, dir string, keys map[string]string, o testN
 }
 
 const (
-	keyAlice = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-	keyBob   = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+	keyAlice = perundtest.KeyAlice
+	keyBob   = perundtest.KeyBob
 )
 
 // TestTwoNodesOverTCP runs open, pay, request and close between two nodes

@@ -2,11 +2,8 @@ package node_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"math/big"
 	"net"
@@ -17,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/subscriptions"
 )
@@ -41,14 +39,7 @@ func fakePeer(t *testing.T, serve func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
-func selfSignedCert(t *testing.T) tls.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
+func selfSignedCert(t *testing.T) tls.Certificate { return perundtest.SelfSigned(t).TLS }
 
 // requirePeerError: err is one of the API's peer errors (1004, 1005, 1006).
 func requirePeerError(t *testing.T, err error) {

@@ -32,8 +32,8 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	keyAlice = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-	keyBob   = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+	keyAlice = perundtest.KeyAlice
+	keyBob   = perundtest.KeyBob
 )
 
 func eth(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), chain.Ether) }
