@@ -120,16 +120,17 @@ type faultPair struct {
 	na, nb     *node.Node
 	alice, bob *node.Session
 	fa, fb     *faultChain
+	// dirA and keyA start alice's node again (restartAlice).
+	dirA, keyA string
 }
 
 func newFaultPair(ctx context.Context, t *testing.T) *faultPair {
 	t.Helper()
 	keys := freshKeys(t, 2)
 	v, addrs := newEnv(t, keys...)
-	p := &faultPair{v: v, fa: &faultChain{Backend: v.chain}, fb: &faultChain{Backend: v.chain}}
-	flags := map[string]any{"channel.minChallengeDuration": 2}
-	p.na = v.nodeWith(t, t.TempDir(), map[string]string{keys[0]: "alice"}, testNode{chain: p.fa, flags: flags})
-	p.nb = v.nodeWith(t, t.TempDir(), map[string]string{keys[1]: "bob"}, testNode{chain: p.fb, flags: flags})
+	p := &faultPair{v: v, fa: &faultChain{Backend: v.chain}, fb: &faultChain{Backend: v.chain}, dirA: t.TempDir(), keyA: keys[0]}
+	p.na = v.nodeWith(t, p.dirA, map[string]string{keys[0]: "alice"}, testNode{chain: p.fa, flags: faultFlags})
+	p.nb = v.nodeWith(t, t.TempDir(), map[string]string{keys[1]: "bob"}, testNode{chain: p.fb, flags: faultFlags})
 	var err error
 	p.alice, err = p.na.OpenSession(ctx, addrs[0], "alice", false)
 	require.NoError(t, err)
@@ -137,6 +138,20 @@ func newFaultPair(ctx context.Context, t *testing.T) *faultPair {
 	require.NoError(t, err)
 	introduce(t, p.alice, p.bob)
 	return p
+}
+
+// faultFlags let the pair's nodes take short challenge durations.
+var faultFlags = map[string]any{"channel.minChallengeDuration": 2}
+
+// restartAlice closes alice's node and starts it again from its data dir
+// (on a chain connection without faults), with alice logged in.
+func (p *faultPair) restartAlice(ctx context.Context, t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.na.Close(ctx))
+	p.na = p.v.nodeWith(t, p.dirA, map[string]string{p.keyA: "alice"}, testNode{flags: faultFlags})
+	var err error
+	p.alice, err = p.na.OpenSession(ctx, p.alice.Address(), "alice", false)
+	require.NoError(t, err)
 }
 
 // head returns the number of the chain's next block and addr's balance
@@ -248,6 +263,38 @@ func TestOwnDepositFails(t *testing.T) {
 
 	p.requireRefunded(t, p.bob, eth(4), beforeB, fromB)
 	p.requireUntouched(t, p.alice.Address(), beforeA, fromB)
+}
+
+// TestUnfundedChannelRestored: alice's node stops while it waits for
+// bob's deposit, which never comes (after hers is in); the stop waits for
+// the funding period to end, and the session, stopping, starts no refund.
+// Started again, the node
+// finds the channel restored unfunded and returns her deposit: the
+// channel is settled on its initial state, her balance is back to the wei
+// less the gas.
+func TestUnfundedChannelRestored(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newFaultPair(ctx, t)
+	fromA, beforeA := p.head(t, p.alice.Address())
+	p.fb.failNext("deposit", -1)
+	accepted, err := perundtest.AcceptNext(ctx, p.bob, perundtest.Proposal, 2*time.Minute)
+	require.NoError(t, err)
+	alice := p.alice
+	opened := perundtest.Async(func() error {
+		_, err := alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(3), 20)
+		return err
+	})
+	require.Eventually(t, func() bool { return len(p.v.sentSince(t, fromA)[alice.Address()]) > 0 },
+		time.Minute, 50*time.Millisecond, "alice's deposit is mined")
+	p.restartAlice(ctx, t)
+	// The stop waits for the open, which ends with the funding period
+	// while the session is stopping: no refund is started then.
+	require.Error(t, perundtest.Recv(t, opened, time.Minute, "alice's open"))
+	require.Error(t, perundtest.Recv(t, accepted, time.Minute, "bob's accept"), "bob's deposit was refused")
+
+	p.requireRefunded(t, p.alice, eth(5), beforeA, fromA)
 }
 
 // TestWithdrawFailsThenRetried: an agreed close whose conclusion is mined

@@ -254,8 +254,10 @@ func (e *channelEntry) afterRestore() {
 		e.startWatching()
 		e.settleInBackground(false, "dispute")
 	default:
-		// Opening was interrupted: the channel never became usable.
+		// Opening was interrupted: the channel never became usable; a
+		// deposit the user made into it is returned.
 		e.startWatching()
+		e.refundIfHeld()
 	}
 }
 

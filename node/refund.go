@@ -60,3 +60,23 @@ func (s *Session) heldIn(ctx context.Context, ch *client.Channel) (*big.Int, err
 	fid := ethchannel.FundingIDs(ch.ID(), ch.Params().Parts[ch.Idx()])[0]
 	return ah.Holdings(&bind.CallOpts{Context: ctx}, fid)
 }
+
+// refundIfHeld returns the user's deposit from a restored channel whose
+// opening never completed (the node stopped while the funding was under
+// way, so refundUnfunded never ran): once the deposit is found on chain,
+// the channel is settled on its initial state. A channel with nothing of
+// the user's in it stays as it is.
+func (e *channelEntry) refundIfHeld() {
+	e.s.tasks.goTask("refund "+shortID(e.id), func(ctx context.Context) {
+		held, err := e.s.heldIn(ctx, e.ch)
+		if err != nil {
+			e.s.n.log.Warn("read the deposit of a channel restored unfunded; tried again at the next login", "channel", idHex(e.id), "err", err)
+			return
+		}
+		if held.Sign() == 0 {
+			return
+		}
+		e.s.n.log.Warn("channel restored unfunded; settling its initial state to return the deposit", "channel", idHex(e.id), "deposit", held)
+		e.settleInBackground(false, "dispute")
+	})
+}
