@@ -263,9 +263,28 @@ func TestBadInput(t *testing.T) {
 	alice.fail("channel_open", map[string]any{"peer": "ghost", "balance": map[string]string{"mine": "1", "theirs": "0"}}, 1004)
 
 	// Alice's connection cannot see bob's proposals; a second connection of
-	// bob's session can resume it.
+	// bob's session can resume it and sees them.
+	var opened node.SessionInfo
+	dial(t, f.url).ok("session_open", map[string]any{"account": f.bob.Hex(), "password": "bob"}, &opened)
+	bob2 := dial(t, f.url)
+	bob2.ok("session_resume", map[string]any{"sessionId": opened.SessionID, "token": opened.Token}, nil)
+	bob2.ok("perun_subscribe", []string{"proposals"}, nil)
+	proposed := perundtest.Async(func() error {
+		_, err := alice.TryCall("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": "1", "theirs": "0"}}, time.Minute)
+		return err
+	})
+	prop := bob2.note(func(r map[string]any) bool { return r["status"] == "pending" })
+	var aliceSees, bobSees []map[string]any
+	alice.ok("proposal_list", nil, &aliceSees)
+	require.Empty(t, aliceSees, "alice does not see the proposal made to bob")
+	bob2.ok("proposal_list", nil, &bobSees)
+	require.Len(t, bobSees, 1)
+	require.Equal(t, prop["proposalId"], bobSees[0]["proposalId"])
+	bob2.ok("proposal_respond", map[string]any{"proposalId": prop["proposalId"], "accept": false, "reason": "test"}, nil)
+	require.ErrorContains(t, perundtest.Recv(t, proposed, time.Minute, "alice's proposal"), "1005")
 	var info node.SessionInfo
-	bob.ok("session_info", nil, &info)
+	bob2.ok("session_info", nil, &info)
+	require.Equal(t, opened.SessionID, info.SessionID, "the resumed session is bob's")
 	require.Empty(t, info.Token, "session_info does not repeat the token")
 }
 
