@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"encoding/hex"
 	"errors"
 	"math/big"
@@ -18,12 +17,9 @@ import (
 	"perun.network/go-perun/client"
 	"perun.network/go-perun/wallet"
 	"perun.network/go-perun/wire"
-	wirenet "perun.network/go-perun/wire/net"
-	"perun.network/go-perun/wire/protobuf"
 
 	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/node"
-	"github.com/perund/perund/peer"
 	"github.com/perund/perund/subscriptions"
 	"github.com/perund/perund/wireid"
 )
@@ -41,64 +37,6 @@ func freshKeys(t *testing.T, n int) []string {
 		out[i] = hex.EncodeToString(crypto.FromECDSA(k))
 	}
 	return out
-}
-
-// wirePeer is mallory as a crafted wire peer: a go-perun bus on a peer
-// port of its own (perund's bound handshake, which the node accepts from
-// anyone), with no go-perun client behind it. The test sends whatever
-// messages it likes and reads every message addressed to it.
-type wirePeer struct {
-	addr  common.Address
-	hosts *peer.Hosts
-	bus   *wirenet.Bus
-	recv  *wire.Receiver
-	port  *peer.Port
-}
-
-// newWirePeer starts a wire peer with key listening at listen; it stops
-// with the test.
-func newWirePeer(t *testing.T, key *ecdsa.PrivateKey, listen string) *wirePeer {
-	t.Helper()
-	cert, err := peer.NewCertificate()
-	require.NoError(t, err)
-	port, err := peer.Listen(peer.Config{Addr: listen, Certificate: cert})
-	require.NoError(t, err)
-	acc := wireid.NewAccount(key)
-	l, err := port.Register(acc)
-	require.NoError(t, err)
-	p := &wirePeer{addr: crypto.PubkeyToAddress(key.PublicKey), hosts: peer.NewHosts(), port: port, recv: wire.NewReceiver()}
-	p.bus = wirenet.NewBus(acc.Map(), peer.NewDialer(acc, p.hosts, 5*time.Second), protobuf.Serializer())
-	require.NoError(t, p.bus.SubscribeClient(p.recv, wireid.NewAddress(p.addr).Map()))
-	listening := make(chan struct{})
-	go func() { defer close(listening); p.bus.Listen(l) }()
-	t.Cleanup(func() {
-		_ = p.recv.Close()
-		_ = p.bus.Close()
-		<-listening
-		_ = port.Close()
-	})
-	return p
-}
-
-// send sends msg to the user to.
-func (p *wirePeer) send(ctx context.Context, to common.Address, msg wire.Msg) error {
-	return p.bus.Publish(ctx, &wire.Envelope{
-		Sender: wireid.NewAddress(p.addr).Map(), Recipient: wireid.NewAddress(to).Map(), Msg: msg,
-	})
-}
-
-// next returns the next message that match accepts, skipping others,
-// until ctx ends.
-func (p *wirePeer) next(ctx context.Context, match func(*wire.Envelope) bool) (*wire.Envelope, error) {
-	for {
-		e, err := p.recv.Next(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if match(e) {
-			return e, nil
-		}
-	}
 }
 
 // testApp is a channel app that allows everything. perund decodes an app
@@ -140,8 +78,8 @@ func TestMaliciousProposals(t *testing.T) {
 	before, err := n.Balance(ctx, bobAddr)
 	require.NoError(t, err)
 
-	mallory := newWirePeer(t, perundtest.Keys(t, keys[1])[0], "127.0.0.1:0")
-	mallory.hosts.Set(bobAddr, bob.CommAddress())
+	mallory := perundtest.NewMallory(t, perundtest.Keys(t, keys[1])[0], "127.0.0.1:0")
+	mallory.Hosts.Set(bobAddr, bob.CommAddress())
 
 	chainID, err := v.chain.ChainID(ctx)
 	require.NoError(t, err)
@@ -206,7 +144,7 @@ func TestMaliciousProposals(t *testing.T) {
 				client.WithRandomNonce())
 			require.NoError(t, err)
 			tc.mutate(prop)
-			require.NoError(t, mallory.send(ctx, bobAddr, prop))
+			require.NoError(t, mallory.Send(ctx, bobAddr, prop))
 			// The node refuses at once; a proposal shown to the user would
 			// only be refused when it expires (channel.responseTimeout, 5 s).
 			answered := func(e *wire.Envelope) bool {
@@ -228,14 +166,14 @@ func TestMaliciousProposals(t *testing.T) {
 				require.NoError(t, err)
 				rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 				defer rcancel()
-				e, err := mallory.next(rctx, answered)
+				e, err := mallory.Next(rctx, answered)
 				require.NoError(t, err, "mallory hears the user's rejection")
 				require.Equal(t, "not from you", e.Msg.(*client.ChannelProposalRejMsg).Reason)
 				return
 			}
 			rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
 			defer rcancel()
-			e, err := mallory.next(rctx, answered)
+			e, err := mallory.Next(rctx, answered)
 			require.NoError(t, err, "the node refuses the proposal at once")
 			require.Equal(t, tc.reason, e.Msg.(*client.ChannelProposalRejMsg).Reason)
 			select {

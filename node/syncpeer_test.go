@@ -92,7 +92,7 @@ func TestSyncNewerStateFromPeer(t *testing.T) {
 	older := perundtest.SignAll(t, latest.Clone(), k[0], k[1])
 	final := perundtest.SignAll(t, state(3, eth(3), true), k[0], k[1])
 
-	mallory := newWirePeer(t, k[0], aliceAt)
+	mallory := perundtest.NewMallory(t, k[0], aliceAt)
 	tests := []struct {
 		name   string
 		answer channel.Transaction
@@ -132,14 +132,14 @@ func TestSyncNewerStateFromPeer(t *testing.T) {
 			// Bob's node sends its state; mallory answers with the case's.
 			sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 			defer scancel()
-			e, err := mallory.next(sctx, func(e *wire.Envelope) bool {
+			e, err := mallory.Next(sctx, func(e *wire.Envelope) bool {
 				_, ok := e.Msg.(*client.ChannelSyncMsg)
 				return ok
 			})
 			require.NoError(t, err, "bob's node syncs with alice")
 			asked := e.Msg.(*client.ChannelSyncMsg)
 			require.Equal(t, params.ID(), asked.ID())
-			require.NoError(t, mallory.send(sctx, bobAddr, &client.ChannelSyncMsg{Phase: channel.Acting, CurrentTX: tc.answer}))
+			require.NoError(t, mallory.Send(sctx, bobAddr, &client.ChannelSyncMsg{Phase: channel.Acting, CurrentTX: tc.answer}))
 			var o opened
 			select {
 			case o = <-res:
