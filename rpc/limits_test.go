@@ -85,11 +85,11 @@ func TestConnectionCap(t *testing.T) {
 
 // TestDeadClientDropped: a client whose TCP connection stays up but that
 // answers no ping (it reads nothing) is dropped after the pong wait; a
-// client that answers every ping stays connected through many pong waits
-// and is served.
+// client that answers every ping stays connected through three pong
+// waits and is served.
 func TestDeadClientDropped(t *testing.T) {
 	t.Parallel()
-	const ping, wait = 200 * time.Millisecond, time.Second
+	const ping, wait = 250 * time.Millisecond, 2 * time.Second
 	f := newFixtureServer(t, nil, nil, func(s *rpc.Server) { s.SetKeepaliveForTest(ping, wait) })
 	live := rawDial(t, f.url, false)
 	var pings atomic.Int32
@@ -122,8 +122,9 @@ func TestDeadClientDropped(t *testing.T) {
 	var ne net.Error
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the dead client's connection is closed by the server: %v", err)
 
-	// The live one answered pings for five pong waits and is still served.
-	for pings.Load() < int32(5*wait/ping) {
+	// The live one answered pings for three pong waits and is still
+	// served (a pong may take 1.75 s on a loaded machine).
+	for pings.Load() < int32(3*wait/ping) {
 		select {
 		case err := <-readErr:
 			t.Fatalf("the live client was dropped after %d pings: %v", pings.Load(), err)
