@@ -2,11 +2,7 @@ package bench
 
 import (
 	"fmt"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/ethereum/go-ethereum/crypto"
 )
 
 // BenchmarkCoalesced: concurrent channel_send calls on ONE channel through
@@ -19,20 +15,7 @@ import (
 // latency.
 func BenchmarkCoalesced(b *testing.B) {
 	b.Run("goperun-direct", func(b *testing.B) {
-		ka, _ := crypto.HexToECDSA(keyAlice)
-		kb, _ := crypto.HexToECDSA(keyBob)
-		e, c := newChain(b, crypto.PubkeyToAddress(ka.PublicKey), crypto.PubkeyToAddress(kb.PublicKey))
-		pay := directChannel(b, e, c, ka, kb)
-		lat := newLatencies(b.N)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			t0 := time.Now()
-			if err := pay(); err != nil {
-				b.Fatal(err)
-			}
-			lat.add(time.Since(t0))
-		}
-		b.StopTimer()
+		lat := directPayments(b)
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
 		lat.report(b, "")
 	})
@@ -40,30 +23,7 @@ func BenchmarkCoalesced(b *testing.B) {
 		b.Run(fmt.Sprintf("senders=%d", n), func(b *testing.B) {
 			alices, _, chs := setupPairs(b, 1)
 			a, ch := alices[0], chs[0]
-			lat := newLatencies(b.N)
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			for i := 0; i < n; i++ {
-				count := b.N / n
-				if i < b.N%n {
-					count++
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for j := 0; j < count; j++ {
-						t0 := time.Now()
-						m := a.c.Call("channel_send", map[string]any{"channelId": ch, "amount": "1"})
-						lat.add(time.Since(t0))
-						if m["error"] != nil {
-							b.Error(m["error"])
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.StopTimer()
+			lat := sendConcurrently(b, n, func(int) (*user, string) { return a, ch })
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
 			var info struct {
 				Version uint64 `json:"version"`

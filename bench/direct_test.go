@@ -86,7 +86,11 @@ func (d *directClient) close() {
 
 // BenchmarkGoPerunDirect: two go-perun clients, one channel, sequential
 // payments; the receiver accepts every update.
-func BenchmarkGoPerunDirect(b *testing.B) {
+func BenchmarkGoPerunDirect(b *testing.B) { directPayments(b).report(b, "") }
+
+// directPayments makes b.N sequential payments between two bare go-perun
+// clients on a chain of their own and returns their latencies.
+func directPayments(b *testing.B) *latencies {
 	ka, _ := crypto.HexToECDSA(keyAlice)
 	kb, _ := crypto.HexToECDSA(keyBob)
 	e, c := newChain(b, crypto.PubkeyToAddress(ka.PublicKey), crypto.PubkeyToAddress(kb.PublicKey))
@@ -102,7 +106,7 @@ func BenchmarkGoPerunDirect(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	lat.report(b, "")
+	return lat
 }
 
 // directChannel opens a channel between two bare go-perun clients of the

@@ -196,34 +196,44 @@ func BenchmarkRPCPaymentParallel(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("channels=%d", n), func(b *testing.B) {
 			alices, _, chs := setupPairs(b, n)
-			lat := newLatencies(b.N)
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			for i := 0; i < n; i++ {
-				count := b.N / n
-				if i < b.N%n {
-					count++
-				}
-				wg.Add(1)
-				go func(u *user, ch string, count int) {
-					defer wg.Done()
-					for j := 0; j < count; j++ {
-						t0 := time.Now()
-						m := u.c.Call("channel_send", map[string]any{"channelId": ch, "amount": "1"})
-						lat.add(time.Since(t0))
-						if m["error"] != nil {
-							b.Error(m["error"])
-							return
-						}
-					}
-				}(alices[i], chs[i], count)
-			}
-			wg.Wait()
-			b.StopTimer()
+			lat := sendConcurrently(b, n, func(i int) (*user, string) { return alices[i], chs[i] })
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
 			lat.report(b, "send-")
 		})
 	}
+}
+
+// sendConcurrently makes b.N channel_send calls of 1 wei from n senders at
+// once, sender i calling as sender(i) says on the channel it names, each
+// call waiting for its answer; the timer runs from the first call to the
+// last answer. It returns the calls' latencies.
+func sendConcurrently(b *testing.B, n int, sender func(i int) (*user, string)) *latencies {
+	lat := newLatencies(b.N)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		count := b.N / n
+		if i < b.N%n {
+			count++
+		}
+		u, ch := sender(i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < count; j++ {
+				t0 := time.Now()
+				m := u.c.Call("channel_send", map[string]any{"channelId": ch, "amount": "1"})
+				lat.add(time.Since(t0))
+				if m["error"] != nil {
+					b.Error(m["error"])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	return lat
 }
 
 // BenchmarkMemory: heap held per session and per open channel (both sides

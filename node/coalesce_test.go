@@ -26,29 +26,15 @@ func milli(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt
 // payments; fewer updates than payments were made (payments waiting
 // together were carried by one update); and the close withdraws each
 // side's share to the wei. On both store backends.
-func TestCoalescedPaymentsExact(t *testing.T) {
-	for _, b := range storeBackends {
-		// One after the other: both use alice's and bob's keys on chains of
-		// one chain id, whose nonces the Perun backend tracks process-wide.
-		t.Run(b.name, func(t *testing.T) {
-			testCoalescedPaymentsExact(t, b.flags(t), b.flags(t))
-		})
-	}
-}
+func TestCoalescedPaymentsExact(t *testing.T) { onEachBackend(t, testCoalescedPaymentsExact) }
 
 // testCoalescedPaymentsExact is TestCoalescedPaymentsExact with alice's
 // node configured by flagsA and bob's by flagsB (their stores).
 func testCoalescedPaymentsExact(t *testing.T, flagsA, flagsB map[string]any) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
-	na := v.nodeWith(t, t.TempDir(), map[string]string{keyAlice: "alice"}, testNode{flags: flagsA})
-	nb := v.nodeWith(t, t.TempDir(), map[string]string{keyBob: "bob"}, testNode{flags: flagsB})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	_, _, alice, bob := v.twoNodes(ctx, t, addrs, flagsA, flagsB)
 	ci := openAccepted(ctx, t, alice, bob, eth(1), eth(1))
 
 	// alice accepts bob's requests (and, at the end, his close).

@@ -124,29 +124,16 @@ const (
 
 // TestTwoNodesOverTCP runs open, pay, request and close between two nodes
 // sharing one embedded chain, talking over TCP on 127.0.0.1.
-func TestTwoNodesOverTCP(t *testing.T) {
-	for _, b := range storeBackends {
-		// One after the other: both use alice's and bob's keys on chains of
-		// one chain id, whose nonces the Perun backend tracks process-wide.
-		t.Run(b.name, func(t *testing.T) {
-			testTwoNodesOverTCP(t, b.flags(t), b.flags(t))
-		})
-	}
-}
+func TestTwoNodesOverTCP(t *testing.T) { onEachBackend(t, testTwoNodesOverTCP) }
 
 // testTwoNodesOverTCP is TestTwoNodesOverTCP with alice's node configured
 // by flagsA and bob's by flagsB (their stores).
 func testTwoNodesOverTCP(t *testing.T, flagsA, flagsB map[string]any) {
 	v, addrs := newEnv(t, keyAlice, keyBob)
-	na := v.nodeWith(t, t.TempDir(), map[string]string{keyAlice: "alice"}, testNode{flags: flagsA})
-	nb := v.nodeWith(t, t.TempDir(), map[string]string{keyBob: "bob"}, testNode{flags: flagsB})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	na, nb, alice, bob := v.twoNodes(ctx, t, addrs, flagsA, flagsB)
+	var err error
 	// A cooperative close is no dispute: neither side hears of one.
 	var disputes []*subscriptions.Subscription
 	for _, s := range []*node.Session{alice, bob} {
@@ -254,15 +241,7 @@ func TestMain(m *testing.M) {
 // TestRestart: both nodes stop with an open channel and start again from
 // their data dirs; the channel is restored at the latest version, the comm
 // address is the same, payments continue and the close settles.
-func TestRestart(t *testing.T) {
-	for _, b := range storeBackends {
-		// One after the other: both use alice's and bob's keys on chains of
-		// one chain id, whose nonces the Perun backend tracks process-wide.
-		t.Run(b.name, func(t *testing.T) {
-			testRestart(t, b.flags(t), b.flags(t))
-		})
-	}
-}
+func TestRestart(t *testing.T) { onEachBackend(t, testRestart) }
 
 // testRestart is TestRestart with alice's node configured by flagsA and
 // bob's by flagsB (their stores, the same at each start).

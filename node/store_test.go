@@ -33,6 +33,31 @@ var storeBackends = []struct {
 	{"postgres", func(t *testing.T) map[string]any { return map[string]any{"store.url": pg.Database(t)} }},
 }
 
+// onEachBackend runs test once per store backend with the flags of two
+// nodes' stores (alice's and bob's, a store each), one backend after the
+// other: the tests use alice's and bob's keys on chains of one chain id,
+// whose nonces the Perun backend tracks process-wide.
+func onEachBackend(t *testing.T, test func(t *testing.T, flagsA, flagsB map[string]any)) {
+	for _, b := range storeBackends {
+		t.Run(b.name, func(t *testing.T) { test(t, b.flags(t), b.flags(t)) })
+	}
+}
+
+// twoNodes starts alice's node (flagsA) and bob's (flagsB) on v's chain,
+// opens their sessions and introduces them.
+func (v *env) twoNodes(ctx context.Context, t *testing.T, addrs []common.Address, flagsA, flagsB map[string]any) (na, nb *node.Node, alice, bob *node.Session) {
+	t.Helper()
+	na = v.nodeWith(t, t.TempDir(), map[string]string{keyAlice: "alice"}, testNode{flags: flagsA})
+	nb = v.nodeWith(t, t.TempDir(), map[string]string{keyBob: "bob"}, testNode{flags: flagsB})
+	var err error
+	alice, err = na.OpenSession(ctx, addrs[0], "alice", false)
+	require.NoError(t, err)
+	bob, err = nb.OpenSession(ctx, addrs[1], "bob", false)
+	require.NoError(t, err)
+	introduce(t, alice, bob)
+	return na, nb, alice, bob
+}
+
 // Both users of one node keep their channels in the node's one store: a
 // session that closes leaves the store open for the other, a session
 // opened again restores from it, and a restart restores both sides. On
