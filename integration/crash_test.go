@@ -119,10 +119,8 @@ func crashLoop(t *testing.T, extra ...string) {
 	sb.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": "1"}, nil)
 	mine := new(big.Int).Sub(eth(10), new(big.Int).SetUint64((v.Version-1)*amount))
 	sb.OK("perun_subscribe", []string{"updates"}, nil)
-	go func() {
-		u := sb.Note(time.Minute, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
-		sb.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	accepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
+	defer accepted()
 	var before, closed channelView
 	sa.OK("channel_get", id, &before)
 	start := balanceOf(t, ethc, alice.addr)

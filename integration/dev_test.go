@@ -107,17 +107,12 @@ func TestDevRestart(t *testing.T) {
 	d.healthy(t)
 	sa, sb := d.login(t, keyAlice, "alice"), d.login(t, keyBob, "bob")
 	sb.OK("perun_subscribe", []string{"proposals"}, nil)
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		p := sb.Note(time.Minute, func(r map[string]any) bool { return r["status"] == "pending" })
-		sb.OK("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
-	}()
+	accepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["status"] == "pending" })
 	five := ethAmount(5, 1)
 	var ch channelView
 	sa.OK("channel_open", map[string]any{"peer": "bob", "challengeDuration": 10,
 		"balance": map[string]string{"mine": five.String(), "theirs": five.String()}}, &ch)
-	<-accepted
+	accepted()
 	require.Equal(t, "open", ch.State)
 	tenth := ethAmount(1, 10)
 	for i := 0; i < 3; i++ {
@@ -162,10 +157,8 @@ func TestDevRestart(t *testing.T) {
 
 	sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": tenth.String()}, nil)
 	sb.OK("perun_subscribe", []string{"updates"}, nil)
-	go func() {
-		u := sb.Note(time.Minute, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
-		sb.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	closeAccepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
+	defer closeAccepted()
 	start := chainBalance(t, sa)
 	var closed channelView
 	sa.OK("channel_close", id, &closed)

@@ -22,22 +22,28 @@ func TestCooperative(t *testing.T) {
 	_ = alice
 	_ = bob
 	var wg sync.WaitGroup
+	errs := make(chan error, 2)
 	for i, s := range []*session{sa, sb} {
 		wg.Add(1)
 		go func(s *session, amount string) {
 			defer wg.Done()
 			for j := 0; j < 500; j++ {
-				s.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": amount}, nil)
+				if _, err := s.TryCall("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": amount}, time.Minute); err != nil {
+					errs <- err
+					return
+				}
 			}
 		}(s, []string{"3000", "1000"}[i])
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err, "payments of both sides at once")
+	}
 	// alice paid 500×3000, bob 500×1000: alice is down 1,000,000 wei.
 	sb.OK("perun_subscribe", []string{"updates"}, nil)
-	go func() {
-		u := sb.Note(time.Minute, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
-		sb.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	accepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
+	defer accepted()
 	startA := new(big.Int).Add(balanceOf(t, ethc, alice.addr), big.NewInt(0))
 	var closed channelView
 	sa.OK("channel_close", map[string]any{"channelId": ch.ChannelID}, &closed)

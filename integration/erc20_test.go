@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/big"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -23,10 +22,8 @@ func TestERC20ForceClose(t *testing.T) {
 
 	var sub string
 	sb.OK("perun_subscribe", []string{"proposals"}, &sub)
-	go func() {
-		p := sb.Note(time.Minute, func(r map[string]any) bool { return r["status"] == "pending" && r["asset"] == "PRN" })
-		sb.OK("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
-	}()
+	accepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["status"] == "pending" && r["asset"] == "PRN" })
+	defer accepted()
 	var ch channelView
 	sa.OK("channel_open", map[string]any{"peer": "bob", "asset": "PRN", "balance": map[string]string{"mine": eth(100).String(), "theirs": eth(100).String()}}, &ch)
 	for i := 0; i < 5; i++ {

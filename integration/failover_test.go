@@ -225,10 +225,8 @@ func TestFailoverPayments(t *testing.T) {
 func closeExact(t *testing.T, ethc *gethrpc.Client, sa, sb *session, alice *proc, ch, mine string) {
 	id := map[string]any{"channelId": ch}
 	sb.OK("perun_subscribe", []string{"updates"}, nil)
-	go func() {
-		u := sb.Note(time.Minute, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
-		sb.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	accepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
+	defer accepted()
 	var before, closed channelView
 	sa.OK("channel_get", id, &before)
 	start := balanceOf(t, ethc, alice.addr)

@@ -289,10 +289,8 @@ func TestGethCooperative(t *testing.T) {
 	}
 	// alice paid 6×3000, bob 6×1000: alice is down 12,000 wei.
 	sb.OK("perun_subscribe", []string{"updates"}, nil)
-	go func() {
-		u := sb.Note(time.Minute, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
-		sb.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	accepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
+	defer accepted()
 	var closed channelView
 	sa.OK("channel_close", map[string]any{"channelId": ch.ChannelID}, &closed)
 	require.Equal(t, "closed", closed.State)

@@ -453,6 +453,44 @@ func openBetween(t *testing.T, sa *session, aAddr common.Address, sb *session, b
 	return openBetweenWith(t, sa, aAddr, sb, bAddr, alias, 0)
 }
 
+// responder is a client that answers proposals and updates: a session's
+// or a bare *rpctest.Client.
+type responder interface {
+	TryNote(timeout time.Duration, pred func(map[string]any) bool) (map[string]any, error)
+	TryCall(method string, params any, timeout time.Duration) (any, error)
+}
+
+// acceptAsync accepts, from a goroutine, the first pending proposal or
+// update of s that pred matches (proposal_respond or update_respond), and
+// returns the function that waits for that on the test goroutine and
+// fails the test if it did not work: nothing off the test goroutine calls
+// require.
+func acceptAsync(t *testing.T, s responder, pred func(map[string]any) bool) (wait func()) {
+	done := make(chan error, 1)
+	go func() {
+		r, err := s.TryNote(time.Minute, pred)
+		if err != nil {
+			done <- err
+			return
+		}
+		method, params := "update_respond", map[string]any{"updateId": r["updateId"], "accept": true}
+		if r["proposalId"] != nil {
+			method, params = "proposal_respond", map[string]any{"proposalId": r["proposalId"], "accept": true}
+		}
+		_, err = s.TryCall(method, params, time.Minute)
+		done <- err
+	}()
+	return func() {
+		t.Helper()
+		select {
+		case err := <-done:
+			require.NoError(t, err, "accepting")
+		case <-time.After(2 * time.Minute):
+			t.Fatal("accepting did not end")
+		}
+	}
+}
+
 // openBetweenWith is openBetween with a challenge duration in seconds (0:
 // the node's default).
 func openBetweenWith(t *testing.T, sa *session, aAddr common.Address, sb *session, bAddr common.Address, alias string, challenge uint64) channelView {
@@ -460,12 +498,7 @@ func openBetweenWith(t *testing.T, sa *session, aAddr common.Address, sb *sessio
 	sb.OK("contacts_add", map[string]any{"alias": "alice", "address": aAddr.Hex(), "commAddress": sa.CommAddress}, nil)
 	var sub string
 	sb.OK("perun_subscribe", []string{"proposals"}, &sub)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pr := sb.Note(time.Minute, func(r map[string]any) bool { return r["status"] == "pending" })
-		sb.OK("proposal_respond", map[string]any{"proposalId": pr["proposalId"], "accept": true}, nil)
-	}()
+	accepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["status"] == "pending" })
 	ten := new(big.Int).Mul(big.NewInt(10), chain.Ether).String()
 	var ch channelView
 	params := map[string]any{"peer": alias, "balance": map[string]string{"mine": ten, "theirs": ten}}
@@ -473,7 +506,7 @@ func openBetweenWith(t *testing.T, sa *session, aAddr common.Address, sb *sessio
 		params["challengeDuration"] = challenge
 	}
 	sa.OK("channel_open", params, &ch)
-	<-done
+	accepted()
 	sb.OK("perun_unsubscribe", []string{sub}, nil)
 	require.Equal(t, "open", ch.State)
 	return ch

@@ -78,24 +78,18 @@ func TestNoSecretsInLogs(t *testing.T) {
 
 	bob.OK("perun_subscribe", []string{"proposals"}, nil)
 	bob.OK("perun_subscribe", []string{"updates"}, nil)
-	go func() {
-		p := bob.Note(time.Minute, func(r map[string]any) bool { return r["proposalId"] != nil && r["status"] == "pending" })
-		bob.OK("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
-	}()
+	proposalAccepted := acceptAsync(t, bob, func(r map[string]any) bool { return r["proposalId"] != nil && r["status"] == "pending" })
+	defer proposalAccepted()
 	var ch channelView
 	alice.OK("channel_open", map[string]any{"peer": "bob", "balance": map[string]string{"mine": "1000000", "theirs": "1000000"}}, &ch)
 	id := map[string]any{"channelId": ch.ChannelID}
 	alice.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": "10"}, nil)
 	alice.OK("perun_subscribe", []string{"updates"}, nil)
-	go func() {
-		u := alice.Note(time.Minute, func(r map[string]any) bool { return r["kind"] == "request" && r["status"] == "pending" })
-		alice.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	requestAccepted := acceptAsync(t, alice, func(r map[string]any) bool { return r["kind"] == "request" && r["status"] == "pending" })
+	defer requestAccepted()
 	bob.OK("channel_request", map[string]any{"channelId": ch.ChannelID, "amount": "5"}, nil)
-	go func() {
-		u := bob.Note(time.Minute, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
-		bob.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-	}()
+	closeAccepted := acceptAsync(t, bob, func(r map[string]any) bool { return r["kind"] == "close" && r["status"] == "pending" })
+	defer closeAccepted()
 	alice.OK("channel_close", id, nil)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))

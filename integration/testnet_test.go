@@ -126,10 +126,8 @@ contracts:
 	sb.OK("perun_subscribe", []string{"proposals"}, nil)
 	sb.OK("perun_subscribe", []string{"updates"}, nil)
 	var prn channelView
-	go func() {
-		p := sb.Note(time.Minute, func(r map[string]any) bool { return r["status"] == "pending" && r["asset"] == "PRN" })
-		sb.OK("proposal_respond", map[string]any{"proposalId": p["proposalId"], "accept": true}, nil)
-	}()
+	accepted := acceptAsync(t, sb, func(r map[string]any) bool { return r["status"] == "pending" && r["asset"] == "PRN" })
+	defer accepted()
 	sa.OK("channel_open", map[string]any{"peer": "bob", "asset": "PRN", "balance": map[string]string{"mine": eth(100).String(), "theirs": eth(50).String()}}, &prn)
 	requireDeep(t, ethc, prn.TxHashes, blockNumber(t, ethc))
 
@@ -138,17 +136,12 @@ contracts:
 	ethBefore := balanceOf(t, ethc, bob.addr)
 	var bobsTxs []string
 	for _, id := range []string{ch.ChannelID, prn.ChannelID} {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			u := sb.Note(time.Minute, func(r map[string]any) bool {
-				return r["kind"] == "close" && r["status"] == "pending" && r["channelId"] == id
-			})
-			sb.OK("update_respond", map[string]any{"updateId": u["updateId"], "accept": true}, nil)
-		}()
+		accepted := acceptAsync(t, sb, func(r map[string]any) bool {
+			return r["kind"] == "close" && r["status"] == "pending" && r["channelId"] == id
+		})
 		var closed channelView
 		sa.OK("channel_close", map[string]any{"channelId": id}, &closed)
-		<-done
+		accepted()
 		require.Equal(t, "closed", closed.State)
 	}
 	// bob's ether: +12 ETH withdrawn (10 + 2) less the gas of the
