@@ -103,7 +103,7 @@ func testCoalescedPaymentsExact(t *testing.T, flagsA, flagsB map[string]any) {
 	// What was answered: alice paid A, bob paid B, alice paid R on bob's
 	// requests.
 	paidA, paidB, paidR := new(big.Int), new(big.Int), new(big.Int)
-	ok, short := 0, 0
+	ok, short := 0, 0 // short: alice's payments refused for want of funds
 	for _, c := range calls {
 		var ie *node.InsufficientFundsError
 		switch {
@@ -118,16 +118,20 @@ func testCoalescedPaymentsExact(t *testing.T, flagsA, flagsB map[string]any) {
 				paidB.Add(paidB, c.amt)
 			}
 		case errors.As(c.err, &ie):
-			short++
 			have, _ := new(big.Int).SetString(ie.Available, 10)
 			require.Negative(t, have.Cmp(c.amt), "refused for want of funds with %s available for %s", ie.Available, c.amt)
-			require.Equal(t, "alice", c.from, "bob's payments always fit: %v", c.err)
+			// bob's payments (0.8 ETH in all) always fit; his requests ask
+			// alice to pay and may find her balance spent.
+			require.True(t, c.from == "alice" || c.request, "bob's payments always fit: %v", c.err)
+			if !c.request {
+				short++
+			}
 		default:
 			t.Fatalf("%s's %s of %s: %v", c.from, map[bool]string{true: "request", false: "payment"}[c.request], c.amt, c.err)
 		}
 	}
 	require.Positive(t, short, "alice's payments add up to more than she can hold: some must fail")
-	t.Logf("%d payments answered, %d refused for want of funds", ok, short)
+	t.Logf("%d payments answered, %d of alice's refused for want of funds", ok, short)
 
 	// Both sides agree, and the balance moved by exactly what was answered.
 	wantAlice := new(big.Int).Sub(eth(1), paidA)
