@@ -615,8 +615,8 @@ func (s *Session) Send(ctx context.Context, id string, amt *big.Int) (ChannelInf
 // send pays amt, coalesced with other payments of the channel that wait
 // at the same time (coalesce.go).
 func (s *Session) send(ctx context.Context, id string, amt *big.Int) (ChannelInfo, error) {
-	if amt == nil || amt.Sign() <= 0 {
-		return ChannelInfo{}, &InvalidArgError{Field: "amount", Msg: "must be a positive integer"}
+	if err := positiveAmount(amt); err != nil {
+		return ChannelInfo{}, err
 	}
 	e, err := s.liveEntry(id)
 	if err != nil {
@@ -625,14 +625,21 @@ func (s *Session) send(ctx context.Context, id string, amt *big.Int) (ChannelInf
 	return e.pay(ctx, amt)
 }
 
-// Request asks the peer to pay amount.
-func (s *Session) Request(ctx context.Context, id string, amt *big.Int) (ChannelInfo, error) {
-	return s.transfer(ctx, id, amt, false)
+// positiveAmount refuses an amount of a payment or request that is not
+// positive.
+func positiveAmount(amt *big.Int) error {
+	if amt == nil || amt.Sign() <= 0 {
+		return &InvalidArgError{Field: "amount", Msg: "must be a positive integer"}
+	}
+	return nil
 }
 
-func (s *Session) transfer(ctx context.Context, id string, amt *big.Int, pay bool) (ChannelInfo, error) {
-	if amt == nil || amt.Sign() <= 0 {
-		return ChannelInfo{}, &InvalidArgError{Field: "amount", Msg: "must be a positive integer"}
+// Request asks the peer to pay amt: an update that moves amt from the
+// peer's balance to the user's, which the peer must accept. Requests are
+// never coalesced.
+func (s *Session) Request(ctx context.Context, id string, amt *big.Int) (ChannelInfo, error) {
+	if err := positiveAmount(amt); err != nil {
+		return ChannelInfo{}, err
 	}
 	e, err := s.acquireEntry(ctx, id)
 	if err != nil {
@@ -642,22 +649,17 @@ func (s *Session) transfer(ctx context.Context, id string, amt *big.Int, pay boo
 	if st := e.getState(); st != StateOpen {
 		return ChannelInfo{}, &StateError{State: st, Msg: "channel is not open"}
 	}
-	from, to := e.idx, 1-e.idx
-	have := e.mine
-	if !pay {
-		from, to = to, from
-		have = e.theirs
-	}
+	from, to := 1-e.idx, e.idx
 	// Checked before go-perun's update starts: failing inside it cancels
 	// the update while go-perun may be sending, which drops the peer
 	// connection (the next message pays a new dial and handshake).
-	if bal := have(); bal.Cmp(amt) < 0 {
-		return ChannelInfo{}, insufficientInChannel(pay, bal, amt)
+	if bal := e.theirs(); bal.Cmp(amt) < 0 {
+		return ChannelInfo{}, insufficientInChannel(false, bal, amt)
 	}
 	err = e.update(ctx, func(st *channel.State) error {
 		bal := st.Balances[0][from]
 		if bal.Cmp(amt) < 0 {
-			return insufficientInChannel(pay, bal, amt)
+			return insufficientInChannel(false, bal, amt)
 		}
 		st.Balances[0][from] = new(big.Int).Sub(bal, amt)
 		st.Balances[0][to] = new(big.Int).Add(st.Balances[0][to], amt)

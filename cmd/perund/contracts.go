@@ -93,25 +93,7 @@ func runContracts(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Contracts.DeployerPasswordFile == "" && cfg.Contracts.Deployer != "" {
-		// Asked on the terminal: unlockDeployer reads it from a file.
-		pw, err := password("", false)
-		if err != nil {
-			return err
-		}
-		tmp, err := os.CreateTemp("", "perund-deployer-*")
-		if err != nil {
-			return fmt.Errorf("deployer password: %w", err)
-		}
-		defer os.Remove(tmp.Name())
-		if _, err := tmp.WriteString(pw); err != nil {
-			tmp.Close()
-			return fmt.Errorf("deployer password: %w", err)
-		}
-		tmp.Close()
-		cfg.Contracts.DeployerPasswordFile = tmp.Name()
-	}
-	key, err := unlockDeployer(cfg, ks)
+	key, err := unlockDeployer(cfg, ks, true)
 	if err != nil {
 		return err
 	}

@@ -184,7 +184,7 @@ func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []com
 		cfg.Contracts.Mode == config.ModeValidateOrDeploy && (cfg.Contracts.Adjudicator == "" || cfg.Contracts.AssetHolderETH == "" || anyHolderMissing)
 	var key *ecdsa.PrivateKey
 	if needDeploy {
-		if key, err = unlockDeployer(cfg, ks); err != nil {
+		if key, err = unlockDeployer(cfg, ks, false); err != nil {
 			cl.Close()
 			return nil, err
 		}
@@ -493,12 +493,19 @@ func configAssets(cfg *config.Config) []chain.Asset {
 }
 
 // unlockDeployer unlocks contracts.deployer from the keystore with the
-// password in contracts.deployerPasswordFile.
-func unlockDeployer(cfg *config.Config, ks *keys.Store) (*ecdsa.PrivateKey, error) {
-	if cfg.Contracts.Deployer == "" || cfg.Contracts.DeployerPasswordFile == "" {
+// password in contracts.deployerPasswordFile, or (ask, and no file given)
+// the one asked on the terminal.
+func unlockDeployer(cfg *config.Config, ks *keys.Store, ask bool) (*ecdsa.PrivateKey, error) {
+	if cfg.Contracts.Deployer == "" || cfg.Contracts.DeployerPasswordFile == "" && !ask {
 		return nil, errors.New("config key contracts.deployer: deploying needs contracts.deployer and contracts.deployerPasswordFile")
 	}
-	pw, err := readPasswordFile(cfg.Contracts.DeployerPasswordFile)
+	var pw string
+	var err error
+	if cfg.Contracts.DeployerPasswordFile != "" {
+		pw, err = readPasswordFile(cfg.Contracts.DeployerPasswordFile)
+	} else {
+		pw, err = password("", false)
+	}
 	if err != nil {
 		return nil, err
 	}

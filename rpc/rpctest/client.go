@@ -113,12 +113,23 @@ func (c *Client) Next() []byte {
 
 // Call sends a request and returns its response object.
 func (c *Client) Call(method string, params any) map[string]any {
+	m, ok := c.call(method, params, 5*time.Minute)
+	if !ok {
+		c.t.Fatalf("no answer to %s", method)
+	}
+	return m
+}
+
+// call sends a request and waits up to timeout for its response object
+// (closedAnswer when the connection is or gets closed); ok is false when
+// none came in time.
+func (c *Client) call(method string, params any, timeout time.Duration) (m map[string]any, ok bool) {
 	id := fmt.Sprintf("c-%d", c.nextID.Add(1))
 	ch := make(chan map[string]any, 1)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return closedAnswer
+		return closedAnswer, true
 	}
 	c.wait[id] = ch
 	c.mu.Unlock()
@@ -131,14 +142,13 @@ func (c *Client) Call(method string, params any) map[string]any {
 	err := c.WS.WriteMessage(websocket.TextMessage, b)
 	c.wmu.Unlock()
 	if err != nil {
-		return closedAnswer
+		return closedAnswer, true
 	}
 	select {
 	case m := <-ch:
-		return m
-	case <-time.After(5 * time.Minute):
-		c.t.Fatalf("no answer to %s", method)
-		return nil
+		return m, true
+	case <-time.After(timeout):
+		return nil, false
 	}
 }
 
@@ -166,54 +176,25 @@ func (c *Client) Fail(method string, params any, code int) map[string]any {
 // Note waits up to timeout for a notification whose result matches pred.
 func (c *Client) Note(timeout time.Duration, pred func(map[string]any) bool) map[string]any {
 	c.t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case n := <-c.Notes:
-			r := n["params"].(map[string]any)["result"].(map[string]any)
-			if pred(r) {
-				return r
-			}
-		case <-deadline:
-			c.t.Fatal("notification did not arrive")
-			return nil
-		}
+	r, err := c.TryNote(timeout, pred)
+	if err != nil {
+		c.t.Fatal(err)
 	}
+	return r
 }
 
 // TryCall is Call for other goroutines than the test's: it never fails
 // the test; an error answer, no answer within timeout or a closed
 // connection is its error.
 func (c *Client) TryCall(method string, params any, timeout time.Duration) (any, error) {
-	id := fmt.Sprintf("c-%d", c.nextID.Add(1))
-	ch := make(chan map[string]any, 1)
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, fmt.Errorf("%s: connection closed", method)
-	}
-	c.wait[id] = ch
-	c.mu.Unlock()
-	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
-	if params != nil {
-		req["params"] = params
-	}
-	b, _ := json.Marshal(req)
-	c.wmu.Lock()
-	err := c.WS.WriteMessage(websocket.TextMessage, b)
-	c.wmu.Unlock()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", method, err)
-	}
-	select {
-	case m := <-ch:
-		if m["error"] != nil {
-			return nil, fmt.Errorf("%s: %v", method, m["error"])
-		}
-		return m["result"], nil
-	case <-time.After(timeout):
+	m, ok := c.call(method, params, timeout)
+	if !ok {
 		return nil, fmt.Errorf("%s: no answer within %s", method, timeout)
 	}
+	if m["error"] != nil {
+		return nil, fmt.Errorf("%s: %v", method, m["error"])
+	}
+	return m["result"], nil
 }
 
 // TryNote is Note for other goroutines than the test's: it returns an
