@@ -93,8 +93,8 @@ func BenchmarkGoPerunDirect(b *testing.B) { directPayments(b).report(b, "") }
 func directPayments(b *testing.B) *latencies {
 	ka, _ := crypto.HexToECDSA(keyAlice)
 	kb, _ := crypto.HexToECDSA(keyBob)
-	e, c := newChain(b, crypto.PubkeyToAddress(ka.PublicKey), crypto.PubkeyToAddress(kb.PublicKey))
-	pay := directChannel(b, e, c, ka, kb)
+	ch := newChain(b, crypto.PubkeyToAddress(ka.PublicKey), crypto.PubkeyToAddress(kb.PublicKey))
+	pay := directChannel(b, ch.Embedded, ch.Contracts, ka, kb)
 	lat := newLatencies(b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -38,13 +38,12 @@ func eth(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), chain.Ether)
 
 // newChain starts an embedded chain funding addrs with 1000 ETH each and
 // deploys the contracts.
-func newChain(b testing.TB, addrs ...common.Address) (*chain.Embedded, chain.Contracts) {
+func newChain(b testing.TB, addrs ...common.Address) *perundtest.Chain {
 	alloc := map[common.Address]*big.Int{}
 	for _, a := range addrs {
 		alloc[a] = eth(1000)
 	}
-	ch := perundtest.NewChain(b, perundtest.ChainOptions{Alloc: alloc, BlockInterval: time.Second})
-	return ch.Embedded, ch.Contracts
+	return perundtest.NewChain(b, perundtest.ChainOptions{Alloc: alloc, BlockInterval: time.Second})
 }
 
 func testCert(b testing.TB) tls.Certificate { return perundtest.SelfSigned(b).TLS }

@@ -12,7 +12,6 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/require"
 
-	"github.com/perund/perund/chain"
 	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/internal/perundtest/serve"
 	"github.com/perund/perund/node"
@@ -25,13 +24,13 @@ type server struct {
 	url  string
 }
 
-func newServer(b testing.TB, e *chain.Embedded, c chain.Contracts) *server {
-	return newServerWith(b, e, c, nil)
+func newServer(b testing.TB, ch *perundtest.Chain) *server {
+	return newServerWith(b, ch, nil)
 }
 
 // newServerWith is newServer with more configuration keys (e.g.
 // store.url).
-func newServerWith(b testing.TB, e *chain.Embedded, c chain.Contracts, extra map[string]any) *server {
+func newServerWith(b testing.TB, ch *perundtest.Chain, extra map[string]any) *server {
 	flags := map[string]any{
 		"channel.challengeDuration": 100000, "channel.responseTimeout": "30s", "channel.autoAcceptClose": true,
 		"rpc.maxConnections": 5000, "rpc.maxPending": 256,
@@ -39,7 +38,7 @@ func newServerWith(b testing.TB, e *chain.Embedded, c chain.Contracts, extra map
 	for k, v := range extra {
 		flags[k] = v
 	}
-	n := (&perundtest.Chain{Embedded: e, Contracts: c}).Node(b, perundtest.NodeOptions{Flags: flags})
+	n := ch.Node(b, perundtest.NodeOptions{Flags: flags})
 	url, _ := serve.API(b, n, n.Config().RPC, nil)
 	return &server{node: n, url: url}
 }
@@ -96,8 +95,8 @@ func setupPairsWith(b testing.TB, n int, extraA, extraB map[string]any) (alices,
 	for i := 0; i < n; i++ {
 		addrs = append(addrs, alices[i].addr, bobs[i].addr)
 	}
-	e, c := newChain(b, addrs...)
-	na, nb := newServerWith(b, e, c, extraA), newServerWith(b, e, c, extraB)
+	ch := newChain(b, addrs...)
+	na, nb := newServerWith(b, ch, extraA), newServerWith(b, ch, extraB)
 	for i := 0; i < n; i++ {
 		alices[i].login(b, na)
 		bobs[i].login(b, nb)
@@ -245,8 +244,8 @@ func BenchmarkMemory(b *testing.B) {
 	for _, u := range us {
 		addrs = append(addrs, u.addr)
 	}
-	e, c := newChain(b, addrs...)
-	na, nb := newServer(b, e, c), newServer(b, e, c)
+	ch := newChain(b, addrs...)
+	na, nb := newServer(b, ch), newServer(b, ch)
 	heap := func() uint64 {
 		runtime.GC()
 		runtime.GC()

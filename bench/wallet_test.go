@@ -2,14 +2,11 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -21,8 +18,8 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/require"
 
-	"github.com/perund/perund/chain"
-	"github.com/perund/perund/config"
+	"github.com/perund/perund/internal/perundtest"
+	"github.com/perund/perund/internal/perundtest/serve"
 	"github.com/perund/perund/metrics"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/rpc"
@@ -54,10 +51,10 @@ const walletBlock = 100
 // the same chain. Reports both rates, their ratio and the latencies.
 func BenchmarkWalletPath(b *testing.B) {
 	ka, kb, da, db := mustKey(b), mustKey(b), mustKey(b), mustKey(b)
-	e, c := newChain(b, crypto.PubkeyToAddress(ka.PublicKey), crypto.PubkeyToAddress(kb.PublicKey),
+	ch := newChain(b, crypto.PubkeyToAddress(ka.PublicKey), crypto.PubkeyToAddress(kb.PublicKey),
 		crypto.PubkeyToAddress(da.PublicKey), crypto.PubkeyToAddress(db.PublicKey))
-	direct := directChannel(b, e, c, da, db)
-	url := newDevServer(b, e, c, ka, kb)
+	direct := directChannel(b, ch.Embedded, ch.Contracts, da, db)
+	url := newDevServer(b, ch, ka, kb)
 	w := startWallets(b, url, crypto.PubkeyToAddress(ka.PublicKey).Hex(), crypto.PubkeyToAddress(kb.PublicKey).Hex())
 
 	wlat, dlat := newLatencies(b.N), newLatencies(b.N)
@@ -99,48 +96,22 @@ func mustKey(b testing.TB) *ecdsa.PrivateKey {
 	return k
 }
 
-// newDevServer starts a node configured as perund dev configures it, with
-// the users of keys imported (password "pw"), and returns its API's URL.
-func newDevServer(b testing.TB, e *chain.Embedded, c chain.Contracts, users ...*ecdsa.PrivateKey) string {
-	cfg, err := config.Load(config.Sources{
-		Base: map[string]any{"keystore": map[string]any{"lightKdf": true}, "allowAccountCreation": true,
-			"channel": map[string]any{"challengeDuration": 60},
-			"comm":    map[string]any{"listen": "127.0.0.1:0"}},
-		Flags: map[string]any{"dataDir": b.TempDir()},
-	})
-	require.NoError(b, err)
-	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m := metrics.New()
-	n, err := node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Logger: lg, Metrics: m})
-	if err != nil && strings.Contains(err.Error(), "metrics") {
-		// The node's metrics could not be registered (perund dev fails
-		// the same way): measure without them rather than not at all.
-		b.Logf("node without metrics: %v", err)
-		n, err = node.New(ctx, node.Options{Config: cfg, Chain: e, Contracts: c, Logger: lg})
-	}
-	require.NoError(b, err)
+// newDevServer starts a node configured as perund dev configures it (with
+// metrics), with the users of keys imported (password "pw"), and returns
+// its API's URL.
+func newDevServer(b testing.TB, ch *perundtest.Chain, users ...*ecdsa.PrivateKey) string {
+	keys := map[string]string{}
 	for _, k := range users {
-		_, err := n.Keys().Import(k, "pw")
-		require.NoError(b, err)
+		keys[perundtest.HexKey(k)] = "pw"
 	}
-	srv := rpc.NewServer(n, cfg.RPC, lg, nil)
-	require.NoError(b, srv.SetMetrics(m))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-served; err != nil {
-			b.Error(err)
-		}
-		_ = n.Close(ctx)
+	m := metrics.New()
+	n := ch.Node(b, perundtest.NodeOptions{
+		Flags:   map[string]any{"allowAccountCreation": true, "channel.challengeDuration": 60},
+		Keys:    keys,
+		Options: func(o *node.Options) { o.Metrics = m },
 	})
-	return "ws://" + ln.Addr().String() + "/rpc"
+	url, _ := serve.API(b, n, n.Config().RPC, func(s *rpc.Server) { require.NoError(b, s.SetMetrics(m)) })
+	return url
 }
 
 // wallets is the client process.

@@ -20,6 +20,7 @@ import (
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/daemon"
 	"github.com/perund/perund/keys"
 )
 
@@ -112,7 +113,7 @@ func runContracts(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
 	}
 
-	assets := configAssets(cfg)
+	assets := daemon.ConfigAssets(cfg)
 	for _, t := range tokens {
 		a := chain.Asset{Symbol: t.Symbol, Token: common.HexToAddress(t.Token), Decimals: t.Decimals}
 		if code, err := cl.CodeAt(ctx, a.Token, nil); err != nil {

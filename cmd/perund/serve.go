@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,7 +21,7 @@ import (
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/cluster"
 	"github.com/perund/perund/config"
-	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/daemon"
 	"github.com/perund/perund/keys"
 	"github.com/perund/perund/metrics"
 	"github.com/perund/perund/node"
@@ -145,117 +144,6 @@ func runDev(args []string) error {
 	return serve(cfg, demoUsers)
 }
 
-// backend is a connected chain with its contracts.
-type backend struct {
-	chain     chain.Backend
-	contracts chain.Contracts
-	assets    []chain.Asset
-	fund      func(ctx context.Context, addr common.Address) error
-	close     func()
-}
-
-func connect(ctx context.Context, cfg *config.Config, ks *keys.Store, demo []common.Address, log *slog.Logger) (*backend, error) {
-	given := chain.Contracts{
-		Adjudicator:    common.HexToAddress(cfg.Contracts.Adjudicator),
-		AssetHolderETH: common.HexToAddress(cfg.Contracts.AssetHolderETH),
-	}
-	if cfg.Chain.URL == config.Embedded {
-		return connectEmbedded(ctx, cfg, demo)
-	}
-	cl, err := chain.DialReconnecting(ctx, cfg.Chain.URL, log)
-	if err != nil {
-		return nil, err
-	}
-	id, err := cl.ChainID(ctx)
-	if err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("read chain id: %w", err)
-	}
-	if id.Uint64() != cfg.Chain.ID {
-		cl.Close()
-		return nil, fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
-	}
-	assets := configAssets(cfg)
-	anyHolderMissing := false
-	for _, a := range assets {
-		anyHolderMissing = anyHolderMissing || a.Holder == (common.Address{})
-	}
-	needDeploy := cfg.Contracts.Mode == config.ModeDeploy ||
-		cfg.Contracts.Mode == config.ModeValidateOrDeploy && (cfg.Contracts.Adjudicator == "" || cfg.Contracts.AssetHolderETH == "" || anyHolderMissing)
-	var key *ecdsa.PrivateKey
-	if needDeploy {
-		if key, err = unlockDeployer(cfg, ks, false); err != nil {
-			cl.Close()
-			return nil, err
-		}
-	} else if key, err = crypto.GenerateKey(); err != nil { // validation sends no transaction
-		cl.Close()
-		return nil, err
-	}
-	cb, dep := chain.KeyBackend(cl, id, key, chain.TxPolicy{Confirmations: cfg.Chain.Confirmations})
-	c, assets, err := chain.SetupAll(ctx, cb, cfg.Contracts.Mode, given, assets, dep, func(name string, addr common.Address) {
-		log.Info("contract deployed", "contract", name, "address", addr.Hex())
-	})
-	if err != nil {
-		cl.Close()
-		return nil, err
-	}
-	return &backend{chain: cl, contracts: c, assets: assets, close: cl.Close}, nil
-}
-
-// connectEmbedded starts the embedded chain, keeping its state in the data
-// dir. On the first start it deploys the contracts (and for the demo users
-// the PRN test token); later starts find them on the chain again through
-// the data dir's deployment record.
-func connectEmbedded(ctx context.Context, cfg *config.Config, demo []common.Address) (*backend, error) {
-	alloc := map[common.Address]*big.Int{}
-	hundred := new(big.Int).Mul(big.NewInt(100), chain.Ether)
-	for _, a := range demo {
-		alloc[a] = hundred
-	}
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: alloc, BlockInterval: cfg.Chain.BlockInterval,
-		DataDir: filepath.Join(cfg.DataDir, "chain")})
-	if err != nil {
-		return nil, err
-	}
-	be, err := embeddedContracts(ctx, e, cfg.DataDir, demo)
-	if err != nil {
-		e.Close()
-		return nil, err
-	}
-	be.chain, be.close = e, func() { e.Close() }
-	be.fund = func(ctx context.Context, a common.Address) error { return e.Fund(ctx, a, hundred) }
-	return be, nil
-}
-
-func embeddedContracts(ctx context.Context, e *chain.Embedded, dataDir string, demo []common.Address) (*backend, error) {
-	id, _ := e.ChainID(ctx)
-	cb, dep := chain.DeployerBackend(e, id, e.Faucet())
-	rec, ok, err := chain.LoadDeployment(dataDir)
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		if code, err := e.CodeAt(ctx, rec.Contracts.Adjudicator, nil); err == nil && len(code) > 0 {
-			c, _, err := chain.SetupAll(ctx, cb, config.ModeValidate, rec.Contracts, rec.Assets, dep, nil)
-			if err != nil {
-				return nil, err
-			}
-			return &backend{contracts: c, assets: rec.Assets}, nil
-		}
-		// The chain is not the one the data dir was written for (it predates
-		// the chain's own persistence): deploy afresh, and the node refuses
-		// the data dir, naming its channels.
-	}
-	// A test token for the demo users: 1000 PRN each.
-	thousand := new(big.Int).Mul(big.NewInt(1000), chain.Ether)
-	c, assets, err := e.DeployAll(ctx, demo, thousand, "PRN")
-	if err != nil {
-		return nil, err
-	}
-	return &backend{contracts: c, assets: assets}, nil
-}
-
 func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	log := newLogger(cfg)
 	perunlog.Install(log)
@@ -270,24 +158,31 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	if err != nil {
 		return err
 	}
-	var demoAddrs []common.Address
-	for _, u := range demo {
-		k, _ := crypto.HexToECDSA(u.key)
-		a := crypto.PubkeyToAddress(k.PublicKey)
-		demoAddrs = append(demoAddrs, a)
-		if !ks.Has(a) {
-			if _, err := ks.Import(k, u.name); err != nil {
-				return err
-			}
+	accounts := make([]daemon.Account, len(demo))
+	for i, u := range demo {
+		k, err := crypto.HexToECDSA(u.key)
+		if err != nil {
+			return fmt.Errorf("demo key %s: %w", u.name, err)
 		}
+		accounts[i] = daemon.Account{Key: k, Password: u.name}
+	}
+	demoAddrs, err := daemon.ImportKeys(ks, accounts)
+	if err != nil {
+		return err
+	}
+	// On the embedded chain the demo users get 100 ETH and 1000 PRN.
+	embedded := daemon.EmbeddedOptions{Alloc: map[common.Address]*big.Int{}, TokenHolders: demoAddrs,
+		TokenAmount: new(big.Int).Mul(big.NewInt(1000), chain.Ether)}
+	for _, a := range demoAddrs {
+		embedded.Alloc[a] = new(big.Int).Mul(big.NewInt(100), chain.Ether)
 	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.Chain.TxTimeout)
-	be, err := connect(cctx, cfg, ks, demoAddrs, log)
+	be, err := daemon.Connect(cctx, cfg, embedded, func() (*ecdsa.PrivateKey, error) { return unlockDeployer(cfg, ks, false) }, log)
 	cancel()
 	if err != nil {
 		return err
 	}
-	defer be.close()
+	defer be.Close()
 	var demoInfo []node.DemoAccount
 	for i, u := range demo {
 		demoInfo = append(demoInfo, node.DemoAccount{Name: u.name, Address: demoAddrs[i].Hex(), Password: u.name})
@@ -310,8 +205,9 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 		defer releaseLease(lease, log)
 		defer stopWatch()
 	}
-	opts := node.Options{Config: cfg, Chain: be.chain, Contracts: be.contracts, Assets: be.assets, Fund: be.fund,
-		Logger: log, Version: version, Demo: demoInfo, Starting: len(demo) > 0 || cfg.Sessions.PasswordDir != "", Watcher: wkey, Metrics: m}
+	opts := be.NodeOptions(cfg, log)
+	opts.Version, opts.Demo, opts.Watcher, opts.Metrics = version, demoInfo, wkey, m
+	opts.Starting = len(demo) > 0 || cfg.Sessions.PasswordDir != ""
 	clusterOptions(&opts, lease)
 	n, err := node.New(ctx, opts)
 	if err != nil {
@@ -322,34 +218,32 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 		closeNode(n, log)
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.RPC.Listen)
+	api, err := daemon.ServeAPI(srv, cfg.RPC)
 	if err != nil {
 		closeNode(n, log)
-		return fmt.Errorf("config key rpc.listen: %w", err)
+		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	// shutdown stops the API, then the node, within 30 s.
+	shutdown := func() error {
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer scancel()
+		if err := api.Shutdown(sctx); err != nil {
+			log.Warn("shut down the API", "err", err)
+		}
+		return n.Close(sctx)
+	}
 	if len(demo) > 0 {
 		if err := setupDemo(ctx, n, demo, demoAddrs); err != nil {
-			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer scancel()
-			srv.Shutdown(sctx)
-			closeNode(n, log)
+			_ = shutdown()
 			return err
 		}
 		n.SetReady()
 	}
 	restoreSessions(ctx, n, cfg, log)
-	httpScheme, wsScheme := "http", "ws"
-	if cfg.RPC.TLS.Enabled() {
-		httpScheme, wsScheme = "https", "wss"
-	}
-	url := httpScheme + "://" + ln.Addr().String()
-	wsURL := wsScheme + "://" + ln.Addr().String() + "/rpc"
-	log.Info("perund listening", "url", url, "rpc", wsURL,
-		"chain", cfg.Chain.URL, "adjudicator", be.contracts.Adjudicator.Hex(), "assetHolderETH", be.contracts.AssetHolderETH.Hex())
+	log.Info("perund listening", "url", api.URL(), "rpc", api.RPCURL(),
+		"chain", cfg.Chain.URL, "adjudicator", be.Contracts.Adjudicator.Hex(), "assetHolderETH", be.Contracts.AssetHolderETH.Hex())
 	if len(demo) > 0 {
-		fmt.Printf("\nperund dev is running.\n  web wallet: %s/\n  JSON-RPC:   %s\n  data dir:   %s\n  demo accounts (password = name):\n", url, wsURL, cfg.DataDir)
+		fmt.Printf("\nperund dev is running.\n  web wallet: %s/\n  JSON-RPC:   %s\n  data dir:   %s\n  demo accounts (password = name):\n", api.URL(), api.RPCURL(), cfg.DataDir)
 		for i, u := range demo {
 			fmt.Printf("    %-6s %s  password %q\n", u.name, demoAddrs[i].Hex(), u.name)
 		}
@@ -357,15 +251,12 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	}
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
+	case <-api.Done():
 		closeNode(n, log)
-		return fmt.Errorf("rpc server: %w", err)
+		return api.Err()
 	}
 	log.Info("shutting down")
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer scancel()
-	srv.Shutdown(sctx)
-	return n.Close(sctx)
+	return shutdown()
 }
 
 // closeNode closes n within a bounded time, logging a failure.
@@ -391,26 +282,12 @@ func setupDemo(ctx context.Context, n *node.Node, demo []struct{ name, key strin
 	if err != nil {
 		return fmt.Errorf("demo sessions: %w", err)
 	}
+	users := make([]daemon.User, len(sessions))
 	for i, s := range sessions {
-		for j, o := range sessions {
-			if i == j {
-				continue
-			}
-			alias := demo[j].name
-			if c, err := s.Contacts().ByAddress(addrs[j]); err == nil {
-				if c.CommAddress == o.CommAddress() {
-					continue
-				}
-				// From an earlier run on another free port: show the current one.
-				if err := s.Contacts().Remove(c.Alias); err != nil {
-					return fmt.Errorf("demo contacts: %w", err)
-				}
-				alias = c.Alias
-			}
-			if _, err := s.AddContact(contacts.Contact{Alias: alias, Address: addrs[j], CommAddress: o.CommAddress()}); err != nil {
-				return fmt.Errorf("demo contacts: %w", err)
-			}
-		}
+		users[i] = daemon.User{Session: s, Alias: demo[i].name}
+	}
+	if err := daemon.Introduce(users...); err != nil {
+		return fmt.Errorf("demo contacts: %w", err)
 	}
 	return nil
 }
@@ -423,7 +300,7 @@ const devWatcherPassword = "perund-dev-watcher"
 // watcherKey unlocks the watchtower's operator account: watcher.account
 // if set; on the embedded chain without it, an account of its own in
 // dataDir/watcher, created and funded at the first start; otherwise none.
-func watcherKey(ctx context.Context, cfg *config.Config, ks *keys.Store, be *backend, kdf keys.KDF, log *slog.Logger) (*ecdsa.PrivateKey, error) {
+func watcherKey(ctx context.Context, cfg *config.Config, ks *keys.Store, be *daemon.Chain, kdf keys.KDF, log *slog.Logger) (*ecdsa.PrivateKey, error) {
 	w := cfg.Watcher
 	if w.Account == "" {
 		if cfg.Chain.URL != config.Embedded {
@@ -444,7 +321,7 @@ func watcherKey(ctx context.Context, cfg *config.Config, ks *keys.Store, be *bac
 			}
 			fctx, cancel := context.WithTimeout(ctx, cfg.Chain.TxTimeout)
 			defer cancel()
-			if err := be.fund(fctx, a); err != nil {
+			if err := be.Fund(fctx, a); err != nil {
 				return nil, fmt.Errorf("fund watchtower account: %w", err)
 			}
 			list = []common.Address{a}
@@ -472,24 +349,10 @@ func watcherKey(ctx context.Context, cfg *config.Config, ks *keys.Store, be *bac
 	}
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if bal, err := be.chain.BalanceAt(bctx, addr, nil); err == nil && bal.Sign() == 0 {
+	if bal, err := be.Backend.BalanceAt(bctx, addr, nil); err == nil && bal.Sign() == 0 {
 		log.Warn("the watchtower account has no ether for gas: refutations will fail until it is funded", "account", addr.Hex())
 	}
 	return key, nil
-}
-
-// configAssets are the configuration's ERC20 assets (a holder not given is
-// zero).
-func configAssets(cfg *config.Config) []chain.Asset {
-	out := make([]chain.Asset, 0, len(cfg.Assets))
-	for _, a := range cfg.Assets {
-		asset := chain.Asset{Symbol: a.Symbol, Token: common.HexToAddress(a.Token), Decimals: a.Decimals}
-		if a.AssetHolder != "" {
-			asset.Holder = common.HexToAddress(a.AssetHolder)
-		}
-		out = append(out, asset)
-	}
-	return out
 }
 
 // unlockDeployer unlocks contracts.deployer from the keystore with the

@@ -10,15 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
-	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
-	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/daemon"
 	"github.com/perund/perund/node"
 )
 
@@ -26,15 +24,14 @@ import (
 func Eth(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), chain.Ether) }
 
 // Chain is an embedded chain with the Perun contracts deployed (and a
-// PRN token when asked for), closed with the test.
+// PRN token when asked for), closed with the test. It is started as
+// perund assembles its embedded chain (daemon.StartEmbedded).
 type Chain struct {
 	*chain.Embedded
 	Contracts chain.Contracts
 	// Assets are the ERC20 assets deployed besides ETH (PRN).
 	Assets []chain.Asset
-	// CB and Deployer deploy further contracts (the faucet's).
-	CB       ethchannel.ContractBackend
-	Deployer accounts.Account
+	d      *daemon.Chain
 }
 
 // ChainOptions configure NewChain.
@@ -63,36 +60,13 @@ func NewChain(t testing.TB, o ChainOptions) *Chain {
 
 // StartChain is NewChain outside a test (the load program): the caller
 // closes the chain.
-func StartChain(ctx context.Context, o ChainOptions) (_ *Chain, err error) {
-	if o.BlockInterval == 0 {
-		o.BlockInterval = 100 * time.Millisecond
-	}
-	e, err := chain.NewEmbedded(chain.EmbeddedOptions{Alloc: o.Alloc, BlockInterval: o.BlockInterval})
+func StartChain(ctx context.Context, o ChainOptions) (*Chain, error) {
+	d, err := daemon.StartEmbedded(ctx, daemon.EmbeddedOptions{Alloc: o.Alloc, BlockInterval: o.BlockInterval,
+		TokenHolders: o.Token, TokenAmount: o.TokenAmount})
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			e.Close()
-		}
-	}()
-	cb, dep, c, err := e.Deploy(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ch := &Chain{Embedded: e, Contracts: c, CB: cb, Deployer: dep}
-	if len(o.Token) > 0 {
-		token, err := chain.DeployToken(ctx, cb, dep, o.Token, o.TokenAmount)
-		if err != nil {
-			return nil, err
-		}
-		prn, err := chain.SetupERC20(ctx, cb, config.ModeDeploy, c.Adjudicator, chain.Asset{Symbol: "PRN", Token: token, Decimals: 18}, dep)
-		if err != nil {
-			return nil, err
-		}
-		ch.Assets = []chain.Asset{prn}
-	}
-	return ch, nil
+	return &Chain{Embedded: d.Embedded, Contracts: d.Contracts, Assets: d.Assets, d: d}, nil
 }
 
 // NodeOptions configure Chain.Node.
@@ -147,18 +121,16 @@ func (c *Chain) Node(t testing.TB, o NodeOptions) *node.Node {
 // importKeys imports keys (hex private key → password) into n's keystore
 // where they are not yet.
 func importKeys(n *node.Node, keys map[string]string) error {
+	accounts := make([]daemon.Account, 0, len(keys))
 	for k, pw := range keys {
 		pk, err := crypto.HexToECDSA(k)
 		if err != nil {
 			return err
 		}
-		if !n.Keys().Has(crypto.PubkeyToAddress(pk.PublicKey)) {
-			if _, err = n.Keys().Import(pk, pw); err != nil {
-				return err
-			}
-		}
+		accounts = append(accounts, daemon.Account{Key: pk, Password: pw})
 	}
-	return nil
+	_, err := daemon.ImportKeys(n.Keys(), accounts)
+	return err
 }
 
 // TryNode starts a node as Node does (without importing keys) and
@@ -205,10 +177,10 @@ func (c *Chain) newNode(ctx context.Context, o NodeOptions) (*node.Node, error) 
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if o.Chain == nil {
-		o.Chain = c.Embedded
+	opts := c.d.NodeOptions(cfg, o.Logger)
+	if o.Chain != nil {
+		opts.Chain = o.Chain
 	}
-	opts := node.Options{Config: cfg, Chain: o.Chain, Contracts: c.Contracts, Assets: c.Assets, Logger: o.Logger}
 	if o.Options != nil {
 		o.Options(&opts)
 	}
@@ -228,13 +200,11 @@ func Login(t testing.TB, n *node.Node, addr common.Address, password string) *no
 	return s
 }
 
-// Introduce puts a and b in each other's contacts, as aliases.
+// Introduce puts a and b in each other's contacts, as aliases (as perund
+// dev introduces its demo users: daemon.Introduce).
 func Introduce(t testing.TB, a *node.Session, aliasA string, b *node.Session, aliasB string) {
 	t.Helper()
-	_, err := a.AddContact(contacts.Contact{Alias: aliasB, Address: b.Address(), CommAddress: b.CommAddress()})
-	require.NoError(t, err)
-	_, err = b.AddContact(contacts.Contact{Alias: aliasA, Address: a.Address(), CommAddress: a.CommAddress()})
-	require.NoError(t, err)
+	require.NoError(t, daemon.Introduce(daemon.User{Session: a, Alias: aliasA}, daemon.User{Session: b, Alias: aliasB}))
 }
 
 // OpenAccepted opens an ETH channel from a to b (a contact of a), who

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -28,7 +27,6 @@ import (
 	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/keys"
 	"github.com/perund/perund/node"
-	"github.com/perund/perund/rpc"
 	"github.com/perund/perund/subscriptions"
 )
 
@@ -372,20 +370,16 @@ func (cv *curve) pay(ctx context.Context, p *CurvePoint) error {
 	k := int(float64(p.Users) * cv.cfg.Paying)
 	k = max(k-k%2, 2)
 	p.Paying = k
-	srv := rpc.NewServer(cv.n, cv.ncfg.RPC, cv.lg, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	api, err := serveLoopback(cv.n, cv.ncfg.RPC, cv.lg)
 	if err != nil {
 		return err
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		srv.Shutdown(sctx)
-		<-served
+		_ = api.Shutdown(sctx)
 	}()
-	url := "ws://" + ln.Addr().String() + "/rpc"
+	url := api.RPCURL()
 	clients := make([]*client, k)
 	chans := make([]string, k)
 	defer func() {

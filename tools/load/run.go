@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -23,7 +22,10 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/config"
+	"github.com/perund/perund/daemon"
 	"github.com/perund/perund/internal/perundtest"
+	"github.com/perund/perund/node"
 	"github.com/perund/perund/rpc"
 )
 
@@ -136,14 +138,19 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
-	srv := rpc.NewServer(n, ncfg.RPC, lg, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	api, err := serveLoopback(n, ncfg.RPC, lg)
 	if err != nil {
 		return nil, err
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	url := "ws://" + ln.Addr().String() + "/rpc"
+	apiStopped := false
+	defer func() {
+		if !apiStopped {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = api.Shutdown(sctx)
+		}
+	}()
+	url := api.RPCURL()
 
 	// One connection per session opens it; the pairs open their channels.
 	type user struct {
@@ -311,8 +318,8 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	closeAll()
 	sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
 	defer scancel()
-	srv.Shutdown(sctx)
-	if err := <-served; err != nil {
+	apiStopped = true
+	if err := api.Shutdown(sctx); err != nil {
 		return nil, err
 	}
 	nodeClosed = true
@@ -457,4 +464,11 @@ func settledGoroutines(limit time.Duration) int {
 		n = m
 	}
 	return n
+}
+
+// serveLoopback serves n's API with cfg on a free loopback port, as
+// perund serves it (daemon.ServeAPI).
+func serveLoopback(n *node.Node, cfg config.RPC, lg *slog.Logger) (*daemon.API, error) {
+	cfg.Listen = "127.0.0.1:0"
+	return daemon.ServeAPI(rpc.NewServer(n, cfg, lg, nil), cfg)
 }

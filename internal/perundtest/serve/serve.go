@@ -7,19 +7,20 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/config"
+	"github.com/perund/perund/daemon"
 	"github.com/perund/perund/node"
 	"github.com/perund/perund/rpc"
 )
 
 // API serves n's API with cfg on a free loopback port until the test
-// ends (the server shuts down before the node closes); hook, if set,
+// ends (the server shuts down before the node closes), as perund serves
+// it (daemon.ServeAPI); hook, if set,
 // changes the server before it serves. It returns the /rpc URL (wss://
 // when cfg has TLS) and the server.
 func API(t testing.TB, n *node.Node, cfg config.RPC, hook func(*rpc.Server)) (string, *rpc.Server) {
@@ -28,24 +29,13 @@ func API(t testing.TB, n *node.Node, cfg config.RPC, hook func(*rpc.Server)) (st
 	if hook != nil {
 		hook(srv)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg.Listen = "127.0.0.1:0"
+	api, err := daemon.ServeAPI(srv, cfg)
 	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
-		select {
-		case err := <-served:
-			require.NoError(t, err)
-		case <-ctx.Done():
-			t.Error("the API server did not stop")
-		}
+		require.NoError(t, api.Shutdown(ctx))
 	})
-	scheme := "ws://"
-	if cfg.TLS.Enabled() {
-		scheme = "wss://"
-	}
-	return scheme + ln.Addr().String() + "/rpc", srv
+	return api.RPCURL(), srv
 }

@@ -1,0 +1,75 @@
+package daemon
+
+import (
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/perund/perund/contacts"
+	"github.com/perund/perund/keys"
+	"github.com/perund/perund/node"
+)
+
+// Account is a key for a node's keystore with the password it is stored
+// under.
+type Account struct {
+	Key      *ecdsa.PrivateKey
+	Password string
+}
+
+// ImportKeys stores each account's key in ks unless ks holds it already
+// (a data dir used before keeps its keys and their passwords). It returns
+// the accounts' addresses, in order.
+func ImportKeys(ks *keys.Store, accounts []Account) ([]common.Address, error) {
+	addrs := make([]common.Address, len(accounts))
+	for i, a := range accounts {
+		addr, err := ks.Import(a.Key, a.Password)
+		if err != nil && !errors.Is(err, keys.ErrExists) {
+			return nil, err
+		}
+		addrs[i] = addr
+	}
+	return addrs, nil
+}
+
+// User is a session with the alias its peers know it by.
+type User struct {
+	Session *node.Session
+	Alias   string
+}
+
+// Introduce puts every user in every other's contacts under its alias,
+// with its current peer address. A contact of the same account kept from
+// an earlier run at another peer address is replaced and keeps the alias
+// it had.
+func Introduce(users ...User) error {
+	for _, u := range users {
+		for _, o := range users {
+			if u.Session == o.Session {
+				continue
+			}
+			if err := introduce(u.Session, o); err != nil {
+				return fmt.Errorf("introduce %s to %s: %w", o.Alias, u.Session.Address().Hex(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// introduce puts o in s's contacts.
+func introduce(s *node.Session, o User) error {
+	alias := o.Alias
+	if c, err := s.Contacts().ByAddress(o.Session.Address()); err == nil {
+		if c.CommAddress == o.Session.CommAddress() {
+			return nil
+		}
+		if err := s.Contacts().Remove(c.Alias); err != nil {
+			return err
+		}
+		alias = c.Alias
+	}
+	_, err := s.AddContact(contacts.Contact{Alias: alias, Address: o.Session.Address(), CommAddress: o.Session.CommAddress()})
+	return err
+}
