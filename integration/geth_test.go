@@ -3,8 +3,8 @@ package integration
 // The cooperative flow and one dispute on geth --dev, the client most of
 // Ethereum runs (the other tests run on anvil). ./scripts/test installs
 // geth (go install of cmd/geth at go.mod's go-ethereum version) and sets
-// GETH_BIN; without it the tests skip, loudly, except under CI (env CI
-// set), where they fail.
+// GETH_BIN; without it the suite fails at its start unless it is skipped
+// as a whole (go test -short, or PERUND_SKIP_INTEGRATION; see TestMain).
 //
 // How geth --dev differs from anvil, and how the tests cope:
 //   - It mines a block every second (--dev.period 1) and takes at least
@@ -31,6 +31,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"go/build"
 	"math/big"
@@ -71,10 +72,17 @@ var (
 	gethErr  string
 )
 
-// requireGeth finds the geth binary: GETH_BIN, else the Go bin dir that
-// ./scripts/test installs it in, else PATH. Without one the test skips
-// (and the run says so on its output), or fails under CI.
+// requireGeth is the geth binary (findGeth; TestMain has made sure there
+// is one).
 func requireGeth(t *testing.T) string {
+	p, err := findGeth()
+	require.NoError(t, err)
+	return p
+}
+
+// findGeth finds the geth binary: GETH_BIN, else the Go bin dir that
+// ./scripts/test installs it in, else PATH.
+func findGeth() (string, error) {
 	gethOnce.Do(func() {
 		candidates := []string{os.Getenv("GETH_BIN"), filepath.Join(build.Default.GOPATH, "bin", "geth")}
 		if p, err := exec.LookPath("geth"); err == nil {
@@ -89,16 +97,12 @@ func requireGeth(t *testing.T) string {
 				return
 			}
 		}
-		gethErr = "geth not installed: ./scripts/test installs it (go install github.com/ethereum/go-ethereum/cmd/geth@<go.mod's version>), or set GETH_BIN"
-		fmt.Println("integration: the geth tests skip:", gethErr)
+		gethErr = "geth not installed (go install github.com/ethereum/go-ethereum/cmd/geth@<go.mod's version> installs it), or set GETH_BIN"
 	})
 	if gethBin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(gethErr)
-		}
-		t.Skip(gethErr)
+		return "", errors.New(gethErr)
 	}
-	return gethBin
+	return gethBin, nil
 }
 
 // gethDev is a running geth --dev chain.

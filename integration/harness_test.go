@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/big"
@@ -48,19 +49,47 @@ var (
 	anvilBin  string
 )
 
+// skipEnv, set to anything, skips the whole suite (as -short does).
+const skipEnv = "PERUND_SKIP_INTEGRATION"
+
+// noTestsToRun is the line of a test binary's output after which go test
+// writes "[no tests to run]" beside a passing package, where its other
+// output is shown only with -v: a skipped suite is seen in a run of
+// ./... as well.
+const noTestsToRun = "testing: warning: no tests to run"
+
+// skipRequested reports whether the suite is to be skipped: go test
+// -short, or PERUND_SKIP_INTEGRATION set (never under CI).
+func skipRequested() bool {
+	return os.Getenv("CI") == "" && (testing.Short() || os.Getenv(skipEnv) != "")
+}
+
+// missingTool ends the test binary when a tool the suite needs is not
+// there: it fails (under CI and wherever the skip was not asked for), so
+// that a run without anvil or geth is never an "ok".
+func missingTool(what string) {
+	fmt.Fprintf(os.Stderr, "integration: FAIL: %s\n"+
+		"  ./scripts/test installs everything the suite needs; to skip the integration suite, say so:\n"+
+		"  go test -short ./... or %s=1\n", what, skipEnv)
+	os.Exit(1)
+}
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if skipRequested() {
+		fmt.Printf("integration: SKIPPED (-short or %s): nothing here ran\n%s\n", skipEnv, noTestsToRun)
+		os.Exit(0)
+	}
 	root, _ := filepath.Abs("..")
 	anvilBin = os.Getenv("ANVIL_BIN")
 	if anvilBin == "" {
 		anvilBin = filepath.Join(root, "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil")
 	}
 	if _, err := os.Stat(anvilBin); err != nil {
-		if os.Getenv("CI") != "" {
-			fmt.Fprintln(os.Stderr, "integration: anvil not installed (run npm ci):", err)
-			os.Exit(1)
-		}
-		fmt.Println("integration: skipped, anvil not installed: run npm ci (or ./scripts/test)")
-		os.Exit(0)
+		missingTool(fmt.Sprintf("anvil not installed (npm ci installs it): %v", err))
+	}
+	if _, err := findGeth(); err != nil {
+		missingTool(err.Error())
 	}
 	dir, err := os.MkdirTemp("", "perund-it-*")
 	if err != nil {
