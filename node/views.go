@@ -154,7 +154,7 @@ type Pending struct {
 
 // NodeInfo describes the node.
 type NodeInfo struct {
-	Version           string            `json:"version" doc:"version of the state; each update increments it"`
+	Version           string            `json:"version" doc:"the perund release this node runs (perund version also prints its commit and library versions)"`
 	ChainID           string            `json:"chainId"`
 	Adjudicator       string            `json:"adjudicator" api:"address"`
 	AssetHolders      map[string]string `json:"assetHolders"`

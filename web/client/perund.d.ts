@@ -90,7 +90,7 @@ export interface NodeInfo {
   /** seconds a proposal or update waits for the user's answer */
   responseTimeout: number;
   sessions: number;
-  /** version of the state; each update increments it */
+  /** the perund release this node runs (perund version also prints its commit and library versions) */
   version: string;
 }
 export interface NotFoundData {
