@@ -22,7 +22,6 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/perund/perund/chain"
-	"github.com/perund/perund/config"
 	"github.com/perund/perund/contacts"
 	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/keys"
@@ -89,10 +88,8 @@ func PrintCurve(w io.Writer, pts []CurvePoint) {
 // at each point.
 type curve struct {
 	cfg    CurveConfig
-	e      *chain.Embedded
-	c      chain.Contracts
+	chain  *perundtest.Chain
 	dir    string
-	ncfg   *config.Config
 	op     *ecdsa.PrivateKey
 	keys   []*ecdsa.PrivateKey
 	lg     *slog.Logger
@@ -144,17 +141,11 @@ func RunCurve(ctx context.Context, cfg CurveConfig, logw io.Writer) ([]CurvePoin
 		return nil, err
 	}
 	defer kit.Close()
-	cv.e, cv.c = kit.Embedded, kit.Contracts
+	cv.chain = kit
 	if cv.dir, err = os.MkdirTemp("", "perund-curve-*"); err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(cv.dir)
-	if cv.ncfg, err = config.Load(config.Sources{Flags: map[string]any{
-		"dataDir": cv.dir, "keystore.lightKdf": true, "rpc.maxConnections": 100_000,
-		"channel.responseTimeout": "60s", "comm.listen": "127.0.0.1:0",
-	}}); err != nil {
-		return nil, err
-	}
 	if err := cv.start(ctx); err != nil {
 		return nil, err
 	}
@@ -211,7 +202,14 @@ func (cv *curve) start(ctx context.Context) error {
 	// unlocking out of the measurement (a login costs about 85 ms of CPU
 	// with keystore.lightKdf, a second with the standard strength).
 	kdf := keys.BenchKDF
-	n, err := node.New(ctx, node.Options{Config: cv.ncfg, Chain: cv.e, Contracts: cv.c, Logger: cv.lg, Watcher: cv.op, KDF: &kdf})
+	n, err := cv.chain.Start(ctx, perundtest.NodeOptions{
+		Dir:    cv.dir,
+		Flags:  map[string]any{"rpc.maxConnections": 100_000, "channel.responseTimeout": "60s"},
+		Logger: cv.lg,
+		Options: func(o *node.Options) {
+			o.Watcher, o.KDF = cv.op, &kdf
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -370,7 +368,7 @@ func (cv *curve) pay(ctx context.Context, p *CurvePoint) error {
 	k := int(float64(p.Users) * cv.cfg.Paying)
 	k = max(k-k%2, 2)
 	p.Paying = k
-	api, err := serveLoopback(cv.n, cv.ncfg.RPC, cv.lg)
+	api, err := serveLoopback(cv.n, cv.n.Config().RPC, cv.lg)
 	if err != nil {
 		return err
 	}
