@@ -12,6 +12,14 @@ import (
 	"github.com/perund/perund/node"
 )
 
+// The demo users' keys (perund dev's alice and bob): anvil's well-known
+// test accounts #1 and #2, public knowledge that guards nothing of value.
+// The test kit's alice and bob are the same.
+const (
+	DemoKeyAlice = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+	DemoKeyBob   = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+)
+
 // Account is a key for a node's keystore with the password it is stored
 // under.
 type Account struct {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/perund/perund/chain"
 	"github.com/perund/perund/config"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/rpc/rpctest"
 )
 
@@ -37,8 +38,8 @@ import (
 // #1 is alice, #2 is bob, #3 carol.
 const (
 	keyDeployer = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-	keyAlice    = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-	keyBob      = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+	keyAlice    = perundtest.KeyAlice
+	keyBob      = perundtest.KeyBob
 	// keyCarol (#3) is a second user of bob's node in some tests.
 	keyCarol  = "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"
 	challenge = 60 // seconds

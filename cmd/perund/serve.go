@@ -32,8 +32,8 @@ import (
 
 // Demo users of perund dev: anvil's test keys #1 and #2.
 var demoUsers = []struct{ name, key string }{
-	{"alice", "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"},
-	{"bob", "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"},
+	{"alice", daemon.DemoKeyAlice},
+	{"bob", daemon.DemoKeyBob},
 }
 
 type setFlags map[string]any

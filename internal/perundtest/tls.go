@@ -16,13 +16,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/perund/perund/daemon"
 )
 
 // The test users' keys: anvil's accounts #1 and #2, alice and bob of
 // perund dev.
 const (
-	KeyAlice = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-	KeyBob   = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+	KeyAlice = daemon.DemoKeyAlice
+	KeyBob   = daemon.DemoKeyBob
 )
 
 // Cert is a self-signed certificate for 127.0.0.1, valid for an hour
