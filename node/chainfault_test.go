@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/event"
 	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
 	"github.com/stretchr/testify/require"
@@ -36,13 +38,69 @@ type faultChain struct {
 	// readsDown makes the reads of the head and of balances fail, as a
 	// chain that does not answer.
 	readsDown atomic.Bool
+	// frozenAt, unless 0, is the latest block time the node sees
+	// (freezeClock).
+	frozenAt atomic.Uint64
 }
 
 func (c *faultChain) HeaderByNumber(ctx context.Context, n *big.Int) (*types.Header, error) {
 	if c.readsDown.Load() {
 		return nil, errInjected
 	}
-	return c.Backend.HeaderByNumber(ctx, n)
+	h, err := c.Backend.HeaderByNumber(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return c.shown(h), nil
+}
+
+// freezeClock makes the chain's clock stand still for the node: the heads
+// it reads and is sent (blocks go on being mined, numbered and delivered)
+// carry no time later than the head's now, so that no block timeout of
+// the node (a funding period) ends until the returned thaw is called.
+func (c *faultChain) freezeClock(t *testing.T) (thaw func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := c.Backend.HeaderByNumber(ctx, nil)
+	require.NoError(t, err)
+	c.frozenAt.Store(h.Time)
+	return func() { c.frozenAt.Store(0) }
+}
+
+// shown is h as the node sees it: no later than a frozen clock.
+func (c *faultChain) shown(h *types.Header) *types.Header {
+	if f := c.frozenAt.Load(); f != 0 && h.Time > f {
+		h = types.CopyHeader(h)
+		h.Time = f
+	}
+	return h
+}
+
+// SubscribeNewHead relays the chain's heads as the node sees them (shown).
+func (c *faultChain) SubscribeNewHead(ctx context.Context, ch chan<- *types.Header) (ethereum.Subscription, error) {
+	in := make(chan *types.Header)
+	sub, err := c.Backend.SubscribeNewHead(ctx, in)
+	if err != nil {
+		return sub, err
+	}
+	return event.NewSubscription(func(quit <-chan struct{}) error {
+		defer sub.Unsubscribe()
+		for {
+			select {
+			case h := <-in:
+				select {
+				case ch <- c.shown(h):
+				case <-quit:
+					return nil
+				}
+			case err := <-sub.Err():
+				return err
+			case <-quit:
+				return nil
+			}
+		}
+	}), nil
 }
 
 func (c *faultChain) BalanceAt(ctx context.Context, a common.Address, n *big.Int) (*big.Int, error) {
@@ -192,13 +250,23 @@ func (p *faultPair) requireUntouched(t *testing.T, addr common.Address, before *
 	require.Equal(t, before.String(), now.String())
 }
 
+// requireDepositMined waits until addr's deposit, sent from block from on,
+// is mined: a funding period of a frozen clock (freezeClock) may end then.
+func (p *faultPair) requireDepositMined(t *testing.T, addr common.Address, from uint64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(p.v.sentSince(t, from)[addr]) > 0 },
+		time.Minute, 50*time.Millisecond, "the deposit of %s is mined", addr.Hex())
+}
+
 // TestPeerNeverFunds: bob accepts alice's channel but his deposit never
 // reaches the chain (his node's chain refuses it). Bob hears at once that
 // his deposit failed, and nothing of his moved. Alice, whose deposit is
 // in, hears after the funding period that bob's deposit is missing; her
 // node settles the unfunded channel on its initial state (register,
 // challenge period, conclude, withdraw), and she has her deposit back,
-// to the wei less the gas.
+// to the wei less the gas. Alice's funding period ends only once her
+// deposit is mined (her node's clock stands still until then): a loaded
+// machine may take longer to mine it than the period's 3 s of block time.
 func TestPeerNeverFunds(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -207,22 +275,26 @@ func TestPeerNeverFunds(t *testing.T) {
 	fromA, beforeA := p.head(t, p.alice.Address())
 	_, beforeB := p.head(t, p.bob.Address())
 	p.fb.failNext("deposit", -1)
+	thaw := p.fa.freezeClock(t)
 
 	accepted, err := perundtest.AcceptNext(ctx, p.bob, perundtest.Proposal, 2*time.Minute)
 	require.NoError(t, err)
-	_, err = p.alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(3), 3)
+	alice := p.alice
+	opened := perundtest.Async(func() error {
+		_, err := alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(3), 3)
+		return err
+	})
+	err = perundtest.Recv(t, accepted, time.Minute, "bob's accept")
+	var ce *node.ChainError
+	require.ErrorAs(t, err, &ce, "bob: %v", err)
+	require.Contains(t, ce.Error(), "your deposit failed")
+	require.ErrorIs(t, err, errInjected)
+	p.requireDepositMined(t, alice.Address(), fromA)
+	thaw()
+	err = perundtest.Recv(t, opened, time.Minute, "alice's open")
 	var te *node.TimeoutError
 	require.ErrorAs(t, err, &te, "alice: %v", err)
 	require.Contains(t, te.What, "waiting for bob's deposit")
-	select {
-	case err := <-accepted:
-		var ce *node.ChainError
-		require.ErrorAs(t, err, &ce, "bob: %v", err)
-		require.Contains(t, ce.Error(), "your deposit failed")
-		require.ErrorIs(t, err, errInjected)
-	case <-ctx.Done():
-		t.Fatal("bob's accept did not return")
-	}
 	require.Equal(t, []string{"deposit"}, p.fb.refusedCalls())
 	require.Empty(t, p.bob.Channels(node.StateOpen))
 
@@ -234,6 +306,8 @@ func TestPeerNeverFunds(t *testing.T) {
 // refuses it): alice's open fails at once with a chain error that says
 // so, and nothing of hers moved; bob, who deposited, hears that alice's
 // deposit is missing and gets his deposit back to the wei less the gas.
+// Bob's funding period ends only once his deposit is mined (as alice's in
+// TestPeerNeverFunds).
 func TestOwnDepositFails(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -242,6 +316,7 @@ func TestOwnDepositFails(t *testing.T) {
 	fromB, beforeB := p.head(t, p.bob.Address())
 	_, beforeA := p.head(t, p.alice.Address())
 	p.fa.failNext("deposit", -1)
+	thaw := p.fb.freezeClock(t)
 
 	accepted, err := perundtest.AcceptNext(ctx, p.bob, perundtest.Proposal, 2*time.Minute)
 	require.NoError(t, err)
@@ -250,14 +325,12 @@ func TestOwnDepositFails(t *testing.T) {
 	require.ErrorAs(t, err, &ce, "alice: %v", err)
 	require.Contains(t, ce.Error(), "your deposit failed")
 	require.ErrorIs(t, err, errInjected)
-	select {
-	case err := <-accepted:
-		var te *node.TimeoutError
-		require.ErrorAs(t, err, &te, "bob: %v", err)
-		require.Contains(t, te.What, "waiting for alice's deposit")
-	case <-ctx.Done():
-		t.Fatal("bob's accept did not return")
-	}
+	p.requireDepositMined(t, p.bob.Address(), fromB)
+	thaw()
+	err = perundtest.Recv(t, accepted, time.Minute, "bob's accept")
+	var te *node.TimeoutError
+	require.ErrorAs(t, err, &te, "bob: %v", err)
+	require.Contains(t, te.What, "waiting for alice's deposit")
 	require.Equal(t, []string{"deposit"}, p.fa.refusedCalls())
 	require.Empty(t, p.alice.Channels(node.StateOpen))
 

@@ -110,11 +110,13 @@ func (s *Session) OpenChannel(ctx context.Context, peerRef, symbol string, mine,
 	started := time.Now()
 	ch, err := s.client.ProposeChannel(pctx, prop)
 	if err != nil {
+		o := openAttempt{peer: c.Alias, commAddr: c.CommAddress, idx: 0,
+			challenge: challenge, timeout: timeout, elapsed: time.Since(started)}
 		if ch != nil {
+			o.unfunded = s.unfundedOnChain(ch)
 			s.refundUnfunded(ch, rec)
 		}
-		return ChannelInfo{}, s.mapOpenErr(err, openAttempt{peer: c.Alias, commAddr: c.CommAddress, idx: 0,
-			challenge: challenge, timeout: timeout, elapsed: time.Since(started)}, rec)
+		return ChannelInfo{}, s.mapOpenErr(err, o, rec)
 	}
 	return s.finishOpen(ch, rec), nil
 }
@@ -137,17 +139,19 @@ type openAttempt struct {
 	challenge      uint64        // seconds of block time the funding may take
 	timeout        time.Duration // the bound of the whole opening
 	elapsed        time.Duration // how long the opening really took
+	// unfunded is whose deposits the chain lacked once the funding failed
+	// (nil: the funding did not start, or the chain did not answer).
+	unfunded *lateness
 }
 
 // lateDeposit names whose deposit did not arrive within the funding period
 // (the challenge duration, of block time), with the real time it took.
-func lateDeposit(fto channel.FundingTimeoutError, o openAttempt) error {
-	ours, theirs := lateParties(fto, o.idx)
+func lateDeposit(late lateness, o openAttempt) error {
 	who := o.peer + "'s deposit"
 	switch {
-	case ours && theirs:
+	case late.ours && late.theirs:
 		who = "both deposits"
-	case ours:
+	case late.ours:
 		who = "your deposit"
 	}
 	return &TimeoutError{
@@ -158,17 +162,18 @@ func lateDeposit(fto channel.FundingTimeoutError, o openAttempt) error {
 
 // lateParties tells whose deposits a funding timeout names: the user's
 // (index idx), the peer's.
-func lateParties(fto channel.FundingTimeoutError, idx channel.Index) (ours, theirs bool) {
+func lateParties(fto channel.FundingTimeoutError, idx channel.Index) lateness {
+	var l lateness
 	for _, e := range fto.Errors {
 		for _, p := range e.TimedOutPeers {
 			if p == idx {
-				ours = true
+				l.ours = true
 			} else {
-				theirs = true
+				l.theirs = true
 			}
 		}
 	}
-	return ours, theirs
+	return l
 }
 
 func (s *Session) mapOpenErr(err error, o openAttempt, rec *txRecorder) error {
@@ -180,18 +185,28 @@ func (s *Session) mapOpenErr(err error, o openAttempt, rec *txRecorder) error {
 		// A deposit did not come within the challenge duration (of block
 		// time); a deposit made is refunded by a dispute.
 		var fto channel.FundingTimeoutError
-		var fund *client.ChannelFundingError
-		if !errors.As(err, &fto) && errors.As(err, &fund) {
-			errors.As(fund.Err, &fto)
+		errors.As(fundingCause(err), &fto)
+		late := lateParties(fto, o.idx)
+		if u := o.unfunded; u != nil && (u.ours || u.theirs) {
+			// The funder names the deposits whose events it had not seen
+			// when the period ended; the chain tells which are missing.
+			late = *u
 		}
-		if ours, _ := lateParties(fto, o.idx); ours && rec.sendErr() != nil {
+		if late.ours && rec.sendErr() != nil {
 			// perun-eth-backend reports the funding timeout before the
 			// error of the deposit that the chain refused.
 			chain.ResetNonce(s.n.chainID, s.addr)
 			return chainErr(fmt.Errorf("your deposit failed after %s: %w", o.elapsed.Round(100*time.Millisecond), rec.sendErr()), rec)
 		}
-		return lateDeposit(fto, o)
+		return lateDeposit(late, o)
 	case failFunding:
+		var txTimeout client.TxTimedoutError
+		if u := o.unfunded; u != nil && !u.ours && u.theirs && rec.sendErr() == nil && errors.As(fundingCause(err), &txTimeout) {
+			// The user's deposit is in: the end of the funding period only
+			// cut short the wait for its confirmation. The peer's is what
+			// is missing.
+			return lateDeposit(*u, o)
+		}
 		chain.ResetNonce(s.n.chainID, s.addr)
 		return chainErr(fmt.Errorf("your deposit failed after %s: %w", o.elapsed.Round(100*time.Millisecond), err), rec)
 	case failPeerNoAnswer:
@@ -202,6 +217,16 @@ func (s *Session) mapOpenErr(err error, o openAttempt, rec *txRecorder) error {
 		return &TimeoutError{What: "opening the channel", Timeout: timeout}
 	}
 	return fmt.Errorf("open channel with %s: %w", peer, err)
+}
+
+// fundingCause is the error inside a go-perun funding error (which has no
+// Unwrap), or err itself.
+func fundingCause(err error) error {
+	var fund *client.ChannelFundingError
+	if errors.As(err, &fund) && fund.Err != nil {
+		return fund.Err
+	}
+	return err
 }
 
 // handleProposal is go-perun's callback for incoming channel proposals. It
@@ -292,11 +317,13 @@ func (s *Session) handleProposal(p client.ChannelProposal, r *client.ProposalRes
 	started := time.Now()
 	ch, err := r.Accept(ctx, lcp.Accept(s.participant(), client.WithRandomNonce()))
 	if err != nil {
+		o := openAttempt{peer: s.peerName(peer), idx: 1,
+			challenge: lcp.ChallengeDuration, timeout: timeout, elapsed: time.Since(started)}
 		if ch != nil {
+			o.unfunded = s.unfundedOnChain(ch)
 			s.refundUnfunded(ch, rec)
 		}
-		d.result <- decisionResult{err: s.mapOpenErr(err, openAttempt{peer: s.peerName(peer), idx: 1,
-			challenge: lcp.ChallengeDuration, timeout: timeout, elapsed: time.Since(started)}, rec)}
+		d.result <- decisionResult{err: s.mapOpenErr(err, o, rec)}
 		return
 	}
 	s.n.metrics.Proposal(StatusAccepted)

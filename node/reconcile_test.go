@@ -4,8 +4,10 @@ import (
 	"testing"
 	"time"
 
+	pkgerrors "github.com/pkg/errors"
 	"github.com/stretchr/testify/require"
 	"perun.network/go-perun/channel"
+	"perun.network/go-perun/client"
 
 	"github.com/perund/perund/watchtower"
 )
@@ -54,8 +56,42 @@ func TestLateDeposit(t *testing.T) {
 		{"neither arrived", late(0, 1), 0, "waiting for both deposits (the funding period is 60 s of block time) timed out after 5.2s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := lateDeposit(tc.fto, openAttempt{peer: "bob", idx: tc.idx, challenge: 60, elapsed: 5213 * time.Millisecond})
+			err := lateDeposit(lateParties(tc.fto, tc.idx), openAttempt{peer: "bob", idx: tc.idx, challenge: 60, elapsed: 5213 * time.Millisecond})
 			require.EqualError(t, err, tc.want)
+		})
+	}
+}
+
+// TestLateDepositFromChain: once a funding failed, the chain's holdings
+// name the missing deposits. A deposit mined as the funding period ended
+// is in, though the funder had not seen its event (it named both) or had
+// not seen it confirmed (its wait timed out): the user hears that the
+// peer's deposit is missing, not that hers failed. Where the chain did not
+// answer, the funder's view stands.
+func TestLateDepositFromChain(t *testing.T) {
+	t.Parallel()
+	bothLate := &client.ChannelFundingError{Err: pkgerrors.WithMessage(
+		channel.NewFundingTimeoutError([]*channel.AssetFundingError{{Asset: 0, TimedOutPeers: []channel.Index{0, 1}}}),
+		"waiting for peer funding")}
+	confirmCut := &client.ChannelFundingError{Err: pkgerrors.WithMessage(
+		client.NewTxTimedoutError("Fund", "0x01", "timed out waiting for tx to be mined"), "error while funding channel")}
+	for _, tc := range []struct {
+		name     string
+		err      error
+		unfunded *lateness
+		want     string
+	}{
+		{"the funder missed the user's deposit", bothLate, &lateness{theirs: true}, "waiting for bob's deposit"},
+		{"the chain did not answer", bothLate, nil, "waiting for both deposits"},
+		{"the chain lacks both", bothLate, &lateness{ours: true, theirs: true}, "waiting for both deposits"},
+		{"the user's confirmation was cut short", confirmCut, &lateness{theirs: true}, "waiting for bob's deposit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Session{}
+			err := s.mapOpenErr(tc.err, openAttempt{peer: "bob", idx: 0, challenge: 3, unfunded: tc.unfunded}, &txRecorder{})
+			var te *TimeoutError
+			require.ErrorAs(t, err, &te)
+			require.Contains(t, te.What, tc.want)
 		})
 	}
 }

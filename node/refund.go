@@ -10,6 +10,7 @@ import (
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
+	"perun.network/go-perun/channel"
 	"perun.network/go-perun/client"
 )
 
@@ -47,6 +48,11 @@ func (s *Session) refundUnfunded(ch *client.Channel, rec *txRecorder) {
 
 // heldIn reads what the asset holder holds for the user in ch.
 func (s *Session) heldIn(ctx context.Context, ch *client.Channel) (*big.Int, error) {
+	return s.heldFor(ctx, ch, ch.Idx())
+}
+
+// heldFor reads what the asset holder holds in ch for participant idx.
+func (s *Session) heldFor(ctx context.Context, ch *client.Channel, idx channel.Index) (*big.Int, error) {
 	a := s.n.assetOf(ch.State().Assets[0])
 	if a == nil {
 		return nil, errors.New("the channel's asset is not configured")
@@ -57,8 +63,36 @@ func (s *Session) heldIn(ctx context.Context, ch *client.Channel) (*big.Int, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	fid := ethchannel.FundingIDs(ch.ID(), ch.Params().Parts[ch.Idx()])[0]
+	fid := ethchannel.FundingIDs(ch.ID(), ch.Params().Parts[idx])[0]
 	return ah.Holdings(&bind.CallOpts{Context: ctx}, fid)
+}
+
+// lateness tells whose deposits a channel lacks: the user's, the peer's.
+type lateness struct{ ours, theirs bool }
+
+// unfundedOnChain reads from the chain whose deposits ch lacks once its
+// funding failed (a deposit short of the agreed balance is missing). The
+// funder names the deposits whose events it had not seen when the funding
+// period ended or the opening stopped; a deposit mined at that moment is
+// in nonetheless, and the chain has the last word. It is nil when the
+// chain does not answer.
+func (s *Session) unfundedOnChain(ch *client.Channel) *lateness {
+	ctx, cancel := context.WithTimeout(s.tasks.ctx, 10*time.Second)
+	defer cancel()
+	bals := ch.State().Balances[0]
+	var l lateness
+	for _, p := range []struct {
+		idx     channel.Index
+		missing *bool
+	}{{ch.Idx(), &l.ours}, {1 - ch.Idx(), &l.theirs}} {
+		held, err := s.heldFor(ctx, ch, p.idx)
+		if err != nil {
+			s.n.log.Warn("read the deposits of a channel whose funding failed", "channel", idHex(ch.ID()), "err", err)
+			return nil
+		}
+		*p.missing = held.Cmp(bals[p.idx]) < 0
+	}
+	return &l
 }
 
 // refundIfHeld returns the user's deposit from a restored channel whose
