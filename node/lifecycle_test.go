@@ -298,6 +298,15 @@ func TestSettleRetriesWithBackoff(t *testing.T) {
 	require.Positive(t, attempts)
 	require.LessOrEqual(t, attempts, 4, "attempts 1 s, 2 s, 4 s... apart, not every 50 ms")
 	require.Positive(t, rec.count("settle failed; retrying"))
+	// Bob, who agreed, concludes the final state himself when alice's
+	// conclusion has not come for a few blocks (go-perun's secondary
+	// settle), and withdraws. The chain comes back for alice once his
+	// conclusion is mined: a retry of hers that read the chain before it
+	// was would send a concludeFinal that reverts after his.
+	require.Eventually(t, func() bool {
+		c, err := bob.Channel(ci.ChannelID)
+		return err == nil && c.State == node.StateClosed
+	}, 2*time.Minute, 50*time.Millisecond, "bob concludes and withdraws")
 
 	flaky.down.Store(false)
 	var got node.ChannelInfo
