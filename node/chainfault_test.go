@@ -182,19 +182,14 @@ type faultPair struct {
 	dirA, keyA string
 }
 
-func newFaultPair(ctx context.Context, t *testing.T) *faultPair {
+func newFaultPair(t *testing.T) *faultPair {
 	t.Helper()
 	keys := freshKeys(t, 2)
 	v, addrs := newEnv(t, keys...)
 	p := &faultPair{v: v, fa: &faultChain{Backend: v.chain}, fb: &faultChain{Backend: v.chain}, dirA: t.TempDir(), keyA: keys[0]}
 	p.na = v.nodeWith(t, p.dirA, map[string]string{keys[0]: "alice"}, testNode{chain: p.fa, flags: faultFlags})
 	p.nb = v.nodeWith(t, t.TempDir(), map[string]string{keys[1]: "bob"}, testNode{chain: p.fb, flags: faultFlags})
-	var err error
-	p.alice, err = p.na.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	p.bob, err = p.nb.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, p.alice, p.bob)
+	p.alice, p.bob = loginPair(t, p.na, p.nb, addrs)
 	return p
 }
 
@@ -207,9 +202,7 @@ func (p *faultPair) restartAlice(ctx context.Context, t *testing.T) {
 	t.Helper()
 	require.NoError(t, p.na.Close(ctx))
 	p.na = p.v.nodeWith(t, p.dirA, map[string]string{p.keyA: "alice"}, testNode{flags: faultFlags})
-	var err error
-	p.alice, err = p.na.OpenSession(ctx, p.alice.Address(), "alice", false)
-	require.NoError(t, err)
+	p.alice = perundtest.Login(t, p.na, p.alice.Address(), "alice")
 }
 
 // head returns the number of the chain's next block and addr's balance
@@ -271,7 +264,7 @@ func TestPeerNeverFunds(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p := newFaultPair(ctx, t)
+	p := newFaultPair(t)
 	fromA, beforeA := p.head(t, p.alice.Address())
 	_, beforeB := p.head(t, p.bob.Address())
 	p.fb.failNext("deposit", -1)
@@ -312,7 +305,7 @@ func TestOwnDepositFails(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p := newFaultPair(ctx, t)
+	p := newFaultPair(t)
 	fromB, beforeB := p.head(t, p.bob.Address())
 	_, beforeA := p.head(t, p.alice.Address())
 	p.fa.failNext("deposit", -1)
@@ -349,7 +342,7 @@ func TestUnfundedChannelRestored(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p := newFaultPair(ctx, t)
+	p := newFaultPair(t)
 	fromA, beforeA := p.head(t, p.alice.Address())
 	p.fb.failNext("deposit", -1)
 	accepted, err := perundtest.AcceptNext(ctx, p.bob, perundtest.Proposal, 2*time.Minute)
@@ -380,7 +373,7 @@ func TestWithdrawFailsThenRetried(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p := newFaultPair(ctx, t)
+	p := newFaultPair(t)
 	ci := openAccepted(ctx, t, p.alice, p.bob, eth(5), eth(5))
 	_, err := p.alice.Send(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)

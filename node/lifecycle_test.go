@@ -122,22 +122,11 @@ func TestRestartSameNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n := v.nodeIn(t, dir, users)
-	alice, err := n.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := n.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	alice, bob := loginPair(t, n, n, addrs)
 	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
-	version := uint64(0)
-	pay := func(s *node.Session) {
-		t.Helper()
-		got, err := s.Send(ctx, ci.ChannelID, big.NewInt(7))
-		require.NoError(t, err, "the channel is usable")
-		version++
-		require.Equal(t, version, got.Version)
-	}
-	pay(alice)
-	pay(bob)
+	p := paySeq{id: ci.ChannelID, amt: big.NewInt(7)}
+	p.pay(ctx, t, alice)
+	p.pay(ctx, t, bob)
 	require.NoError(t, n.Close(ctx))
 	a, b := addrs[0].Hex(), addrs[1].Hex()
 
@@ -152,8 +141,8 @@ func TestRestartSameNode(t *testing.T) {
 		require.Zero(t, rec.count("channel not synced with peer"))
 		require.Equal(t, 1, rec.count("channel sync left to the peer", "session", a, "channel", ci.ChannelID))
 		require.Equal(t, 1, rec.count("channel synced with peer", "session", b, "channel", ci.ChannelID))
-		pay(alice)
-		pay(bob)
+		p.pay(ctx, t, alice)
+		p.pay(ctx, t, bob)
 		require.NoError(t, n.Close(ctx))
 	})
 
@@ -176,8 +165,8 @@ func TestRestartSameNode(t *testing.T) {
 		require.Equal(t, 1, rec.count("channel synced with peer", "session", a, "channel", ci.ChannelID))
 		require.Equal(t, 1, rec.count("channel synced with peer", "session", b, "channel", ci.ChannelID))
 		require.Zero(t, perunRec.count("Publishing failed."), "no sync message was sent twice")
-		pay(list[0])
-		pay(list[1])
+		p.pay(ctx, t, list[0])
+		p.pay(ctx, t, list[1])
 		again, err := n.OpenSession(ctx, addrs[0], "alice", false)
 		require.NoError(t, err)
 		require.Equal(t, list[0].ID(), again.ID(), "an open session is attached to")
@@ -196,41 +185,20 @@ func TestShutdownDuringSettle(t *testing.T) {
 	nb := v.node(t, map[string]string{keyBob: "bob"})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	alice, bob := loginPair(t, na, nb, addrs)
 	ci := openAcceptedWith(ctx, t, alice, bob, eth(5), eth(5), 10)
-	_, err = alice.Send(ctx, ci.ChannelID, eth(1))
+	_, err := alice.Send(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)
 	// Bob goes: only alice settles in this process (her share is checked).
 	require.NoError(t, nb.Close(ctx))
 
 	disputes, err := alice.Hub().Subscribe(subscriptions.Disputes)
 	require.NoError(t, err)
-	res := make(chan error, 1)
-	go func() {
-		_, err := alice.ForceClose(ctx, ci.ChannelID)
-		res <- err
-	}()
-	for registered := false; !registered; {
-		select {
-		case ev := <-disputes.Events():
-			registered = ev.(node.DisputeEvent).Event == "registered"
-		case <-ctx.Done():
-			t.Fatal("no registered event")
-		}
-	}
+	res := forceCloseRegistered(ctx, t, alice, disputes, ci.ChannelID)
 	require.Equal(t, 1, goroutinesIn(settleFunc), "the settle waits out the challenge period")
 	require.NoError(t, na.Close(ctx))
 	require.Zero(t, goroutinesIn(settleFunc), "no settle runs on once the node is closed")
-	select {
-	case err := <-res:
-		require.Error(t, err, "the force close was interrupted")
-	case <-ctx.Done():
-		t.Fatal("the force close did not return")
-	}
+	require.Error(t, perundtest.Recv(t, res, time.Minute, "the force close returns"), "the force close was interrupted")
 
 	na2 := v.nodeIn(t, dirA, map[string]string{keyAlice: "alice"})
 	alice2, err := na2.OpenSession(ctx, addrs[0], "alice", false)
@@ -242,6 +210,32 @@ func TestShutdownDuringSettle(t *testing.T) {
 	}, 2*time.Minute, 50*time.Millisecond, "the settle resumes after the restart")
 	require.Equal(t, "dispute", got.ClosedBy)
 	require.Equal(t, eth(4).String(), got.Balance.Mine)
+}
+
+// forceCloseRegistered starts s's force close of channel id and waits
+// until disputes, s's subscription, tells that the channel is registered;
+// the force close's error comes on the returned channel when it returns.
+func forceCloseRegistered(ctx context.Context, t *testing.T, s *node.Session, disputes *subscriptions.Subscription, id string) <-chan error {
+	t.Helper()
+	res := perundtest.Async(func() error {
+		_, err := s.ForceClose(ctx, id)
+		return err
+	})
+	timer := time.NewTimer(time.Minute)
+	defer timer.Stop()
+	for {
+		select {
+		case ev, ok := <-disputes.Events():
+			require.True(t, ok, "the disputes subscription ended: %v", disputes.Err())
+			if ev.(node.DisputeEvent).Event == "registered" {
+				return res
+			}
+		case <-timer.C:
+			t.Fatal("no registered event")
+		case <-ctx.Done():
+			t.Fatal("no registered event")
+		}
+	}
 }
 
 // flakyChain refuses transactions while down is set.
@@ -270,13 +264,9 @@ func TestSettleRetriesWithBackoff(t *testing.T) {
 	nb := v.node(t, map[string]string{keyBob: "bob"})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	alice, bob := loginPair(t, na, nb, addrs)
 	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
-	_, err = alice.Send(ctx, ci.ChannelID, eth(1))
+	_, err := alice.Send(ctx, ci.ChannelID, eth(1))
 	require.NoError(t, err)
 	bobAgrees, err := perundtest.AcceptNext(ctx, bob, node.KindClose, 2*time.Minute)
 	require.NoError(t, err)

@@ -226,6 +226,34 @@ func introduce(t *testing.T, alice, bob *node.Session) {
 	perundtest.Introduce(t, alice, "alice", bob, "bob")
 }
 
+// loginPair logs alice (addrs[0], password "alice") in on na and bob
+// (addrs[1], "bob") on nb, one node for both where na is nb, and
+// introduces them.
+func loginPair(t *testing.T, na, nb *node.Node, addrs []common.Address) (alice, bob *node.Session) {
+	t.Helper()
+	alice = perundtest.Login(t, na, addrs[0], "alice")
+	bob = perundtest.Login(t, nb, addrs[1], "bob")
+	introduce(t, alice, bob)
+	return alice, bob
+}
+
+// paySeq pays amt on one channel, from either side, and checks that each
+// payment is the channel's next version.
+type paySeq struct {
+	id      string
+	amt     *big.Int
+	version uint64 // the channel's version before the next payment
+}
+
+// pay sends p.amt from s and checks the new version.
+func (p *paySeq) pay(ctx context.Context, t *testing.T, s *node.Session) {
+	t.Helper()
+	got, err := s.Send(ctx, p.id, p.amt)
+	require.NoError(t, err, "the channel is usable")
+	p.version++
+	require.Equal(t, p.version, got.Version)
+}
+
 // pg is the PostgreSQL cluster of the tests that run the node on a
 // PostgreSQL store, started by the first of them.
 var pg = pgtest.NewCluster()

@@ -63,20 +63,10 @@ func TestPeerFaults(t *testing.T) {
 	nb := v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := nb.OpenSession(ctx, addrs[1], "bob", true)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	alice, bob := loginPair(t, na, nb, addrs)
+	bob.SetManualAccept(true)
 	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
-	version := uint64(0)
-	pay := func(s *node.Session) {
-		t.Helper()
-		got, err := s.Send(ctx, ci.ChannelID, big.NewInt(1))
-		require.NoError(t, err, "the channel stays usable")
-		version++
-		require.Equal(t, version, got.Version)
-	}
+	p := paySeq{id: ci.ChannelID, amt: big.NewInt(1)}
 	bobUps, err := bob.Hub().Subscribe(subscriptions.Updates)
 	require.NoError(t, err)
 	go func() { // bob accepts payments by hand, except while the test holds him
@@ -86,7 +76,7 @@ func TestPeerFaults(t *testing.T) {
 			}
 		}
 	}()
-	pay(alice)
+	p.pay(ctx, t, alice)
 
 	cert := selfSignedCert(t)
 	garbage := make([]byte, 4096)
@@ -120,7 +110,7 @@ func TestPeerFaults(t *testing.T) {
 			t.Logf("%s after %v", err, time.Since(start).Round(time.Millisecond))
 			requirePeerError(t, err)
 			require.NoError(t, octx.Err(), "bounded by the node's own timeouts")
-			pay(alice)
+			p.pay(ctx, t, alice)
 		})
 	}
 
@@ -138,33 +128,32 @@ func TestPeerFaults(t *testing.T) {
 				c.Close()
 			}
 		}
-		pay(alice)
-		pay(bob)
+		p.pay(ctx, t, alice)
+		p.pay(ctx, t, bob)
 	})
 
 	t.Run("peer vanishes mid-update", func(t *testing.T) {
 		res := make(chan error, 1)
 		go func() { _, err := alice.Send(ctx, ci.ChannelID, big.NewInt(2)); res <- err }()
-		require.Eventually(t, func() bool {
-			select {
-			case err := <-res:
-				t.Fatalf("send ended early: %v", err)
-			default:
-			}
-			return len(bob.Updates()) == 1
-		}, 10*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return len(bob.Updates()) == 1 || len(res) > 0 },
+			10*time.Second, 5*time.Millisecond, "bob holds the update")
+		select {
+		case err := <-res:
+			t.Fatalf("send ended early: %v", err)
+		default:
+		}
 		cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
 		defer ccancel()
 		require.NoError(t, nb.Close(cctx))
-		requirePeerError(t, <-res)
+		requirePeerError(t, perundtest.Recv(t, res, time.Minute, "the send returns"))
 
 		nb2 := v.nodeIn(t, dirB, map[string]string{keyBob: "bob"})
 		bob2, err := nb2.OpenSession(ctx, addrs[1], "bob", false)
 		require.NoError(t, err)
 		got, err := bob2.Channel(ci.ChannelID)
 		require.NoError(t, err)
-		require.Equal(t, version, got.Version, "the unsigned update is gone on both sides")
-		pay(alice)
-		pay(bob2)
+		require.Equal(t, p.version, got.Version, "the unsigned update is gone on both sides")
+		p.pay(ctx, t, alice)
+		p.pay(ctx, t, bob2)
 	})
 }

@@ -21,11 +21,7 @@ func TestUnfundableProposal(t *testing.T) {
 	nb := v.node(t, map[string]string{keyBob: "bob"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	alice, err := na.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := nb.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	alice, bob := loginPair(t, na, nb, addrs)
 	props, err := bob.Hub().Subscribe(subscriptions.Proposals)
 	require.NoError(t, err)
 

@@ -59,31 +59,14 @@ func TestRestoreMidSettle(t *testing.T) {
 			require.NoError(t, err)
 
 			if tc.dispute {
-				res := make(chan error, 1)
-				go func() {
-					_, err := alice.ForceClose(ctx, ci.ChannelID)
-					res <- err
-				}()
-				for registered := false; !registered; {
-					select {
-					case ev := <-disputes.Events():
-						registered = ev.(node.DisputeEvent).Event == "registered"
-					case <-time.After(30 * time.Second):
-						t.Fatal("no registered event")
-					}
-				}
+				res := forceCloseRegistered(ctx, t, alice, disputes, ci.ChannelID)
 				flaky.down.Store(true)
 				// go-perun's settle waits out the challenge period, enters
 				// Withdrawing and fails to conclude.
 				require.Eventually(t, func() bool { return rec.count("settle channel") > 0 }, time.Minute, 50*time.Millisecond,
 					"the conclusion after the challenge period is refused")
 				require.NoError(t, na.Close(ctx))
-				select {
-				case err := <-res:
-					require.Error(t, err, "the force close was interrupted")
-				case <-time.After(30 * time.Second):
-					t.Fatal("the force close did not return")
-				}
+				require.Error(t, perundtest.Recv(t, res, time.Minute, "the force close returns"), "the force close was interrupted")
 			} else {
 				flaky.down.Store(true)
 				_, err = alice.Close(ctx, ci.ChannelID)

@@ -49,12 +49,7 @@ func (v *env) twoNodes(ctx context.Context, t *testing.T, addrs []common.Address
 	t.Helper()
 	na = v.nodeWith(t, t.TempDir(), map[string]string{keyAlice: "alice"}, testNode{flags: flagsA})
 	nb = v.nodeWith(t, t.TempDir(), map[string]string{keyBob: "bob"}, testNode{flags: flagsB})
-	var err error
-	alice, err = na.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err = nb.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	alice, bob = loginPair(t, na, nb, addrs)
 	return na, nb, alice, bob
 }
 
@@ -75,28 +70,19 @@ func testStoreSharedBySessions(t *testing.T, flags map[string]any) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n := v.nodeWith(t, dir, users, testNode{flags: flags})
-	alice, err := n.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := n.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	alice, bob := loginPair(t, n, n, addrs)
 	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
-	pay := func(s *node.Session, version uint64) {
-		t.Helper()
-		got, err := s.Send(ctx, ci.ChannelID, big.NewInt(3))
-		require.NoError(t, err)
-		require.Equal(t, version, got.Version)
-	}
-	pay(alice, 1)
+	p := paySeq{id: ci.ChannelID, amt: big.NewInt(3)}
+	p.pay(ctx, t, alice)
 
 	require.NoError(t, n.CloseSession(ctx, alice, true))
-	alice, err = n.OpenSession(ctx, addrs[0], "alice", false)
+	alice, err := n.OpenSession(ctx, addrs[0], "alice", false)
 	require.NoError(t, err, "alice's session restores from the store her closed session left open")
 	got, err := alice.Channel(ci.ChannelID)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), got.Version)
-	pay(bob, 2) // both views persist
-	pay(alice, 3)
+	p.pay(ctx, t, bob) // both views persist
+	p.pay(ctx, t, alice)
 	require.NoError(t, n.Close(ctx))
 
 	n = v.nodeWith(t, dir, users, testNode{flags: flags})
@@ -107,7 +93,8 @@ func testStoreSharedBySessions(t *testing.T, flags map[string]any) {
 		require.NoError(t, err)
 		require.Equal(t, uint64(3), got.Version, s.Address().Hex())
 	}
-	pay(list[1], 4)
+	p.pay(ctx, t, list[1])
+	require.Equal(t, uint64(4), p.version)
 }
 
 // A data dir of the old layout, one LevelDB per user, is moved into the
@@ -120,13 +107,9 @@ func TestLegacyDataDirMigrated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n := v.nodeIn(t, dir, users)
-	alice, err := n.OpenSession(ctx, addrs[0], "alice", false)
-	require.NoError(t, err)
-	bob, err := n.OpenSession(ctx, addrs[1], "bob", false)
-	require.NoError(t, err)
-	introduce(t, alice, bob)
+	alice, bob := loginPair(t, n, n, addrs)
 	ci := openAccepted(ctx, t, alice, bob, eth(5), eth(5))
-	_, err = alice.Send(ctx, ci.ChannelID, big.NewInt(3))
+	_, err := alice.Send(ctx, ci.ChannelID, big.NewInt(3))
 	require.NoError(t, err)
 	require.NoError(t, n.Close(ctx))
 
