@@ -684,15 +684,33 @@ func insufficientInChannel(pay bool, have, amt *big.Int) error {
 // back to the dispute path. A channel closed already answers with how it
 // closed.
 func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
+	return s.closeWith(ctx, id, s.closeAgreed)
+}
+
+// ForceClose registers the latest state on-chain without asking the peer,
+// waits out the challenge period, concludes and withdraws. A channel closed
+// already answers with how it closed.
+func (s *Session) ForceClose(ctx context.Context, id string) (ChannelInfo, error) {
+	return s.closeWith(ctx, id, s.forceClose)
+}
+
+// closeWith runs a close of channel id (closeAgreed, forceClose) with the
+// channel's operation slot held. Closing a closed channel answers with how
+// it closed.
+func (s *Session) closeWith(ctx context.Context, id string, op func(context.Context, *channelEntry) (ChannelInfo, error)) (ChannelInfo, error) {
 	e, err := s.acquireEntry(ctx, id)
 	if err != nil {
-		// Closing a closed channel answers with how it closed.
 		if ci, cerr := s.Channel(id); cerr == nil && ci.State == StateClosed {
 			return ci, nil
 		}
 		return ChannelInfo{}, err
 	}
 	defer e.release()
+	return op(ctx, e)
+}
+
+// closeAgreed is Close once the operation slot is held.
+func (s *Session) closeAgreed(ctx context.Context, e *channelEntry) (ChannelInfo, error) {
 	switch st := e.getState(); st {
 	case StateOpen:
 	case StateClosing, StateRegistered:
@@ -706,7 +724,7 @@ func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
 	})
 	by := "agreement"
 	if uerr != nil {
-		s.n.log.Info("cooperative close failed, disputing", "channel", id, "err", uerr)
+		s.n.log.Info("cooperative close failed, disputing", "channel", idHex(e.id), "err", uerr)
 		by = "dispute"
 		e.mu.Lock()
 		e.weRegistered = true
@@ -718,19 +736,8 @@ func (s *Session) Close(ctx context.Context, id string) (ChannelInfo, error) {
 	return s.waitClosed(ctx, e)
 }
 
-// ForceClose registers the latest state on-chain without asking the peer,
-// waits out the challenge period, concludes and withdraws. A channel closed
-// already answers with how it closed.
-func (s *Session) ForceClose(ctx context.Context, id string) (ChannelInfo, error) {
-	e, err := s.acquireEntry(ctx, id)
-	if err != nil {
-		// Closing a closed channel answers with how it closed.
-		if ci, cerr := s.Channel(id); cerr == nil && ci.State == StateClosed {
-			return ci, nil
-		}
-		return ChannelInfo{}, err
-	}
-	defer e.release()
+// forceClose is ForceClose once the operation slot is held.
+func (s *Session) forceClose(ctx context.Context, e *channelEntry) (ChannelInfo, error) {
 	switch st := e.getState(); st {
 	case StateOpen, StateClosing, StateRegistered:
 	default:
