@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perund/perund/chain"
+	"github.com/perund/perund/internal/perundtest"
 	"github.com/perund/perund/internal/pgtest"
 	"github.com/perund/perund/rpc/rpctest"
 )
@@ -146,6 +147,75 @@ func stream(s *session, ch string, amount int) (int, map[string]any) {
 	}
 }
 
+// seedOf is the seed of a test's random delays: IT_SEED, or the clock. A
+// failed test names it, so that a run can be repeated.
+func seedOf(t *testing.T) int64 {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("IT_SEED"); s != "" {
+		var err error
+		seed, err = strconv.ParseInt(s, 10, 64)
+		require.NoError(t, err, "IT_SEED")
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("random delays from seed %d: repeat with IT_SEED=%d go test ./integration -run '^%s$'", seed, seed, t.Name())
+		}
+	})
+	return seed
+}
+
+// mineAfter is alice's balance in a channel opened with 10 ETH each after
+// version payments of amount wei from her.
+func mineAfter(version uint64, amount int) string {
+	return new(big.Int).Sub(eth(10), new(big.Int).SetUint64(version*uint64(amount))).String()
+}
+
+// agreed waits until alice's session sa and bob's sb hold channel ch at
+// one version, and returns both views; what names the moment in a
+// failure.
+func agreed(t *testing.T, sa, sb *session, ch, what string) (av, bv channelView) {
+	t.Helper()
+	id := map[string]any{"channelId": ch}
+	deadline := time.Now().Add(30 * time.Second) // a hang guard, not a speed bound
+	for {
+		sa.OK("channel_get", id, &av)
+		sb.OK("channel_get", id, &bv)
+		if av.Version == bv.Version {
+			return av, bv
+		}
+		require.True(t, time.Now().Before(deadline), "%s: alice at %d, bob at %d", what, av.Version, bv.Version)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// failoverPair is the failover tests' set-up: alice on a cluster of two
+// processes (clusterOf) with a session kept for resuming it on the
+// standby, bob on a node of his own, and a channel between them (10 ETH
+// each).
+type failoverPair struct {
+	ethc                *gethrpc.Client
+	alice1, alice2, bob *proc
+	sa, sb              *session // alice's session on alice1, bob's
+	key                 sessionKey
+	ch                  string // the channel's id
+}
+
+func newFailoverPair(t *testing.T) *failoverPair {
+	a := startAnvil(t)
+	c := deploy(t, a)
+	p := &failoverPair{ethc: a.rpc(t), bob: newProc(t, "bob", keyBob, a, c)}
+	p.alice1, p.alice2 = clusterOf(t, a, c)
+	p.sa, p.key = loginKeep(t, p.alice1)
+	p.sb = p.bob.login(t)
+	p.ch = openBetween(t, p.sa, p.alice1.addr, p.sb, p.bob.addr, "bob").ChannelID
+	return p
+}
+
+// resume resumes alice's session on the standby (resumeOn).
+func (p *failoverPair) resume(t *testing.T) (*session, time.Time) {
+	return resumeOn(t, p.alice2, p.key.SessionID, p.key.Token, p.ch)
+}
+
 // TestFailoverPayments (issue 14.5): alice on a cluster of two perund
 // processes on one PostgreSQL database, bob on a node of his own; a stream
 // of payments from alice, and kill -9 of the active process at a random
@@ -157,66 +227,39 @@ func stream(s *session, ch string, amount int) (int, map[string]any) {
 // the kill to the first successful call on the standby is logged (see
 // docs/benchmarks.md). IT_SEED repeats a run's random delay.
 func TestFailoverPayments(t *testing.T) {
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("IT_SEED"); s != "" {
-		var err error
-		seed, err = strconv.ParseInt(s, 10, 64)
-		require.NoError(t, err, "IT_SEED")
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("repeat with IT_SEED=%d", seed)
-		}
-	})
-	rng := rand.New(rand.NewSource(seed))
-	a := startAnvil(t)
-	ethc := a.rpc(t)
-	c := deploy(t, a)
-	bob := newProc(t, "bob", keyBob, a, c)
-	alice1, alice2 := clusterOf(t, a, c)
-	sa, info := loginKeep(t, alice1)
-	sb := bob.login(t)
-	ch := openBetween(t, sa, alice1.addr, sb, bob.addr, "bob")
-	id := map[string]any{"channelId": ch.ChannelID}
+	rng := rand.New(rand.NewSource(seedOf(t)))
+	p := newFailoverPair(t)
 	const amount = 1000
 
 	answered := make(chan int, 1)
 	go func() {
-		n, _ := stream(sa, ch.ChannelID, amount)
+		n, _ := stream(p.sa, p.ch, amount)
 		answered <- n
 	}()
 	time.Sleep(time.Duration(500+rng.Intn(1500)) * time.Millisecond)
 	killed := time.Now()
-	alice1.kill()
-	total := <-answered
+	p.alice1.kill()
+	total := perundtest.Recv(t, answered, time.Minute, "the stream ends with the kill")
 	require.Positive(t, total, "payments were answered before the kill")
 
-	sa2, first := resumeOn(t, alice2, info.SessionID, info.Token, ch.ChannelID)
+	sa2, first := p.resume(t)
 	took := first.Sub(killed)
 	t.Logf("kill -9 after %d answered payments; first successful call on the standby %.2f s after the kill (cluster.leaseTimeout %s)",
 		total, took.Seconds(), failoverLease(t))
 	if f := os.Getenv("IT_FAILOVER_OUT"); f != "" {
 		_ = os.WriteFile(f, []byte(fmt.Sprintf("%.3f\n", took.Seconds())), 0o600)
 	}
-	wantMine := func(version uint64) string {
-		return new(big.Int).Sub(eth(10), new(big.Int).SetUint64(version*amount)).String()
-	}
-	var av, bv channelView
-	require.Eventually(t, func() bool {
-		sa2.OK("channel_get", id, &av)
-		sb.OK("channel_get", id, &bv)
-		return av.Version == bv.Version
-	}, 30*time.Second, 20*time.Millisecond, "alice at %d, bob at %d", av.Version, bv.Version)
+	av, bv := agreed(t, sa2, p.sb, p.ch, "after the takeover")
 	require.Equal(t, "open", av.State)
 	require.GreaterOrEqual(t, av.Version, uint64(total), "every answered payment survives")
-	require.Equal(t, wantMine(av.Version), av.Balance["mine"])
-	require.Equal(t, wantMine(av.Version), bv.Balance["theirs"])
+	require.Equal(t, mineAfter(av.Version, amount), av.Balance["mine"])
+	require.Equal(t, mineAfter(av.Version, amount), bv.Balance["theirs"])
 
 	// The stream goes on on the standby.
 	for range 5 {
-		sa2.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)}, &av)
+		sa2.OK("channel_send", map[string]any{"channelId": p.ch, "amount": strconv.Itoa(amount)}, &av)
 	}
-	closeExact(t, ethc, sa2, sb, alice2, ch.ChannelID, wantMine(av.Version))
+	closeExact(t, p.ethc, sa2, p.sb, p.alice2, p.ch, mineAfter(av.Version, amount))
 }
 
 // closeExact closes ch cooperatively from alice's session sa (bob agrees)
@@ -253,39 +296,28 @@ func closeExact(t *testing.T, ethc *gethrpc.Client, sa, sb *session, alice *proc
 // state from before the takeover: bob's and the new active's channel
 // agree, payments go on and the close pays exactly.
 func TestFailoverFencing(t *testing.T) {
-	a := startAnvil(t)
-	ethc := a.rpc(t)
-	c := deploy(t, a)
-	bob := newProc(t, "bob", keyBob, a, c)
-	alice1, alice2 := clusterOf(t, a, c)
-	sa, info := loginKeep(t, alice1)
-	sb := bob.login(t)
-	ch := openBetween(t, sa, alice1.addr, sb, bob.addr, "bob")
-	id := map[string]any{"channelId": ch.ChannelID}
+	p := newFailoverPair(t)
+	alice1, alice2, sa, sb := p.alice1, p.alice2, p.sa, p.sb
+	id := map[string]any{"channelId": p.ch}
 	const amount = 1000
 	for range 3 {
-		sa.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)}, nil)
+		sa.OK("channel_send", map[string]any{"channelId": p.ch, "amount": strconv.Itoa(amount)}, nil)
 	}
 
 	inFlight := make(chan map[string]any, 1)
 	go func() {
-		inFlight <- sa.Call("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)})
+		inFlight <- sa.Call("channel_send", map[string]any{"channelId": p.ch, "amount": strconv.Itoa(amount)})
 	}()
 	time.Sleep(2 * time.Millisecond)
 	require.NoError(t, alice1.cmd.Process.Signal(syscall.SIGSTOP))
 	paused := time.Now()
 
-	sa2, _ := resumeOn(t, alice2, info.SessionID, info.Token, ch.ChannelID)
+	sa2, _ := p.resume(t)
 	t.Logf("the standby served %.2f s after the pause", time.Since(paused).Seconds())
-	var av, bv channelView
-	require.Eventually(t, func() bool {
-		sa2.OK("channel_get", id, &av)
-		sb.OK("channel_get", id, &bv)
-		return av.Version == bv.Version
-	}, 30*time.Second, 20*time.Millisecond)
+	av, bv := agreed(t, sa2, sb, p.ch, "after the takeover")
 	takeover := av.Version
 	for range 3 {
-		sa2.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)}, &av)
+		sa2.OK("channel_send", map[string]any{"channelId": p.ch, "amount": strconv.Itoa(amount)}, &av)
 	}
 
 	// Resume the old active process: it must stop, not sign.
@@ -303,7 +335,7 @@ func TestFailoverFencing(t *testing.T) {
 	alice1.cmd = nil
 	require.Contains(t, alice1.log.String(), "cluster lease lost")
 	require.Equal(t, 0, health(alice1), "alice-1's API is gone")
-	if r := <-inFlight; r["error"] == nil {
+	if r := perundtest.Recv(t, inFlight, time.Minute, "the payment in flight returns"); r["error"] == nil {
 		var v channelView
 		require.NoError(t, remarshal(r["result"], &v))
 		require.LessOrEqual(t, v.Version, takeover, "a payment alice-1 answered was signed before the takeover")
@@ -328,10 +360,10 @@ func TestFailoverFencing(t *testing.T) {
 	sb.OK("channel_get", id, &bv)
 	require.Equal(t, av.Version, bv.Version)
 	require.Equal(t, av.Balance["mine"], bv.Balance["theirs"])
-	sa2.OK("channel_send", map[string]any{"channelId": ch.ChannelID, "amount": strconv.Itoa(amount)}, &av)
-	want := new(big.Int).Sub(eth(10), new(big.Int).SetUint64(av.Version*amount)).String()
+	sa2.OK("channel_send", map[string]any{"channelId": p.ch, "amount": strconv.Itoa(amount)}, &av)
+	want := mineAfter(av.Version, amount)
 	require.Equal(t, want, av.Balance["mine"])
-	closeExact(t, ethc, sa2, sb, alice2, ch.ChannelID, want)
+	closeExact(t, p.ethc, sa2, sb, alice2, p.ch, want)
 }
 
 // TestStandbyStops: a standby answers /healthz with 503 {"status":"standby"}
