@@ -82,12 +82,9 @@ func Dial(ctx context.Context, cfg *config.Config, deployer Deployer, log *slog.
 			cl.Close()
 		}
 	}()
-	id, err := cl.ChainID(ctx)
+	id, err := CheckChainID(ctx, cl, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("read chain id: %w", err)
-	}
-	if id.Uint64() != cfg.Chain.ID {
-		return nil, fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
+		return nil, err
 	}
 	given := chain.Contracts{
 		Adjudicator:    common.HexToAddress(cfg.Contracts.Adjudicator),
@@ -110,6 +107,22 @@ func Dial(ctx context.Context, cfg *config.Config, deployer Deployer, log *slog.
 		return nil, err
 	}
 	return &Chain{Backend: cl, Contracts: c, Assets: assets, closeFn: cl.Close}, nil
+}
+
+// CheckChainID reads the id of the chain cl is connected to and refuses
+// it unless it is chain.id: contracts and signatures are bound to one
+// chain.
+func CheckChainID(ctx context.Context, cl interface {
+	ChainID(context.Context) (*big.Int, error)
+}, cfg *config.Config) (*big.Int, error) {
+	id, err := cl.ChainID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read chain id: %w", err)
+	}
+	if id.Uint64() != cfg.Chain.ID {
+		return nil, fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
+	}
+	return id, nil
 }
 
 // needsDeployment reports whether contracts.mode asks to deploy, or to

@@ -189,3 +189,30 @@ func TestImportKeys(t *testing.T) {
 	_, err = ks.Unlock(addrs[0], "first")
 	require.NoError(t, err)
 }
+
+// TestCheckChainID: a node or a deployment is refused on a chain whose id
+// is not chain.id, naming both.
+func TestCheckChainID(t *testing.T) {
+	ch := perundtest.NewChain(t, perundtest.ChainOptions{})
+	cases := []struct {
+		name string
+		id   uint64
+		want string
+	}{
+		{"the configured chain", 1337, ""},
+		{"another chain", 1, "config key chain.id: 1, but the chain at embedded has id 1337"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := perundtest.Configure(perundtest.NodeOptions{Dir: t.TempDir(), Flags: map[string]any{"chain.id": tc.id}})
+			require.NoError(t, err)
+			id, err := daemon.CheckChainID(ctxFor(t, 10*time.Second), ch, cfg)
+			if tc.want != "" {
+				require.EqualError(t, err, tc.want)
+				return
+			}
+			require.NoError(t, err)
+			require.EqualValues(t, 1337, id.Uint64())
+		})
+	}
+}

@@ -105,12 +105,9 @@ func runContracts(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cl.Close()
-	id, err := cl.ChainID(ctx)
+	id, err := daemon.CheckChainID(ctx, cl, cfg)
 	if err != nil {
-		return fmt.Errorf("read chain id: %w", err)
-	}
-	if id.Uint64() != cfg.Chain.ID {
-		return fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
+		return err
 	}
 
 	assets := daemon.ConfigAssets(cfg)
