@@ -1,11 +1,9 @@
 package node_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"math/big"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,41 +11,9 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/require"
 
+	"github.com/perund/perund/internal/leaktest"
 	"github.com/perund/perund/node"
 )
-
-// listeningSockets counts this process's TCP sockets in LISTEN state
-// (Linux /proc), as peer/helpers_test.go.
-func listeningSockets(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	inodes := map[string]bool{}
-	for _, fd := range fds {
-		link, err := os.Readlink("/proc/self/fd/" + fd.Name())
-		if err == nil && strings.HasPrefix(link, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
-		}
-	}
-	n := 0
-	for _, f := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
-		fh, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) > 9 && fields[3] == "0A" && inodes[fields[9]] {
-				n++
-			}
-		}
-		fh.Close()
-	}
-	return n
-}
 
 // TestOnePeerPort: a node with three sessions open has exactly one peer
 // listening socket, and every session's commAddress is the node's. Two of
@@ -59,13 +25,13 @@ func TestOnePeerPort(t *testing.T) {
 	require.NoError(t, err)
 	keyCarol := hex.EncodeToString(crypto.FromECDSA(ck))
 	v, addrs := newEnv(t, keyAlice, keyBob, keyCarol)
-	before := listeningSockets(t)
+	before := leaktest.ListeningSockets(t)
 	n := v.node(t, map[string]string{keyAlice: "alice", keyBob: "bob", keyCarol: "carol"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	list, err := n.OpenSessions(ctx, []node.Login{{Account: addrs[0], Password: "alice"}, {Account: addrs[1], Password: "bob"}, {Account: addrs[2], Password: "carol"}})
 	require.NoError(t, err)
-	require.Equal(t, before+1, listeningSockets(t), "one peer port for three sessions")
+	require.Equal(t, before+1, leaktest.ListeningSockets(t), "one peer port for three sessions")
 	for _, s := range list {
 		require.Equal(t, n.CommAddress(), s.CommAddress())
 	}
@@ -87,10 +53,10 @@ func TestOnePeerPort(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), got.Version)
 	require.Equal(t, new(big.Int).Sub(eth(5), big.NewInt(7)).String(), got.Balance.Mine)
-	require.Equal(t, before+1, listeningSockets(t))
+	require.Equal(t, before+1, leaktest.ListeningSockets(t))
 
 	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
 	defer ccancel()
 	require.NoError(t, n.Close(cctx))
-	require.Equal(t, before, listeningSockets(t), "the node's close closes its port")
+	require.Equal(t, before, leaktest.ListeningSockets(t), "the node's close closes its port")
 }

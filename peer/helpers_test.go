@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -249,37 +248,4 @@ func (r *rawPeer) requireClosed(t *testing.T) {
 	e, err := r.recv()
 	require.Error(t, err, "connection was accepted: got %T from %v", msgOf(e), senderOf(e))
 	require.NotContains(t, err.Error(), "timeout", "the connection was left open")
-}
-
-// listeningSockets counts this process's TCP sockets in LISTEN state
-// (Linux /proc).
-func listeningSockets(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	inodes := map[string]bool{}
-	for _, fd := range fds {
-		link, err := os.Readlink("/proc/self/fd/" + fd.Name())
-		if err == nil && strings.HasPrefix(link, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
-		}
-	}
-	n := 0
-	for _, f := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
-		fh, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) > 9 && fields[3] == "0A" && inodes[fields[9]] {
-				n++
-			}
-		}
-		fh.Close()
-	}
-	return n
 }

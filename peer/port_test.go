@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"perun.network/go-perun/wire"
 
+	"github.com/perund/perund/internal/leaktest"
 	"github.com/perund/perund/wireid"
 )
 
@@ -16,14 +17,14 @@ import (
 // another dials both at the same host:port; messages flow every way; each
 // node has exactly one listening socket.
 func TestOnePortManyUsers(t *testing.T) {
-	before := listeningSockets(t)
+	before := leaktest.ListeningSockets(t)
 	n1, n2 := newNode(t, nil), newNode(t, nil)
 	defer n2.close(t)
 	defer n1.close(t)
 	alice, bob, carol := n1.login(t), n1.login(t), n2.login(t)
 	defer carol.logout(t)
 	defer alice.logout(t)
-	require.Equal(t, 2, listeningSockets(t)-before, "one listening socket per Port, whatever the number of users")
+	require.Equal(t, 2, leaktest.ListeningSockets(t)-before, "one listening socket per Port, whatever the number of users")
 
 	n2.know(alice, n1)
 	n2.know(bob, n1)

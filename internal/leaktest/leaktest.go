@@ -1,6 +1,7 @@
-// Package leaktest holds the goroutine-leak check that perund's test
-// packages run after their tests: goleak, ignoring only the library
-// goroutines that perund cannot end, each with the reason.
+// Package leaktest holds the leak checks of perund's tests: the
+// goroutine-leak check that test packages run after their tests (goleak,
+// ignoring only the library goroutines that perund cannot end, each with
+// the reason), and a count of listening sockets for ports left open.
 package leaktest
 
 import (
