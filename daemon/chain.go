@@ -8,6 +8,7 @@ package daemon
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -52,7 +53,7 @@ func (c *Chain) NodeOptions(cfg *config.Config, log *slog.Logger) node.Options {
 }
 
 // Deployer returns the key that pays for deployments; Dial calls it only
-// when a contract is to be deployed.
+// when a contract is to be deployed (nil: deploying is refused).
 type Deployer func() (*ecdsa.PrivateKey, error)
 
 // Connect connects to cfg's chain: the embedded one (started with o) or
@@ -73,6 +74,11 @@ func Connect(ctx context.Context, cfg *config.Config, o EmbeddedOptions, deploye
 // and the asset holders of the configured ERC20 assets per
 // contracts.mode, each deployment chain.confirmations deep.
 func Dial(ctx context.Context, cfg *config.Config, deployer Deployer, log *slog.Logger) (_ *Chain, err error) {
+	assets := ConfigAssets(cfg)
+	deploy := needsDeployment(cfg, assets)
+	if deploy && deployer == nil {
+		return nil, errors.New("config key contracts.mode: the contracts are to be deployed, but no deployer key was given")
+	}
 	cl, err := chain.DialReconnecting(ctx, cfg.Chain.URL, log)
 	if err != nil {
 		return nil, err
@@ -90,9 +96,8 @@ func Dial(ctx context.Context, cfg *config.Config, deployer Deployer, log *slog.
 		Adjudicator:    common.HexToAddress(cfg.Contracts.Adjudicator),
 		AssetHolderETH: common.HexToAddress(cfg.Contracts.AssetHolderETH),
 	}
-	assets := ConfigAssets(cfg)
 	var key *ecdsa.PrivateKey
-	if needsDeployment(cfg, assets) {
+	if deploy {
 		if key, err = deployer(); err != nil {
 			return nil, err
 		}

@@ -216,3 +216,14 @@ func TestCheckChainID(t *testing.T) {
 		})
 	}
 }
+
+// TestDialRefusesDeployingWithoutKey: a configuration that asks for
+// contracts to be deployed, without a deployer key, is refused before any
+// connection is tried.
+func TestDialRefusesDeployingWithoutKey(t *testing.T) {
+	cfg, err := perundtest.Configure(perundtest.NodeOptions{Dir: t.TempDir(), Flags: map[string]any{
+		"chain.url": "ws://127.0.0.1:1", "contracts.mode": config.ModeDeploy}})
+	require.NoError(t, err)
+	_, err = daemon.Dial(ctxFor(t, 10*time.Second), cfg, nil, discard())
+	require.ErrorContains(t, err, "no deployer key")
+}
