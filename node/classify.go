@@ -35,6 +35,11 @@ const (
 	msgPublishEnvelope = "publishing"                  // wire/net/bus.go "publishing %T envelope"
 	msgDeadline        = "context deadline exceeded"   // a ctx error formatted with %v somewhere below go-perun
 	msgClosedConn      = "use of closed network connection"
+	// msgClosedTwice is a go-perun connection's Close of a connection
+	// closed already (wire/net/ioconn.go): at a session's shutdown the bus
+	// closes each peer's endpoint, and one the peer closed meanwhile
+	// answers so.
+	msgClosedTwice = "already closed"
 )
 
 // classify tells what kind of failure err is. Typed checks come first;
@@ -72,7 +77,7 @@ func classify(err error) failure {
 		return failPeerUnreachable
 	case errors.Is(err, context.DeadlineExceeded), strings.Contains(msg, msgDeadline):
 		return failDeadline
-	case errors.Is(err, net.ErrClosed), strings.Contains(msg, msgClosedConn):
+	case errors.Is(err, net.ErrClosed), strings.Contains(msg, msgClosedConn), strings.Contains(msg, msgClosedTwice):
 		return failClosedConn
 	}
 	return failUnknown

@@ -42,6 +42,9 @@ func TestClassify(t *testing.T) {
 		{"own deadline", fmt.Errorf("settle: %w", context.DeadlineExceeded), failDeadline},
 		{"deadline as text", errors.New("waiting: context deadline exceeded"), failDeadline},
 		{"closed", fmt.Errorf("close: %w", net.ErrClosed), failClosedConn},
+		// EndpointRegistry.Close of a bus whose peer closed its connection
+		// meanwhile.
+		{"closed twice", pkgerrors.WithMessage(errors.New("already closed"), "closing peer"), failClosedConn},
 		{"other", errors.New("something else"), failUnknown},
 	}
 	for _, tc := range tests {
@@ -65,6 +68,8 @@ func TestGoPerunMessages(t *testing.T) {
 		{"channel/funder.go", "errors.WithStack(FundingTimeoutError{"},
 		{"client/proposal.go", "func newChannelFundingError(err error) *ChannelFundingError"},
 		{"client/update.go", "RequestTimedOutError string"},
+		{"wire/net/ioconn.go", `errors.New("` + msgClosedTwice + `")`},
+		{"wire/net/endpoint_registry.go", `errors.WithMessage(cerr, "closing peer")`},
 	}
 	for _, tc := range tests {
 		src, err := os.ReadFile(filepath.Join(dir, tc.file))
