@@ -35,7 +35,7 @@ func LoadOrCreateCertificate(dir string) (tls.Certificate, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return tls.Certificate{}, fmt.Errorf("load comm certificate: %w", err)
 	}
-	certPEM, keyPEM, err := newSelfSigned()
+	certPEM, keyPEM, err := SelfSignedPEM()
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -58,7 +58,7 @@ func LoadOrCreateCertificate(dir string) (tls.Certificate, error) {
 // NewCertificate returns a fresh self-signed certificate kept in memory only
 // (for tests and throwaway nodes).
 func NewCertificate() (tls.Certificate, error) {
-	certPEM, keyPEM, err := newSelfSigned()
+	certPEM, keyPEM, err := SelfSignedPEM()
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -69,7 +69,9 @@ func NewCertificate() (tls.Certificate, error) {
 	return c, nil
 }
 
-func newSelfSigned() (certPEM, keyPEM []byte, _ error) {
+// SelfSignedPEM makes a fresh self-signed certificate for 127.0.0.1 and
+// localhost (server and client use, ten years) and its P-256 key, in PEM.
+func SelfSignedPEM() (certPEM, keyPEM []byte, _ error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate comm key: %w", err)
