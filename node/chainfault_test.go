@@ -247,8 +247,13 @@ func (p *faultPair) requireUntouched(t *testing.T, addr common.Address, before *
 // is mined: a funding period of a frozen clock (freezeClock) may end then.
 func (p *faultPair) requireDepositMined(t *testing.T, addr common.Address, from uint64) {
 	t.Helper()
-	require.Eventually(t, func() bool { return len(p.v.sentSince(t, from)[addr]) > 0 },
-		time.Minute, 50*time.Millisecond, "the deposit of %s is mined", addr.Hex())
+	// Polled on the test goroutine (sentSince requires): not in
+	// require.Eventually, whose condition runs on a goroutine of its own.
+	deadline := time.Now().Add(time.Minute) // a hang guard, not a speed bound
+	for len(p.v.sentSince(t, from)[addr]) == 0 {
+		require.True(t, time.Now().Before(deadline), "the deposit of %s is mined", addr.Hex())
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestPeerNeverFunds: bob accepts alice's channel but his deposit never
@@ -352,8 +357,7 @@ func TestUnfundedChannelRestored(t *testing.T) {
 		_, err := alice.OpenChannel(ctx, "bob", "ETH", eth(5), eth(3), 20)
 		return err
 	})
-	require.Eventually(t, func() bool { return len(p.v.sentSince(t, fromA)[alice.Address()]) > 0 },
-		time.Minute, 50*time.Millisecond, "alice's deposit is mined")
+	p.requireDepositMined(t, alice.Address(), fromA)
 	p.restartAlice(ctx, t)
 	// The stop waits for the open, which ends with the funding period
 	// while the session is stopping: no refund is started then.
