@@ -227,3 +227,18 @@ func TestDialRefusesDeployingWithoutKey(t *testing.T) {
 	_, err = daemon.Dial(ctxFor(t, 10*time.Second), cfg, nil, discard())
 	require.ErrorContains(t, err, "no deployer key")
 }
+
+// TestServeAPIFails: a server that cannot serve (its certificate is not
+// there) ends Done with the error, which perund run returns.
+func TestServeAPIFails(t *testing.T) {
+	ch := perundtest.NewChain(t, perundtest.ChainOptions{})
+	n := ch.Node(t, perundtest.NodeOptions{})
+	cfg := n.Config().RPC
+	cfg.Listen = "127.0.0.1:0"
+	cfg.TLS = config.TLS{Cert: t.TempDir() + "/missing.pem", Key: t.TempDir() + "/missing.key"}
+	api, err := daemon.ServeAPI(rpc.NewServer(n, cfg, discard(), nil), cfg)
+	require.NoError(t, err)
+	perundtest.Recv(t, perundtest.Async(func() error { <-api.Done(); return nil }), 10*time.Second, "the server stops")
+	require.ErrorContains(t, api.Err(), "rpc server: config key rpc.tls: load certificate")
+	require.ErrorContains(t, api.Shutdown(ctxFor(t, 10*time.Second)), "load certificate")
+}
