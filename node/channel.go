@@ -706,6 +706,11 @@ func (s *Session) closeWith(ctx context.Context, id string, op func(context.Cont
 		return ChannelInfo{}, err
 	}
 	defer e.release()
+	if e.getState() == StateClosed {
+		// Closed, but not yet moved to the session's closed channels
+		// (finishClosed between its two steps): the same answer.
+		return e.info(), nil
+	}
 	return op(ctx, e)
 }
 

@@ -4,10 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math/big"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"perun.network/go-perun/channel"
+
+	"github.com/perund/perund/contacts"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -92,3 +96,45 @@ func TestWaitForChange(t *testing.T) {
 	ccancel()
 	require.False(t, e.waitFor(cctx, 0, func() bool { return false }), "context ended")
 }
+
+// TestCloseInClosingWindow: a channel that finishClosed has marked closed
+// but not yet moved to the session's closed channels answers Close and
+// ForceClose with how it closed (CI saw channel_close fail there with
+// "channel cannot be closed now" right after the channel showed closed).
+func TestCloseInClosingWindow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	book, err := contacts.Open(memContacts{}, "test")
+	require.NoError(t, err)
+	id := channel.ID{1}
+	closedAt := time.Now().UTC()
+	for _, op := range []struct {
+		name  string
+		close func(*Session, context.Context, string) (ChannelInfo, error)
+	}{
+		{"close", (*Session).Close},
+		{"force close", (*Session).ForceClose},
+	} {
+		t.Run(op.name, func(t *testing.T) {
+			s := &Session{contacts: book, channels: map[channel.ID]*channelEntry{}}
+			e := &channelEntry{
+				s: s, id: id, ops: make(chan struct{}, 1), changed: make(chan struct{}),
+				bals: [2]*big.Int{big.NewInt(11), big.NewInt(9)}, version: 1,
+				state: StateClosed, closedBy: "dispute", closedAt: &closedAt,
+			}
+			s.channels[id] = e
+			ci, err := op.close(s, ctx, idHex(id))
+			require.NoError(t, err)
+			require.Equal(t, StateClosed, ci.State)
+			require.Equal(t, "dispute", ci.ClosedBy)
+			require.EqualValues(t, 1, ci.Version)
+			require.Equal(t, "11", ci.Balance.Mine)
+		})
+	}
+}
+
+// memContacts is a contacts.Storage in memory.
+type memContacts struct{}
+
+func (memContacts) Read() ([]byte, bool, error) { return nil, false, nil }
+func (memContacts) Write([]byte) error          { return nil }
