@@ -55,6 +55,9 @@ func TestPublicNetworkDeploy(t *testing.T) {
 	defer cl.Close()
 	issuer, err := crypto.HexToECDSA(keyCarol)
 	require.NoError(t, err)
+	// A fresh chain: the nonces perun-eth-backend expects (process-wide)
+	// from an earlier run of this test (go test -count=2) do not hold.
+	chain.ResetNonce(big.NewInt(sepoliaID), addrOf(keyCarol))
 	icb, iacc := chain.DeployerBackend(cl, big.NewInt(sepoliaID), issuer)
 	token, err := chain.DeployToken(ctx, icb, iacc, []common.Address{addrOf(keyAlice), addrOf(keyBob)}, eth(1000))
 	require.NoError(t, err)
