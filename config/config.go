@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -478,6 +479,14 @@ func (c *Config) Validate() error {
 		}
 		if _, err := os.Stat(path); err != nil {
 			return &KeyError{key, fmt.Sprintf("cannot read %s: %v", path, err)}
+		}
+	}
+	if c.RPC.TLS.Enabled() {
+		// Loaded here, not first when the API starts serving: a node
+		// must not come up (restore sessions, say it listens) with an API
+		// that cannot serve.
+		if _, err := tls.LoadX509KeyPair(c.RPC.TLS.Cert, c.RPC.TLS.Key); err != nil {
+			return &KeyError{"rpc.tls", fmt.Sprintf("certificate %s and key %s do not load as a pair: %v", c.RPC.TLS.Cert, c.RPC.TLS.Key, err)}
 		}
 	}
 	if c.DataDir == "" {

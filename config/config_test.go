@@ -43,6 +43,8 @@ assets:
 }
 
 func TestErrorsNameTheKey(t *testing.T) {
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	require.NoError(t, os.WriteFile(junk, []byte("not a certificate"), 0o600))
 	tests := []struct {
 		name string
 		src  Sources
@@ -74,6 +76,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"store url host", Sources{Flags: map[string]any{"store.url": "postgres:///perund"}}, "store.url"},
 		{"store url database", Sources{Flags: map[string]any{"store.url": "postgres://u:s3cret@db:5432/"}}, "store.url"},
 		{"store url unparsable", Sources{Env: []string{"PERUND_STORE_URL=postgres://u:s3cret@db:port/x"}}, "store.url"},
+		{"tls cert without key", Sources{Flags: map[string]any{"rpc.tls.cert": junk}}, "rpc.tls.cert"},
+		{"tls files missing", Sources{Flags: map[string]any{"rpc.tls.cert": junk + ".gone", "rpc.tls.key": junk}}, "rpc.tls.cert"},
+		{"tls files not a key pair", Sources{Flags: map[string]any{"rpc.tls.cert": junk, "rpc.tls.key": junk}}, "rpc.tls"},
 		{"store url not a string", Sources{Base: map[string]any{"store": map[string]any{"url": []any{"s3cret"}}}}, "store.url"},
 	}
 	for _, tc := range tests {

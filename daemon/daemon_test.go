@@ -229,7 +229,8 @@ func TestDialRefusesDeployingWithoutKey(t *testing.T) {
 }
 
 // TestServeAPIFails: a server that cannot serve (its certificate is not
-// there) ends Done with the error, which perund run returns.
+// there; perund run refuses such a configuration at its start) ends Done
+// with the error, which perund run returns, and its port is closed.
 func TestServeAPIFails(t *testing.T) {
 	ch := perundtest.NewChain(t, perundtest.ChainOptions{})
 	n := ch.Node(t, perundtest.NodeOptions{})
@@ -241,4 +242,9 @@ func TestServeAPIFails(t *testing.T) {
 	perundtest.Recv(t, perundtest.Async(func() error { <-api.Done(); return nil }), 10*time.Second, "the server stops")
 	require.ErrorContains(t, api.Err(), "rpc server: config key rpc.tls: load certificate")
 	require.ErrorContains(t, api.Shutdown(ctxFor(t, 10*time.Second)), "load certificate")
+	c, err := net.DialTimeout("tcp", api.Addr().String(), 5*time.Second)
+	if err == nil {
+		c.Close()
+	}
+	require.Error(t, err, "the listener is closed with the server")
 }

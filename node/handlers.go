@@ -147,17 +147,19 @@ type openAttempt struct {
 // lateDeposit names whose deposit did not arrive within the funding period
 // (the challenge duration, of block time), with the real time it took.
 func lateDeposit(late lateness, o openAttempt) error {
-	who := o.peer + "'s deposit"
+	what := fmt.Sprintf("waiting for %s's deposit (the funding period is %d s of block time)", o.peer, o.challenge)
 	switch {
 	case late.ours && late.theirs:
-		who = "both deposits"
+		what = fmt.Sprintf("waiting for both deposits (the funding period is %d s of block time)", o.challenge)
 	case late.ours:
-		who = "your deposit"
+		what = fmt.Sprintf("waiting for your deposit (the funding period is %d s of block time)", o.challenge)
+	case !late.theirs:
+		// Both are on chain: they came in as the period ended, after
+		// the funder stopped waiting. The channel did not open; the
+		// deposits are returned by a dispute of its initial state.
+		what = fmt.Sprintf("confirming the deposits (both are on chain, but the funding period of %d s of block time ended first; your deposit is returned)", o.challenge)
 	}
-	return &TimeoutError{
-		What:    fmt.Sprintf("waiting for %s (the funding period is %d s of block time)", who, o.challenge),
-		Timeout: o.elapsed.Round(100 * time.Millisecond),
-	}
+	return &TimeoutError{What: what, Timeout: o.elapsed.Round(100 * time.Millisecond)}
 }
 
 // lateParties tells whose deposits a funding timeout names: the user's
@@ -187,7 +189,7 @@ func (s *Session) mapOpenErr(err error, o openAttempt, rec *txRecorder) error {
 		var fto channel.FundingTimeoutError
 		errors.As(fundingCause(err), &fto)
 		late := lateParties(fto, o.idx)
-		if u := o.unfunded; u != nil && (u.ours || u.theirs) {
+		if u := o.unfunded; u != nil {
 			// The funder names the deposits whose events it had not seen
 			// when the period ended; the chain tells which are missing.
 			late = *u
@@ -201,10 +203,10 @@ func (s *Session) mapOpenErr(err error, o openAttempt, rec *txRecorder) error {
 		return lateDeposit(late, o)
 	case failFunding:
 		var txTimeout client.TxTimedoutError
-		if u := o.unfunded; u != nil && !u.ours && u.theirs && rec.sendErr() == nil && errors.As(fundingCause(err), &txTimeout) {
+		if u := o.unfunded; u != nil && !u.ours && rec.sendErr() == nil && errors.As(fundingCause(err), &txTimeout) {
 			// The user's deposit is in: the end of the funding period only
 			// cut short the wait for its confirmation. The peer's is what
-			// is missing.
+			// is missing, or nothing is.
 			return lateDeposit(*u, o)
 		}
 		chain.ResetNonce(s.n.chainID, s.addr)

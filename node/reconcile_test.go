@@ -85,6 +85,8 @@ func TestLateDepositFromChain(t *testing.T) {
 		{"the chain did not answer", bothLate, nil, "waiting for both deposits"},
 		{"the chain lacks both", bothLate, &lateness{ours: true, theirs: true}, "waiting for both deposits"},
 		{"the user's confirmation was cut short", confirmCut, &lateness{theirs: true}, "waiting for bob's deposit"},
+		{"both came in as the period ended", bothLate, &lateness{}, "both are on chain"},
+		{"both are in, the user's confirmation cut short", confirmCut, &lateness{}, "both are on chain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Session{}

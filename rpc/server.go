@@ -233,7 +233,8 @@ func (s *Server) waitConns(ctx context.Context, n int) error {
 }
 
 // Serve answers HTTP requests on ln, or HTTPS when rpc.tls is configured,
-// until Shutdown; it returns nil after a Shutdown. Clients that do not send
+// until Shutdown; it returns nil after a Shutdown. ln is closed when Serve
+// returns, also with an error. Clients that do not send
 // their request headers within rpc.handshakeTimeout are disconnected.
 func (s *Server) Serve(ln net.Listener) error {
 	hs := &http.Server{
@@ -245,6 +246,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.Cert, s.cfg.TLS.Key)
 		if err != nil {
+			ln.Close() // Serve owns ln: it is closed whenever Serve returns
 			return fmt.Errorf("config key rpc.tls: load certificate: %w", err)
 		}
 		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}

@@ -223,18 +223,24 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 		closeNode(n, log)
 		return err
 	}
-	// shutdown stops the API, then the node, within 30 s.
+	// shutdown stops the API within 30 s, then the node within 30 s of
+	// its own (an API that used up its time leaves the node's sessions
+	// and settles theirs).
 	shutdown := func() error {
 		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer scancel()
 		if err := api.Shutdown(sctx); err != nil {
 			log.Warn("shut down the API", "err", err)
 		}
-		return n.Close(sctx)
+		nctx, ncancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer ncancel()
+		return n.Close(nctx)
 	}
 	if len(demo) > 0 {
 		if err := setupDemo(ctx, n, demo, demoAddrs); err != nil {
-			_ = shutdown()
+			if serr := shutdown(); serr != nil {
+				log.Warn("close node", "err", serr)
+			}
 			return err
 		}
 		n.SetReady()
