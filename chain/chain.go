@@ -7,6 +7,8 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"math/big"
+	neturl "net/url"
+	"strings"
 
 	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
@@ -54,9 +56,28 @@ func Fees(ctx context.Context, b interface {
 func Dial(ctx context.Context, url string) (*ethclient.Client, error) {
 	c, err := ethclient.DialContext(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("dial chain %s: %w", url, err)
+		return nil, fmt.Errorf("dial chain %s: %w", RedactURL(url), err)
 	}
 	return c, nil
+}
+
+// RedactURL is a chain URL as logs and errors show it: its scheme and
+// host, without user info, path, query or fragment (a provider's API key
+// is often one of them), which are replaced by "/…". A plain word (the
+// configuration's "embedded") is shown as it is.
+func RedactURL(raw string) string {
+	if raw != "" && !strings.ContainsAny(raw, "/@?#:") {
+		return raw // a word such as "embedded", no URL
+	}
+	u, err := neturl.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(a chain URL that does not parse)"
+	}
+	shown := u.Scheme + "://" + u.Host
+	if u.User != nil || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+		shown += "/…"
+	}
+	return shown
 }
 
 // Contracts are the addresses of the Perun contracts in use.

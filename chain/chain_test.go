@@ -73,3 +73,22 @@ func TestEmbeddedDeployAndReject(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, new(big.Int).Add(before, Ether), bal)
 }
+
+// TestRedactURL: a chain URL in logs and errors keeps its scheme and host
+// and loses what may hold a secret.
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{"ws://127.0.0.1:8545", "ws://127.0.0.1:8545"},
+		{"ws://127.0.0.1:8545/", "ws://127.0.0.1:8545"},
+		{"wss://mainnet.infura.io/ws/v3/s3cret", "wss://mainnet.infura.io/…"},
+		{"wss://user:s3cret@node.example:8546", "wss://node.example:8546/…"},
+		{"wss://node.example/?apikey=s3cret", "wss://node.example/…"},
+		{"embedded", "embedded"},
+		{"node.example/s3cret", "(a chain URL that does not parse)"},
+		{"ws://%zz/s3cret", "(a chain URL that does not parse)"},
+	} {
+		t.Run(tc.raw, func(t *testing.T) {
+			require.Equal(t, tc.want, RedactURL(tc.raw))
+		})
+	}
+}

@@ -102,7 +102,7 @@ func (r *Reconnecting) check(c *ethclient.Client, err error) error {
 		}
 		if !r.down {
 			r.down = true
-			r.log.Warn("chain connection lost; reconnecting", "url", r.url, "err", err)
+			r.log.Warn("chain connection lost; reconnecting", "url", RedactURL(r.url), "err", err)
 		}
 		select {
 		case r.wake <- struct{}{}:
@@ -144,7 +144,7 @@ func (r *Reconnecting) redialLoop() {
 				r.mu.Unlock()
 				old.Close()
 				r.restored.Add(1)
-				r.log.Info("chain connection restored", "url", r.url)
+				r.log.Info("chain connection restored", "url", RedactURL(r.url))
 				break
 			}
 			select {

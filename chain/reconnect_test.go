@@ -124,6 +124,7 @@ func TestDial(t *testing.T) {
 		{"websocket endpoint", ws, ""},
 		{"nothing listening", refused, "dial chain " + refused},
 		{"unknown scheme", "foo://127.0.0.1:1", "dial chain foo://127.0.0.1:1"},
+		{"a provider's key in the path", refused + "/v3/s3cret", "dial chain " + refused + "/…"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,6 +134,7 @@ func TestDial(t *testing.T) {
 			r, rerr := DialReconnecting(ctx, tc.url, slog.New(&logRecorder{}))
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
+				require.NotContains(t, err.Error(), "s3cret")
 				require.Nil(t, c)
 				require.ErrorContains(t, rerr, tc.wantErr)
 				require.Nil(t, r)

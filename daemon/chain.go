@@ -124,8 +124,8 @@ func CheckChainID(ctx context.Context, cl interface {
 	if err != nil {
 		return nil, fmt.Errorf("read chain id: %w", err)
 	}
-	if id.Uint64() != cfg.Chain.ID {
-		return nil, fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, cfg.Chain.URL, id)
+	if !id.IsUint64() || id.Uint64() != cfg.Chain.ID {
+		return nil, fmt.Errorf("config key chain.id: %d, but the chain at %s has id %s", cfg.Chain.ID, chain.RedactURL(cfg.Chain.URL), id)
 	}
 	return id, nil
 }

@@ -197,14 +197,21 @@ func TestCheckChainID(t *testing.T) {
 	cases := []struct {
 		name string
 		id   uint64
+		url  string
 		want string
 	}{
-		{"the configured chain", 1337, ""},
-		{"another chain", 1, "config key chain.id: 1, but the chain at embedded has id 1337"},
+		{"the configured chain", 1337, "", ""},
+		{"another chain", 1, "", "config key chain.id: 1, but the chain at embedded has id 1337"},
+		{"a provider's key is not shown", 1, "wss://user:s3cret@node.example/v3/s3cret",
+			"config key chain.id: 1, but the chain at wss://node.example/… has id 1337"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := perundtest.Configure(perundtest.NodeOptions{Dir: t.TempDir(), Flags: map[string]any{"chain.id": tc.id}})
+			flags := map[string]any{"chain.id": tc.id}
+			if tc.url != "" {
+				flags["chain.url"] = tc.url
+			}
+			cfg, err := perundtest.Configure(perundtest.NodeOptions{Dir: t.TempDir(), Flags: flags})
 			require.NoError(t, err)
 			id, err := daemon.CheckChainID(ctxFor(t, 10*time.Second), ch, cfg)
 			if tc.want != "" {

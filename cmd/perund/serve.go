@@ -247,7 +247,7 @@ func serve(cfg *config.Config, demo []struct{ name, key string }) error {
 	}
 	restoreSessions(ctx, n, cfg, log)
 	log.Info("perund listening", "url", api.URL(), "rpc", api.RPCURL(),
-		"chain", cfg.Chain.URL, "adjudicator", be.Contracts.Adjudicator.Hex(), "assetHolderETH", be.Contracts.AssetHolderETH.Hex())
+		"chain", chain.RedactURL(cfg.Chain.URL), "adjudicator", be.Contracts.Adjudicator.Hex(), "assetHolderETH", be.Contracts.AssetHolderETH.Hex())
 	if len(demo) > 0 {
 		fmt.Printf("\nperund dev is running.\n  web wallet: %s/\n  JSON-RPC:   %s\n  data dir:   %s\n  demo accounts (password = name):\n", api.URL(), api.RPCURL(), cfg.DataDir)
 		for i, u := range demo {
