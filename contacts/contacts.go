@@ -209,6 +209,31 @@ func (b *Book) Add(c Contact) error {
 	return nil
 }
 
+// Replace puts c in place of the contact with c's address, in one write
+// (a failed write leaves the old one). There being none is ErrNotFound;
+// c's alias naming another contact is ErrConflict.
+func (b *Book) Replace(c Contact) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ia, id, _ := b.lookup(c)
+	if id < 0 {
+		return fmt.Errorf("replace contact %s: %w", c.Address.Hex(), ErrNotFound)
+	}
+	if ia >= 0 && ia != id {
+		return fmt.Errorf("replace contact %s: alias %q: %w", c.Address.Hex(), c.Alias, ErrConflict)
+	}
+	next := append([]Contact(nil), b.list...)
+	next[id] = c
+	if err := b.save(next); err != nil {
+		return err
+	}
+	b.list = next
+	return nil
+}
+
 // Remove deletes the contact with alias.
 func (b *Book) Remove(alias string) error {
 	b.mu.Lock()

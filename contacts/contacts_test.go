@@ -1,6 +1,7 @@
 package contacts
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,4 +90,66 @@ func TestBadInput(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte("contacts: [{alias: x, address: 0x1, commAddress: nope}]"), 0o600))
 	_, err = Load(bad)
 	require.Error(t, err)
+}
+
+// flakyStorage is a file whose writes fail while broken is set.
+type flakyStorage struct {
+	Storage
+	broken *bool
+}
+
+func (f flakyStorage) Write(data []byte) error {
+	if *f.broken {
+		return errors.New("disk full")
+	}
+	return f.Storage.Write(data)
+}
+
+// TestReplace: a contact is replaced by address in place and in one
+// write; an unknown address, an alias of another contact and a failed
+// write leave the book as it was.
+func TestReplace(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		c       Contact
+		broken  bool
+		wantErr error
+	}{
+		{"new peer address", Contact{"bob", addrB, "127.0.0.1:6000"}, false, nil},
+		{"new alias", Contact{"robert", addrB, "127.0.0.1:5000"}, false, nil},
+		{"unknown address", Contact{"carol", common.HexToAddress("0x90F79bf6EB2c4f870365E785982E1f101E93b906"), "127.0.0.1:5002"}, false, ErrNotFound},
+		{"another contact's alias", Contact{"alice", addrB, "127.0.0.1:5000"}, false, ErrConflict},
+		{"invalid", Contact{"bob", addrB, "no port"}, false, ErrInvalid},
+		{"the write fails", Contact{"bob", addrB, "127.0.0.1:6000"}, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "contacts.yaml")
+			broken := false
+			b, err := Open(flakyStorage{FileStorage(path), &broken}, path)
+			require.NoError(t, err)
+			require.NoError(t, b.Add(Contact{"bob", addrB, "127.0.0.1:5000"}))
+			require.NoError(t, b.Add(Contact{"alice", addrA, "localhost:5001"}))
+			before := b.List()
+			broken = tc.broken
+			err = b.Replace(tc.c)
+			reread, lerr := Load(path)
+			require.NoError(t, lerr)
+			switch {
+			case tc.broken:
+				require.ErrorContains(t, err, "disk full")
+			case tc.wantErr != nil:
+				require.ErrorIs(t, err, tc.wantErr)
+			default:
+				require.NoError(t, err)
+				got, err := b.ByAddress(addrB)
+				require.NoError(t, err)
+				require.Equal(t, tc.c, got)
+				require.Len(t, b.List(), 2)
+				require.Equal(t, b.List(), reread.List(), "written")
+				return
+			}
+			require.Equal(t, before, b.List(), "unchanged")
+			require.Equal(t, before, reread.List(), "unchanged on disk")
+		})
+	}
 }

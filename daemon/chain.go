@@ -183,7 +183,9 @@ type EmbeddedOptions struct {
 
 // StartEmbedded starts the embedded chain. On the first start it deploys
 // the contracts (and the test token); a chain kept in a data dir finds
-// them again at later starts through the data dir's deployment record.
+// them again at later starts through the data dir's deployment record,
+// which node.New writes (a start whose node never came up deploys again
+// at the next one).
 func StartEmbedded(ctx context.Context, o EmbeddedOptions) (_ *Chain, err error) {
 	if o.BlockInterval == 0 {
 		o.BlockInterval = 100 * time.Millisecond
@@ -224,8 +226,15 @@ func embeddedContracts(ctx context.Context, e *chain.Embedded, o EmbeddedOptions
 			return chain.Contracts{}, nil, err
 		}
 		if ok {
-			if code, err := e.CodeAt(ctx, rec.Contracts.Adjudicator, nil); err == nil && len(code) > 0 {
-				id, _ := e.ChainID(ctx)
+			code, err := e.CodeAt(ctx, rec.Contracts.Adjudicator, nil)
+			if err != nil {
+				return chain.Contracts{}, nil, fmt.Errorf("read the adjudicator of %s on the embedded chain: %w", o.DataDir, err)
+			}
+			if len(code) > 0 {
+				id, err := e.ChainID(ctx)
+				if err != nil {
+					return chain.Contracts{}, nil, fmt.Errorf("read the embedded chain's id: %w", err)
+				}
 				cb, dep := chain.DeployerBackend(e, id, e.Faucet())
 				return chain.SetupAll(ctx, cb, config.ModeValidate, rec.Contracts, rec.Assets, dep, nil)
 			}

@@ -68,16 +68,16 @@ func Introduce(users ...User) error {
 
 // introduce puts o in s's contacts.
 func introduce(s *node.Session, o User) error {
-	alias := o.Alias
-	if c, err := s.Contacts().ByAddress(o.Session.Address()); err == nil {
-		if c.CommAddress == o.Session.CommAddress() {
-			return nil
-		}
-		if err := s.Contacts().Remove(c.Alias); err != nil {
-			return err
-		}
-		alias = c.Alias
+	c, err := s.Contacts().ByAddress(o.Session.Address())
+	switch {
+	case errors.Is(err, contacts.ErrNotFound):
+		_, err := s.AddContact(contacts.Contact{Alias: o.Alias, Address: o.Session.Address(), CommAddress: o.Session.CommAddress()})
+		return err
+	case err != nil:
+		return err
+	case c.CommAddress == o.Session.CommAddress():
+		return nil
 	}
-	_, err := s.AddContact(contacts.Contact{Alias: alias, Address: o.Session.Address(), CommAddress: o.Session.CommAddress()})
-	return err
+	c.CommAddress = o.Session.CommAddress()
+	return s.ReplaceContact(c)
 }

@@ -79,9 +79,15 @@ func (s *Store) Create(password string) (common.Address, error) {
 	return s.Import(key, password)
 }
 
-// Import stores key encrypted with password.
+// Import stores key encrypted with password; a key stored already is
+// ErrExists.
 func (s *Store) Import(key *ecdsa.PrivateKey, password string) (common.Address, error) {
 	addr := crypto.PubkeyToAddress(key.PublicKey)
+	if s.Has(addr) {
+		// Found before scrypt's second and its memory are spent on it
+		// (checked again under the lock before the write).
+		return addr, fmt.Errorf("import %s: %w", addr.Hex(), ErrExists)
+	}
 	id, err := uuid.NewRandom()
 	if err != nil {
 		return addr, fmt.Errorf("import %s: %w", addr.Hex(), err)

@@ -278,6 +278,16 @@ func (s *Session) AddContact(c contacts.Contact) (contacts.Contact, error) {
 	return c, nil
 }
 
+// ReplaceContact puts c in place of the contact with c's address (its
+// peer address changed, say), in one write of the address book.
+func (s *Session) ReplaceContact(c contacts.Contact) error {
+	if err := s.contacts.Replace(c); err != nil {
+		return err
+	}
+	s.n.setHost(c.Address, c.CommAddress)
+	return nil
+}
+
 // Contacts returns the session's address book.
 func (s *Session) Contacts() *contacts.Book { return s.contacts }
 
