@@ -238,7 +238,8 @@ func (l *Lease) Acquire(ctx context.Context) (int64, error) {
 	}
 }
 
-// renewLoop renews the lease every third of its timeout until ctx ends,
+// renewLoop renews the lease every third of the row's lifetime (a quarter
+// of the lease timeout) until ctx ends,
 // the database says it is not ours, or the local deadline passes without
 // a renewal.
 func (l *Lease) renewLoop(ctx context.Context) {

@@ -110,9 +110,11 @@ type Cluster struct {
 	// store.url: it serves only while it holds the database's lease, and
 	// waits as a standby otherwise. It needs store.url.
 	Enabled bool `koanf:"enabled"`
-	// LeaseTimeout is how long the lease lasts from a renewal (renewed
-	// every third of it): a standby takes over this long after the active
-	// process stopped renewing.
+	// LeaseTimeout bounds a takeover: the lease row lasts three quarters
+	// of it from a renewal (renewed every quarter of it), a standby looks
+	// every twentieth of it, so a standby holds the lease at most four
+	// fifths of it after the active process stopped renewing; an active
+	// process that cannot renew stops signing after three fifths of it.
 	LeaseTimeout time.Duration `koanf:"leaseTimeout"`
 	// ID names this process in the lease; empty: host name and process id.
 	ID string `koanf:"id"`
