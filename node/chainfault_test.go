@@ -41,6 +41,30 @@ type faultChain struct {
 	// frozenAt, unless 0, is the latest block time the node sees
 	// (freezeClock).
 	frozenAt atomic.Uint64
+	// hold is the contract method whose next transaction is accepted
+	// but held back from the chain (holdNext); held is that transaction.
+	hold string
+	held *types.Transaction
+}
+
+// holdNext makes the chain accept the next transaction calling method
+// without mining it, as a congested chain leaves a transaction pending;
+// the returned release sends it on to the chain (once it was held).
+func (c *faultChain) holdNext(method string) (release func(t *testing.T)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hold = method
+	return func(t *testing.T) {
+		t.Helper()
+		c.mu.Lock()
+		tx := c.held
+		c.hold, c.held = "", nil
+		c.mu.Unlock()
+		require.NotNil(t, tx, "a %s transaction was held", method)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, c.Backend.SendTransaction(ctx, tx))
+	}
 }
 
 func (c *faultChain) HeaderByNumber(ctx context.Context, n *big.Int) (*types.Header, error) {
@@ -163,9 +187,16 @@ func (c *faultChain) SendTransaction(ctx context.Context, tx *types.Transaction)
 		c.left--
 		c.refused = append(c.refused, m)
 	}
+	hold := !refuse && c.hold != "" && m == c.hold && c.held == nil
+	if hold {
+		c.held = tx
+	}
 	c.mu.Unlock()
 	if refuse {
 		return errInjected
+	}
+	if hold {
+		return nil
 	}
 	return c.Backend.SendTransaction(ctx, tx)
 }
@@ -334,6 +365,36 @@ func TestOwnDepositFails(t *testing.T) {
 
 	p.requireRefunded(t, p.bob, eth(4), beforeB, fromB)
 	p.requireUntouched(t, p.alice.Address(), beforeA, fromB)
+}
+
+// TestPendingDepositRefunded: alice's deposit is sent but not mined
+// before the funding period ends (a congested chain leaves it pending),
+// so her open fails, and her node found nothing of hers in the channel
+// when it failed. Once the deposit is mined, the node returns it (the
+// channel settled on its initial state) without waiting for a restart or
+// a login: her balance is back to the wei less the gas. Bob's node, which
+// refunds his deposit at the same time, leaves the conclusion to her
+// (concludeTurn): neither pays for a reverted conclusion.
+func TestPendingDepositRefunded(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newFaultPair(t)
+	fromA, beforeA := p.head(t, p.alice.Address())
+	_, beforeB := p.head(t, p.bob.Address())
+	release := p.fa.holdNext("deposit")
+	accepted, err := perundtest.AcceptNext(ctx, p.bob, perundtest.Proposal, 2*time.Minute)
+	require.NoError(t, err)
+	_, err = p.alice.OpenChannel(ctx, "bob", "ETH", eth(2), eth(4), 3)
+	require.Error(t, err, "alice's deposit is not in when the funding period ends")
+	require.Error(t, perundtest.Recv(t, accepted, time.Minute, "bob's accept"))
+	require.Empty(t, p.v.sentSince(t, fromA)[p.alice.Address()], "nothing of alice's is mined yet")
+	release(t)
+	p.requireRefunded(t, p.alice, eth(2), beforeA, fromA)
+	// Bob's deposit is returned too, and the two refunds did not both
+	// conclude the channel (one conclusion would have reverted): each of
+	// their transactions succeeded.
+	p.requireRefunded(t, p.bob, eth(4), beforeB, fromA)
 }
 
 // TestUnfundedChannelRestored: alice's node stops while it waits for

@@ -10,6 +10,7 @@ import (
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/perun-network/perun-eth-backend/bindings/adjudicator"
 	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
@@ -80,26 +81,106 @@ func judge(d chainDispute, local, now uint64) verdict {
 
 // readDispute reads the adjudicator's entry of id and the chain's time.
 func (n *Node) readDispute(ctx context.Context, id channel.ID) (chainDispute, uint64, error) {
+	d, h, err := n.readDisputeAt(ctx, id)
+	if err != nil {
+		return chainDispute{}, 0, err
+	}
+	return d, h.Time, nil
+}
+
+// readDisputeAt reads the adjudicator's entry of id and the chain's head.
+func (n *Node) readDisputeAt(ctx context.Context, id channel.ID) (chainDispute, *types.Header, error) {
 	d, err := n.adjCaller.Disputes(&bind.CallOpts{Context: ctx}, id)
 	if err != nil {
-		return chainDispute{}, 0, fmt.Errorf("read the channel's dispute on the adjudicator: %w", err)
+		return chainDispute{}, nil, fmt.Errorf("read the channel's dispute on the adjudicator: %w", err)
 	}
 	h, err := n.chain.HeaderByNumber(ctx, nil)
 	if err != nil {
-		return chainDispute{}, 0, fmt.Errorf("read the chain's head: %w", err)
+		return chainDispute{}, nil, fmt.Errorf("read the chain's head: %w", err)
 	}
 	return chainDispute{
 		Phase: watchtower.Phase(d.Phase), Version: d.Version, Timeout: d.Timeout,
 		Registered: d.Version != 0 || d.Timeout != 0 || d.Phase != 0,
-	}, h.Time, nil
+	}, h, nil
+}
+
+// turnBlocks is how many blocks past the first one after a challenge
+// period participant 1 also waits before it concludes (concludeTurn): on
+// a chain whose blocks are further apart than concludeGrace, the peer's
+// conclusion, sent at the first block past the period, is mined by then.
+// On a chain that mines no blocks meanwhile, turnWait bounds the wait.
+const (
+	turnBlocks = 3
+	turnWait   = 30 * time.Second
+)
+
+// waitConcludeTurn returns once participant 1 may conclude version of
+// channel id (concludeTurn): the channel is concluded (or holds another
+// version), or concludeGrace of chain time and turnBlocks blocks (at most
+// turnWait) have passed since its challenge period ended without a
+// conclusion. Where the chain does not answer, it returns at once (the
+// conclusion goes ahead, as without the turn).
+func (n *Node) waitConcludeTurn(ctx context.Context, id channel.ID, version uint64) error {
+	var past uint64 // the first head seen past the grace
+	var pastAt time.Time
+	for {
+		d, h, err := n.readDisputeAt(ctx, id)
+		if err != nil {
+			n.log.Warn("read the channel before concluding it", "channel", idHex(id), "err", err)
+			return nil
+		}
+		if d.Phase != watchtower.PhaseRegistered || d.Version != version {
+			return nil
+		}
+		delay := time.Second
+		if w := concludeTurn(d, version, h.Time, 1); w != nil {
+			delay = min(w.retry, delay)
+		} else if past == 0 {
+			past, pastAt = h.Number.Uint64(), time.Now()
+		} else if h.Number.Uint64() >= past+turnBlocks || time.Since(pastAt) >= turnWait {
+			n.log.Info("the peer did not conclude the registered version; concluding it", "channel", idHex(id), "version", version)
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("wait for the peer's turn to conclude: %w", ctx.Err())
+		}
+	}
 }
 
 // awaitError is why a settle waits: another version than the latest stands
-// on chain and only its conclusion can follow.
+// on chain and only its conclusion can follow, or the latest stands and
+// the peer's turn to conclude it comes first (peerFirst).
 type awaitError struct {
 	version, latest, timeout uint64
 	// retry is when to look again (the node may conclude then).
 	retry time.Duration
+	// peerFirst: the latest version stands; the peer concludes it at
+	// the end of its challenge period, this node concludeGrace later
+	// if the peer has not (concludeTurn).
+	peerFirst bool
+}
+
+// concludeTurn keeps both parties from concluding the same registered
+// version at once when its challenge period ends (both nodes settle a
+// registered latest state, say both refunding a channel whose funding
+// failed, or the peer of a force close): the two conclusions would land
+// in one block and one would revert, its gas lost. The participant with
+// index 0 concludes when the period ends; the one with index 1 waits
+// concludeGrace more (chain time) and concludes only if nobody has. It
+// returns the wait for idx, or nil when the node may settle now.
+func concludeTurn(d chainDispute, local, now uint64, idx channel.Index) *awaitError {
+	if idx == 0 || !d.Registered || d.Phase != watchtower.PhaseRegistered || d.Version != local {
+		return nil
+	}
+	if now >= d.Timeout+concludeGrace {
+		return nil
+	}
+	return &awaitError{version: d.Version, latest: local, timeout: d.Timeout, peerFirst: true,
+		retry: time.Duration(d.Timeout+concludeGrace-now+1) * time.Second}
 }
 
 // concludeGrace is how long (chain time) after a stale version's challenge
@@ -108,6 +189,10 @@ type awaitError struct {
 const concludeGrace = 10
 
 func (e *awaitError) Error() string {
+	if e.peerFirst {
+		return fmt.Sprintf("version %d, the latest, is registered (its challenge period ends %s): the peer concludes it first, this node %d s later if the peer has not",
+			e.version, time.Unix(int64(e.timeout), 0).UTC().Format(time.RFC3339), concludeGrace)
+	}
 	if e.version > e.latest {
 		return fmt.Sprintf("the peer registered version %d, newer than this node's latest version %d: waiting for its conclusion, then withdrawing the share it gives",
 			e.version, e.latest)
@@ -133,6 +218,9 @@ func (e *channelEntry) reconcile(ctx context.Context) (handled bool, err error) 
 		return false, err
 	}
 	local := e.ch.State().Version
+	if wait := concludeTurn(d, local, now, e.idx); wait != nil {
+		return true, wait
+	}
 	switch v := judge(d, local, now); v {
 	case verdictAdopt:
 		return true, e.adopt(ctx, d, local)

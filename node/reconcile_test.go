@@ -37,6 +37,44 @@ func TestJudge(t *testing.T) {
 	}
 }
 
+// TestConcludeTurn: of two parties settling the same registered latest
+// version, participant 0 concludes when the challenge period ends and
+// participant 1 waits concludeGrace (chain time) more; nothing else waits.
+func TestConcludeTurn(t *testing.T) {
+	t.Parallel()
+	const local = 5
+	registered := chainDispute{Registered: true, Phase: watchtower.PhaseRegistered, Version: local, Timeout: 100}
+	for _, tc := range []struct {
+		name      string
+		d         chainDispute
+		now       uint64
+		idx       channel.Index
+		wantRetry time.Duration // 0: no wait
+	}{
+		{"participant 0 concludes at the end", registered, 90, 0, 0},
+		{"participant 1 waits before the end", registered, 90, 1, (10 + concludeGrace + 1) * time.Second},
+		{"participant 1 waits at the end", registered, 100, 1, (concludeGrace + 1) * time.Second},
+		{"participant 1 in the grace", registered, 100 + concludeGrace - 1, 1, 2 * time.Second},
+		{"participant 1 after the grace", registered, 100 + concludeGrace, 1, 0},
+		{"nothing registered", chainDispute{}, 90, 1, 0},
+		{"concluded", chainDispute{Registered: true, Phase: watchtower.PhaseConcluded, Version: local, Timeout: 100}, 90, 1, 0},
+		{"another version (judge decides)", chainDispute{Registered: true, Phase: watchtower.PhaseRegistered, Version: 2, Timeout: 100}, 90, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := concludeTurn(tc.d, local, tc.now, tc.idx)
+			if tc.wantRetry == 0 {
+				require.Nil(t, w)
+				return
+			}
+			require.NotNil(t, w)
+			require.True(t, w.peerFirst)
+			require.Equal(t, tc.wantRetry, w.retry)
+			require.True(t, isAwait(w))
+			require.Contains(t, w.Error(), "the peer concludes it first")
+		})
+	}
+}
+
 // TestLateDeposit: a funding timeout names whose deposit did not arrive,
 // from the user's side, and the time the opening really took.
 func TestLateDeposit(t *testing.T) {

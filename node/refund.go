@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi/bind"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/perun-network/perun-eth-backend/bindings/assetholder"
 	ethchannel "github.com/perun-network/perun-eth-backend/channel"
 	"perun.network/go-perun/channel"
@@ -25,6 +26,12 @@ import (
 func (s *Session) refundUnfunded(ch *client.Channel, rec *txRecorder) {
 	s.tasks.goTask("refund "+shortID(ch.ID()), func(ctx context.Context) {
 		held, err := s.heldIn(ctx, ch)
+		if err == nil && held.Sign() == 0 && len(rec.all()) > 0 {
+			// The user's deposit may have been sent but not yet mined
+			// (the period ended while it waited): it counts once it is.
+			s.waitMined(ctx, rec.all())
+			held, err = s.heldIn(ctx, ch)
+		}
 		switch {
 		case err != nil:
 			// The chain may not answer now: the deposit, if any, is
@@ -44,6 +51,30 @@ func (s *Session) refundUnfunded(ch *client.Channel, rec *txRecorder) {
 		e.startWatching()
 		e.settleInBackground(false, "dispute")
 	})
+}
+
+// waitMined waits until the transactions hashes are mined (or dropped:
+// they are looked for for chain.txTimeout at most), polling their
+// receipts.
+func (s *Session) waitMined(ctx context.Context, hashes []string) {
+	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.Chain.TxTimeout)
+	defer cancel()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for _, h := range hashes {
+		for {
+			r, err := s.adj.Adjudicator.ContractBackend.TransactionReceipt(ctx, common.HexToHash(h))
+			if err == nil && r != nil {
+				break
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				s.n.log.Warn("a transaction of a channel whose funding failed is not mined", "tx", h, "waited", s.n.cfg.Chain.TxTimeout)
+				return
+			}
+		}
+	}
 }
 
 // heldIn reads what the asset holder holds for the user in ch.

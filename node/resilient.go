@@ -19,6 +19,22 @@ import (
 type resilientAdjudicator struct {
 	*ethchannel.Adjudicator
 	log *slog.Logger
+	// turn waits until participant 1 may conclude a registered version
+	// (Node.waitConcludeTurn); nil: no wait.
+	turn func(ctx context.Context, id channel.ID, version uint64) error
+}
+
+// Withdraw concludes the channel (if needed) and withdraws the user's
+// share. Participant 1 of a channel settled on a non-final state first
+// leaves the conclusion to participant 0 (concludeTurn): two conclusions
+// in one block, one of them reverted, cost one party its gas.
+func (a *resilientAdjudicator) Withdraw(ctx context.Context, req channel.AdjudicatorReq, subStates channel.StateMap) error {
+	if a.turn != nil && req.Idx == 1 && !req.Tx.IsFinal {
+		if err := a.turn(ctx, req.Tx.ID, req.Tx.Version); err != nil {
+			return err
+		}
+	}
+	return a.Adjudicator.Withdraw(ctx, req, subStates)
 }
 
 var _ channel.RegisterSubscriber = (*resilientAdjudicator)(nil)

@@ -166,7 +166,7 @@ func newSession(n *Node, key *ecdsa.PrivateKey, manual bool, rec *sessionRecord)
 		funder.RegisterAsset(*a.asset, a.depositor(), acc)
 	}
 	adj := ethchannel.NewAdjudicator(cb, n.contracts.Adjudicator, addr, acc, adjudicatorGasLimit)
-	s.adj = &resilientAdjudicator{Adjudicator: adj, log: n.log}
+	s.adj = &resilientAdjudicator{Adjudicator: adj, log: n.log, turn: n.waitConcludeTurn}
 	// The node's watchtower watches the channels; the client attaches.
 	watcher := n.tower.ForUser(addr, s.onTowerEvent)
 	bus := &observingBus{Bus: s.bus, onUpdate: s.observeIncomingUpdate, onSync: s.takeSyncReply}
