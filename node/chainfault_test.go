@@ -462,3 +462,53 @@ func TestWithdrawFailsThenRetried(t *testing.T) {
 	require.Equal(t, []string{"withdraw", "withdraw"}, p.fa.refusedCalls())
 	p.v.requireWithdrew(t, p.alice.Address(), before, eth(4), from, "alice's share after two refused withdrawals")
 }
+
+// TestForceCloseOneConclusion: with both nodes up, a force close by
+// either participant ends in one conclusion: the peer's node, which
+// settles the registered state too, does not conclude it a second time
+// (that one would revert, its gas lost) — participant 0 concludes, 1
+// withdraws after it — and every transaction of both succeeds; each
+// withdraws its share to the wei.
+func TestForceCloseOneConclusion(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		closer int // 0: alice (the proposer, participant 0); 1: bob
+	}{
+		{"participant 0 force-closes", 0},
+		{"participant 1 force-closes", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			p := newFaultPair(t)
+			ci := openAcceptedWith(ctx, t, p.alice, p.bob, eth(5), eth(5), 3)
+			_, err := p.alice.Send(ctx, ci.ChannelID, eth(1))
+			require.NoError(t, err)
+			from, before := p.v.balanceNow(t, p.alice.Address(), p.bob.Address())
+			sessions := []*node.Session{p.alice, p.bob}
+			_, err = sessions[tc.closer].ForceClose(ctx, ci.ChannelID)
+			require.NoError(t, err)
+			peer := sessions[1-tc.closer]
+			require.Eventually(t, func() bool {
+				c, err := peer.Channel(ci.ChannelID)
+				return err == nil && c.State == node.StateClosed
+			}, time.Minute, 50*time.Millisecond, "the peer's node settles too")
+			concludes := 0
+			for who, rs := range p.v.sentSince(t, from) {
+				for _, r := range rs {
+					tx, _, err := p.v.chain.TransactionByHash(ctx, r.TxHash)
+					require.NoError(t, err)
+					t.Logf("%s sent %s (status %d, block %d)", who.Hex(), methodOf(tx), r.Status, r.BlockNumber)
+					if methodOf(tx) == "conclude" {
+						concludes++
+					}
+				}
+			}
+			require.Equal(t, 1, concludes, "one conclusion")
+			p.v.requireWithdrew(t, p.alice.Address(), before[0], eth(4), from, "alice's share")
+			p.v.requireWithdrew(t, p.bob.Address(), before[1], eth(6), from, "bob's share")
+		})
+	}
+}
