@@ -706,11 +706,6 @@ func (s *Session) closeWith(ctx context.Context, id string, op func(context.Cont
 		return ChannelInfo{}, err
 	}
 	defer e.release()
-	if e.getState() == StateClosed {
-		// Closed, but not yet moved to the session's closed channels
-		// (finishClosed between its two steps): the same answer.
-		return e.info(), nil
-	}
 	return op(ctx, e)
 }
 
@@ -774,7 +769,8 @@ func (s *Session) waitClosed(ctx context.Context, e *channelEntry) (ChannelInfo,
 }
 
 // acquireEntry finds a live channel and takes its operation slot; the
-// caller releases it. A channel that is already closed is a StateError.
+// caller releases it. A channel that is already closed is a StateError,
+// also one that closed while the caller waited for the slot.
 func (s *Session) acquireEntry(ctx context.Context, id string) (*channelEntry, error) {
 	e, err := s.liveEntry(id)
 	if err != nil {
@@ -783,17 +779,29 @@ func (s *Session) acquireEntry(ctx context.Context, id string) (*channelEntry, e
 	if err := e.acquire(ctx); err != nil {
 		return nil, err
 	}
+	if e.getState() == StateClosed {
+		e.release()
+		return nil, alreadyClosed()
+	}
 	return e, nil
 }
 
-// liveEntry is the entry of a channel that is not closed.
+// alreadyClosed is an operation's answer for a closed channel.
+func alreadyClosed() error { return &StateError{State: StateClosed, Msg: "channel is already closed"} }
+
+// liveEntry is the entry of a channel that is not closed. A channel that
+// finishClosed has marked closed but not yet moved to the session's
+// closed channels is closed too.
 func (s *Session) liveEntry(id string) (*channelEntry, error) {
 	e, err := s.entry(id)
 	if err != nil {
-		if ci, cerr := s.Channel(id); cerr == nil {
-			return nil, &StateError{State: ci.State, Msg: "channel is already closed"}
+		if _, cerr := s.Channel(id); cerr == nil {
+			return nil, alreadyClosed()
 		}
 		return nil, err
+	}
+	if e.getState() == StateClosed {
+		return nil, alreadyClosed()
 	}
 	return e, nil
 }

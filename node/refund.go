@@ -53,26 +53,15 @@ func (s *Session) refundUnfunded(ch *client.Channel, rec *txRecorder) {
 	})
 }
 
-// waitMined waits until the transactions hashes are mined (or dropped:
-// they are looked for for chain.txTimeout at most), polling their
-// receipts.
+// waitMined waits until the transactions hashes are mined, for
+// chain.txTimeout at most (one may be dropped).
 func (s *Session) waitMined(ctx context.Context, hashes []string) {
 	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.Chain.TxTimeout)
 	defer cancel()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
 	for _, h := range hashes {
-		for {
-			r, err := s.adj.Adjudicator.ContractBackend.TransactionReceipt(ctx, common.HexToHash(h))
-			if err == nil && r != nil {
-				break
-			}
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				s.n.log.Warn("a transaction of a channel whose funding failed is not mined", "tx", h, "waited", s.n.cfg.Chain.TxTimeout)
-				return
-			}
+		if _, err := bind.WaitMinedHash(ctx, s.adj.Adjudicator.ContractBackend, common.HexToHash(h)); err != nil {
+			s.n.log.Warn("a transaction of a channel whose funding failed is not mined", "tx", h, "err", err)
+			return
 		}
 	}
 }
